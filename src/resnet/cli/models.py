@@ -1,0 +1,53 @@
+"""`resnet models`: the table of networks with parameters and MACs counted from the models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from resnet.models import list_models, model_info
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list the networks with their parameters and MACs")
+    parser.add_argument("--family", choices=("cifar", "imagenet", "vgg"), help="only this family")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    parser.set_defaults(func=run)
+
+
+def _human(count: int, unit: str = "") -> str:
+    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if count >= threshold:
+            return f"{count / threshold:.2f}{suffix}{unit}"
+    return f"{count}{unit}"
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = [model_info(name) for name in list_models(args.family)]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    header = ("name", "family", "block", "depth", "shortcut", "params", "MACs", "input")
+    table = [
+        (
+            row["name"],
+            row["family"],
+            row["block"],
+            str(row["depth"]),
+            row.get("shortcut") or "-",
+            _human(row["params"]),
+            _human(row["macs"]),
+            "x".join(str(v) for v in row["input_size"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *table]) for i in range(len(header))]
+    right_aligned = {3, 5, 6}
+    for line in [header, *table]:
+        cells = [
+            cell.rjust(width) if i in right_aligned else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    return 0

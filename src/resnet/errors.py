@@ -1,0 +1,36 @@
+"""Errors a user can act on.
+
+Every exception the library raises for bad input derives from ``ResNetError`` so that the CLI can print one clear
+message (what, where, what to do) instead of a traceback. They also derive from the matching builtin so that
+library users can catch ``ValueError`` / ``FileNotFoundError`` as usual.
+"""
+
+from __future__ import annotations
+
+
+class ResNetError(Exception):
+    """Base class of all user-actionable errors."""
+
+
+class ConfigError(ResNetError, ValueError):
+    """A bad option, recipe key or model name."""
+
+
+class DataError(ResNetError, ValueError):
+    """Data that cannot be found, read or verified."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A dataset or file is missing where it was looked for."""
+
+
+class ChecksumError(DataError):
+    """A downloaded or local file does not match its published checksum."""
+
+
+class CheckpointError(ResNetError, RuntimeError):
+    """A checkpoint that is missing, truncated or does not fit the model."""
+
+
+class TrainingDivergedError(ResNetError, RuntimeError):
+    """The loss became NaN or infinite."""

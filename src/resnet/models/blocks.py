@@ -1,0 +1,159 @@
+"""Residual blocks (Fig. 2 and Fig. 5 of the paper) and their pre-activation twins (He et al. 2016).
+
+A block receives its shortcut as a ready-made module (see ``shortcuts.py``), or ``None`` for the plain twin, whose
+forward pass is the same stack of layers without the addition. Attribute names follow torchvision so that its
+state dicts load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from resnet.models.shortcuts import IdentityShortcut
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions; the stride sits on the first."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, width, stride)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(width, width)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.downsample = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            out = out + self.downsample(x)
+        return self.relu(out)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn2.weight)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4).
+
+    ``stride_on="1x1"`` puts a downsampling block's stride on the first 1x1 convolution as in the paper (v1);
+    ``"3x3"`` puts it on the 3x3 convolution as torchvision does (v1.5: more MACs, better accuracy).
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None, stride_on: str = "3x3"
+    ) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        self.conv1 = conv1x1(in_channels, width, stride_1x1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride_3x3)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_channels)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            out = out + self.downsample(x)
+        return self.relu(out)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn3.weight)
+
+
+class PreActBasicBlock(nn.Module):
+    """BN-ReLU-conv ordering; the sum is not followed by a ReLU, so the identity path stays clean.
+
+    A projecting or padding shortcut takes the pre-activated input (as in the authors' v2 code); an identity
+    shortcut takes the raw input.
+    """
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv3x3(in_channels, width, stride)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut
+        self.shortcut_takes_preact = shortcut is not None and not isinstance(shortcut, IdentityShortcut)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        preact = self.relu(self.bn1(x))
+        out = self.conv1(preact)
+        out = self.conv2(self.relu(self.bn2(out)))
+        if self.downsample is not None:
+            out = out + self.downsample(preact if self.shortcut_takes_preact else x)
+        return out
+
+    def zero_init_last(self) -> None:
+        # The branch ends in a convolution, not a BN: zero it so the block starts as the identity.
+        nn.init.zeros_(self.conv2.weight)
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck; ``stride_on`` as in ``Bottleneck``."""
+
+    expansion = 4
+
+    def __init__(
+        self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None, stride_on: str = "3x3"
+    ) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv1x1(in_channels, width, stride_1x1)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride_3x3)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut
+        self.shortcut_takes_preact = shortcut is not None and not isinstance(shortcut, IdentityShortcut)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        preact = self.relu(self.bn1(x))
+        out = self.conv1(preact)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        if self.downsample is not None:
+            out = out + self.downsample(preact if self.shortcut_takes_preact else x)
+        return out
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv3.weight)
+
+
+def block_class(block: str, preact: bool) -> type[nn.Module]:
+    """The block module for a spec's block type."""
+    classes: dict[tuple[str, bool], type[nn.Module]] = {
+        ("basic", False): BasicBlock,
+        ("basic", True): PreActBasicBlock,
+        ("bottleneck", False): Bottleneck,
+        ("bottleneck", True): PreActBottleneck,
+    }
+    return classes[(block, preact)]

@@ -1,0 +1,148 @@
+"""Public entry points: ``create_model``, ``list_models``, ``model_info``."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from resnet.errors import ConfigError
+from resnet.models.net import ResNet, ResNetFeatures
+from resnet.models.shortcuts import SHORTCUT_OPTIONS
+from resnet.models.specs import ARCHITECTURES, ArchSpec, lookup_spec
+from resnet.models.vgg import VGG
+
+RESNET_OPTIONS = ("shortcut", "stride_on", "zero_init_residual", "preact", "in_chans")
+VGG_OPTIONS = ("in_chans", "dropout")
+STRIDE_PLACEMENTS = ("3x3", "1x1")
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered names (the paper's networks), optionally of one family: "cifar", "imagenet" or "vgg".
+
+    Any other CIFAR depth 6n+2 (``resnet8``, ``plain14``...) is accepted by ``create_model`` too.
+    """
+    if family is not None and family not in ("cifar", "imagenet", "vgg"):
+        raise ConfigError(f"unknown family {family!r}; expected 'cifar', 'imagenet' or 'vgg'")
+    return [name for name, spec in ARCHITECTURES.items() if family is None or spec.family == family]
+
+
+def get_spec(name: str) -> ArchSpec:
+    """The architecture behind a name; an unknown name raises an error listing the closest ones."""
+    spec = lookup_spec(name.strip().lower()) if isinstance(name, str) else None
+    if spec is None:
+        close = difflib.get_close_matches(str(name).lower(), list(ARCHITECTURES), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown model {name!r}{hint} (`resnet models` lists them all; CIFAR depths 6n+2 work too)"
+        )
+    return spec
+
+
+def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    allowed = VGG_OPTIONS if spec.family == "vgg" else RESNET_OPTIONS
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{spec.name} has no option(s) {', '.join(unknown)}; valid options: {', '.join(allowed)}")
+    if num_classes is None:
+        num_classes = spec.num_classes
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    in_chans = options.get("in_chans", 3)
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ConfigError(f"in_chans must be a positive integer, got {in_chans!r}")
+    resolved: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
+    if spec.family == "vgg":
+        dropout = float(options.get("dropout", 0.5))
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        resolved["dropout"] = dropout
+        return resolved
+
+    shortcut = options.get("shortcut", spec.default_shortcut)
+    if isinstance(shortcut, str):
+        shortcut = shortcut.upper()
+    if spec.residual and shortcut not in SHORTCUT_OPTIONS:
+        raise ConfigError(f"shortcut must be one of {', '.join(SHORTCUT_OPTIONS)}, got {shortcut!r}")
+    if not spec.residual and shortcut is not None:
+        twin = spec.name.replace("plain", "resnet")
+        raise ConfigError(f"{spec.name} is a plain network and has no shortcuts; use {twin} with shortcut={shortcut!r}")
+    stride_on = options.get("stride_on", "3x3")
+    if stride_on not in STRIDE_PLACEMENTS:
+        raise ConfigError(f"stride_on must be '3x3' (torchvision, v1.5) or '1x1' (the paper, v1), got {stride_on!r}")
+    zero_init_residual = options.get("zero_init_residual", False)
+    preact = options.get("preact", False)
+    for key, value in (("zero_init_residual", zero_init_residual), ("preact", preact)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be True or False, got {value!r}")
+    if zero_init_residual and not spec.residual:
+        raise ConfigError(f"zero_init_residual would zero every block of the plain network {spec.name}")
+    resolved.update(shortcut=shortcut, stride_on=stride_on, zero_init_residual=zero_init_residual, preact=preact)
+    return resolved
+
+
+def create_model(
+    name: str, num_classes: int | None = None, *, features_only: bool = False, **options: Any
+) -> nn.Module:
+    """Build a network of the paper by name.
+
+    Options: ``shortcut`` ("A" zero-pad, "B" projection on shape change, "C" projection everywhere; default A for
+    CIFAR nets, B for ImageNet nets), ``stride_on`` ("3x3" torchvision v1.5, default; "1x1" the paper's v1),
+    ``zero_init_residual``, ``preact`` (pre-activation blocks), ``in_chans``. ``num_classes`` defaults to 10 for
+    CIFAR nets and 1000 for ImageNet nets. ``features_only=True`` returns a backbone whose forward gives the
+    stage outputs, described by its ``feature_info``.
+    """
+    spec = get_spec(name)
+    resolved = _validated_options(spec, num_classes, options)
+    if spec.family == "vgg":
+        if features_only:
+            raise ConfigError("features_only is available for ResNet and plain networks, not vgg19")
+        return VGG(**resolved)
+    if features_only:
+        resolved.pop("num_classes")
+        return ResNetFeatures(spec, **resolved)
+    return ResNet(spec, **resolved)
+
+
+@functools.lru_cache(maxsize=256)
+def _count(name: str, frozen_options: tuple[tuple[str, Any], ...], input_size: tuple[int, ...]) -> tuple[int, int]:
+    # Built on the meta device: shapes only, so even ResNet-1202 and VGG-19 are counted in milliseconds.
+    with torch.device("meta"):
+        model = create_model(name, **dict(frozen_options))
+        params = sum(p.numel() for p in model.parameters())
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model.eval()(torch.empty(1, *input_size))
+    return params, counter.get_total_flops() // 2
+
+
+def model_info(name: str, input_size: tuple[int, int, int] | None = None, **options: Any) -> dict[str, Any]:
+    """Architecture facts, with ``params`` and ``macs`` (multiply-adds of one forward pass) counted from the model.
+
+    ``input_size`` is (C, H, W); by default the family's (3x32x32 CIFAR, 3x224x224 ImageNet/VGG).
+    """
+    spec = get_spec(name)
+    resolved = _validated_options(spec, options.pop("num_classes", None), options)
+    if input_size is None:
+        input_size = (resolved["in_chans"], *spec.input_size[1:])
+    input_size = tuple(int(v) for v in input_size)
+    if len(input_size) != 3 or input_size[0] != resolved["in_chans"]:
+        raise ConfigError(f"input_size must be (C, H, W) with C = in_chans = {resolved['in_chans']}, got {input_size}")
+    params, macs = _count(spec.name, tuple(sorted(resolved.items())), input_size)
+    info: dict[str, Any] = {
+        "name": spec.name,
+        "family": "imagenet" if spec.family == "vgg" else spec.family,
+        "block": "vgg" if spec.family == "vgg" else spec.block,
+        "depth": spec.depth,
+        "residual": spec.residual,
+        "stage_depths": spec.depths,
+        "params": params,
+        "macs": macs,
+        "input_size": input_size,
+    }
+    info.update(resolved)
+    return info
