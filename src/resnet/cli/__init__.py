@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from resnet.errors import ResNetError
 
-COMMAND_MODULES: tuple[str, ...] = ("resnet.cli.models",)
+COMMAND_MODULES: tuple[str, ...] = ("resnet.cli.models", "resnet.cli.train", "resnet.cli.data")
 
 
 def build_parser() -> argparse.ArgumentParser:

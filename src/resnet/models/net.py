@@ -150,7 +150,7 @@ class ResNetTrunk(nn.Module):
         outputs.append(x)
         x = self.layer3(x)
         outputs.append(x)
-        if self.num_stages == MAX_STAGES:
+        if self.num_stages == 4:  # a literal: TorchScript cannot read module globals
             x = self.layer4(x)
             outputs.append(x)
         outputs[-1] = self.post_norm(outputs[-1])

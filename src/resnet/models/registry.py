@@ -37,9 +37,7 @@ def get_spec(name: str) -> ArchSpec:
     if spec is None:
         close = difflib.get_close_matches(str(name).lower(), list(ARCHITECTURES), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown model {name!r}{hint} (`resnet models` lists them all; CIFAR depths 6n+2 work too)"
-        )
+        raise ConfigError(f"unknown model {name!r}{hint} (`resnet models` lists them all; CIFAR depths 6n+2 work too)")
     return spec
 
 
