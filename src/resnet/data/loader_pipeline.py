@@ -1,0 +1,148 @@
+"""The large-dataset pipeline: image folders decoded and augmented in DataLoader workers.
+
+Workers read image bytes (directory or tar by offset), decode them (see :mod:`resnet.data.decode`), apply the
+augmentation with a per-sample generator seeded by ``(seed, epoch, batch, position)``, and normalise. The batch
+sampler runs in the main process, so one persistent DataLoader serves every epoch and resumes mid-epoch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from resnet.data.decode import BadImageError, decode_rgb
+from resnet.data.sources.folder import FolderSplit
+from resnet.data.tensor_pipeline import derive_seed
+
+Transform = Callable[[Tensor, torch.Generator | None], Tensor]
+
+
+class FolderDataset(Dataset):
+    """Items are ``index`` or ``(index, seed)``; returns ``(image, label)`` or ``None`` for a skipped bad image."""
+
+    def __init__(self, split: FolderSplit, transform: Transform, mean: Tensor, std: Tensor,
+                 on_bad_image: str) -> None:
+        self.split, self.transform, self.on_bad_image = split, transform, on_bad_image
+        self.mean, self.std = mean.reshape(-1, 1, 1) / 255, std.reshape(-1, 1, 1) / 255
+
+    def __len__(self) -> int:
+        return len(self.split.samples)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Tensor, int] | None:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        key, label = self.split.samples[index]
+        name = self.split.reader.describe(key)
+        try:
+            try:
+                data = self.split.reader.read(key)
+            except OSError as error:
+                raise BadImageError(name, f"cannot read the file ({error})") from error
+            image = decode_rgb(data, name)
+        except BadImageError:
+            if self.on_bad_image == "skip":
+                return None
+            raise
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        image = (self.transform(image, gen) - self.mean) / self.std
+        return image, label
+
+
+def collate(batch: list[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor, int]:
+    """Stack the readable samples; report how many were skipped."""
+    good = [item for item in batch if item is not None]
+    skipped = len(batch) - len(good)
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64), skipped
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.int64), skipped
+
+
+class SeededBatchSampler(Sampler):
+    """Batches of ``(index, sample_seed)`` for one epoch of one rank, starting at ``start_batch``."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int, world_size: int) -> None:
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = size // world_size
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return self.per_rank // self.batch_size - self.start_batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        order = torch.randperm(self.size, generator=gen)[self.rank::self.world_size][: self.per_rank].tolist()
+        for k in range(self.start_batch, self.per_rank // self.batch_size):
+            batch = order[k * self.batch_size:(k + 1) * self.batch_size]
+            yield [(i, derive_seed(self.seed, self.epoch, k, j, self.rank)) for j, i in enumerate(batch)]
+
+
+def _finish(x: Tensor, y: Tensor, device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
+
+
+class LoaderTrainStream:
+    """Training stream over an image folder; the same ``epoch(e, start_batch)`` contract as the tensor one."""
+
+    def __init__(self, dataset: FolderDataset, *, batch_size: int, seed: int, device: torch.device,
+                 num_workers: int, channels_last: bool, rank: int = 0, world_size: int = 1) -> None:
+        self.batch_size, self.device, self.channels_last = batch_size, device, channels_last
+        self.sampler = SeededBatchSampler(len(dataset), batch_size, seed, rank, world_size)
+        self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers, collate_fn=collate,
+                                 pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+                                 generator=torch.Generator())  # worker seeds: not from the global RNG
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return self.sampler.per_rank // self.batch_size
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(images, labels)``; a batch may be short by the images skipped under ``on_bad_image="skip"``."""
+        self.sampler.set_epoch(epoch, start_batch)
+        skipped = 0
+        for x, y, bad in self.loader:
+            skipped += bad
+            if len(y):
+                yield _finish(x, y, self.device, self.channels_last)
+        self.skipped += skipped
+        if skipped:
+            warnings.warn(f"epoch {epoch}: skipped {skipped} unreadable image(s) (--on-bad-image skip)",
+                          stacklevel=2)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.epoch(0)
+
+
+class LoaderEvalStream:
+    """Deterministic evaluation over a folder split. With the ``ten-crop`` view ``x`` is ``(B, 10, C, H, W)``;
+    with ``full`` the batch size is 1 (images keep their aspect ratio)."""
+
+    def __init__(self, dataset: FolderDataset, *, batch_size: int, device: torch.device, num_workers: int,
+                 channels_last: bool) -> None:
+        self.device, self.channels_last, self.batch_size = device, channels_last, batch_size
+        self.num_samples = len(dataset)
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                 collate_fn=collate, pin_memory=device.type == "cuda", generator=torch.Generator())
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        skipped = 0
+        for x, y, bad in self.loader:
+            skipped += bad
+            if len(y):
+                yield _finish(x, y, self.device, self.channels_last)
+        self.skipped = skipped
+        if skipped:
+            warnings.warn(f"evaluation: skipped {skipped} unreadable image(s) (--on-bad-image skip)", stacklevel=2)

@@ -1,0 +1,67 @@
+"""Where datasets and caches live.
+
+Search order for a dataset: ``--data-dir`` > ``$RESNET_DATA`` > the user cache directory > dataset-specific
+well-known paths (e.g. ``/usr/share/datasets/fashion-mnist``). Each root holds ``ROOT/<dataset-name>/...``
+like torchvision's ``root``. Source data may be read-only, so nothing is ever written next to it: downloads go to
+the first *writable* root and decoded caches go to the cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from resnet.errors import DataError
+
+PathLike = str | os.PathLike
+
+
+def cache_dir() -> Path:
+    """``$RESNET_CACHE`` > ``$XDG_CACHE_HOME/resnet`` > ``~/.cache/resnet`` (not created here)."""
+    if os.environ.get("RESNET_CACHE"):
+        return Path(os.environ["RESNET_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "resnet"
+    return Path.home() / ".cache" / "resnet"
+
+
+def data_roots(data_dir: PathLike | None = None) -> list[Path]:
+    """The roots searched for ``<root>/<dataset-name>``, highest priority first.
+
+    An explicit ``data_dir`` replaces ``$RESNET_DATA`` (as a command-line flag overrides the environment); the
+    user cache directory is always searched last so that earlier downloads are found.
+    """
+    roots: list[Path] = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    elif os.environ.get("RESNET_DATA"):
+        roots.append(Path(os.environ["RESNET_DATA"]).expanduser())
+    roots.append(cache_dir() / "datasets")
+    return roots
+
+
+def _writable(path: Path) -> bool:
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    # Mode bits as well as access(): root may write anywhere, but a folder without write bits is source data.
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK) and bool(probe.stat().st_mode & 0o222)
+
+
+def download_root(data_dir: PathLike | None = None) -> Path:
+    """The first writable root: downloads go there (never into read-only source data)."""
+    roots = data_roots(data_dir)
+    for root in roots:
+        if _writable(root):
+            return root
+    raise DataError(
+        f"no writable place to download to: tried {', '.join(str(r) for r in roots)}; "
+        "set RESNET_CACHE or pass --data-dir to a writable directory"
+    )
+
+
+def tensor_cache_dir() -> Path:
+    """Where decoded uint8 tensors are cached, keyed by content hash."""
+    return cache_dir() / "tensors"

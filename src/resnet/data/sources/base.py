@@ -1,0 +1,71 @@
+"""The in-memory form of a small dataset and its decoded-tensor cache.
+
+Small datasets are decoded once into uint8 tensors and cached in the cache directory under a key derived from the
+*content* of their source files, so a changed source is re-decoded and an unchanged one loads in a fraction of a
+second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from resnet.data.paths import tensor_cache_dir
+
+CACHE_FORMAT = "resnet-data-v1"
+
+
+@dataclass
+class ArrayDataset:
+    """A decoded dataset: uint8 images ``(N, C, H, W)`` and int64 labels, for train and test."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    classes: list[str]
+    location: str = ""
+    skipped: int = 0  # unreadable images skipped while decoding (``on_bad_image="skip"``)
+    test_split: str = "test"  # name of the held-out split on disk ("test" or "val")
+    val_x: Tensor | None = None  # a validation split of its own (image folders with both val/ and test/)
+    val_y: Tensor | None = None
+
+
+def hash_files(paths: Iterable[Path]) -> str:
+    """A content hash of files (their bytes), for cache keys."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], ArrayDataset]) -> ArrayDataset:
+    """Load the decoded dataset from the tensor cache, or ``build()`` it and store it there."""
+    key = hashlib.sha256("|".join([CACHE_FORMAT, name, *key_parts]).encode()).hexdigest()[:20]
+    path = tensor_cache_dir() / f"{name}-{key}.pt"
+    if path.is_file():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            return ArrayDataset(**blob)
+        except Exception as error:  # a corrupt cache is rebuilt, never trusted
+            warnings.warn(f"ignoring unreadable tensor cache {path} ({error}); rebuilding it", stacklevel=2)
+    data = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        torch.save(vars(data), tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        warnings.warn(f"cannot write tensor cache {path} ({error}); set RESNET_CACHE to a writable directory",
+                      stacklevel=2)
+    return data

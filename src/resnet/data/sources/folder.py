@@ -1,0 +1,255 @@
+"""Image folders in the ImageNet layout, read from a directory or from ``.tar`` / ``.tar.gz`` archives.
+
+The tree is indexed once (file names and, for archives, byte offsets); images are read by key through a small
+picklable reader, so DataLoader workers can read them in parallel. A ``.tar.gz`` is not seekable, so for random
+access it is decompressed once into the cache directory (never next to the source, which may be read-only).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tarfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resnet.data.paths import cache_dir
+from resnet.errors import DataError, DataNotFoundError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
+)
+SPLITS = ("train", "val", "test")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+LAYOUT = (
+    "expected an image folder laid out as ROOT/train/<class>/<image> plus ROOT/val/<class>/<image> and/or "
+    "ROOT/test/<class>/<image>; each split may also be an archive ROOT/<split>.tar[.gz], or ROOT itself a "
+    ".tar/.tar.gz of that tree"
+)
+
+
+def is_archive(path: Path) -> bool:
+    """Whether ``path`` names a tar archive we can read."""
+    return path.name.endswith(ARCHIVE_SUFFIXES)
+
+
+class DirReader:
+    """Reads images from a directory tree by relative path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def describe(self, key: str) -> str:
+        return str(self.root / key)
+
+    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
+        for key in keys:
+            yield key, self.read(key)
+
+
+class TarReader:
+    """Reads images from a tar archive by member name: sequentially, or by offset (after decompressing a .gz)."""
+
+    def __init__(self, path: Path, offsets: dict[str, tuple[int, int]]) -> None:
+        self.path = path
+        self.offsets = offsets
+        self._seekable: Path | None = None if path.name.endswith((".gz", ".tgz")) else path
+        self._handle = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"], state["_pid"] = None, -1  # each worker opens its own handle
+        return state
+
+    def describe(self, key: str) -> str:
+        return f"{self.path}:{key}"
+
+    def _uncompressed(self) -> Path:
+        if self._seekable is None:
+            stat = self.path.stat()
+            tag = hashlib.sha256(f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+            target = cache_dir() / "untarred" / f"{self.path.name.split('.')[0]}-{tag[:16]}.tar"
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+                with gzip.open(self.path, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+                os.replace(tmp, target)
+            self._seekable = target
+        return self._seekable
+
+    def read(self, key: str) -> bytes:
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = open(self._uncompressed(), "rb")  # noqa: SIM115 - kept open for the reader's life
+            self._pid = os.getpid()
+        offset, size = self.offsets[key]
+        self._handle.seek(offset)
+        return self._handle.read(size)
+
+    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
+        """One sequential pass over the archive (fast for .tar.gz), yielding in archive order."""
+        wanted = set(keys)
+        with tarfile.open(self.path) as tar:
+            for info in tar:
+                if info.name in wanted:
+                    yield info.name, tar.extractfile(info).read()  # type: ignore[union-attr]
+
+
+Reader = DirReader | TarReader
+
+
+@dataclass
+class FolderSplit:
+    """One split: its reader and its ``(key, label)`` samples, sorted by class then file name."""
+
+    name: str
+    reader: Reader
+    samples: list[tuple[str, int]]
+    source: str
+
+
+@dataclass
+class ImageFolderIndex:
+    """All splits of an image folder, with the class list taken from ``train``."""
+
+    root: Path
+    classes: list[str]
+    splits: dict[str, FolderSplit]
+    ignored: list[str] = field(default_factory=list)  # non-image files seen (reported, never silently dropped)
+
+    @property
+    def held_out(self) -> str:
+        """The split used as the test set: ``test`` when present, else ``val`` (the ImageNet convention)."""
+        return "test" if "test" in self.splits else "val"
+
+    def content_key(self) -> str:
+        """A cheap identity of the source (archive or file names, sizes and mtimes) for cache keys."""
+        digest = hashlib.sha256()
+        for split in self.splits.values():
+            digest.update(split.source.encode())
+            if isinstance(split.reader, TarReader):
+                stat = split.reader.path.stat()
+                digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
+            else:
+                for key, _ in split.samples:
+                    stat = (split.reader.root / key).stat()
+                    digest.update(f"{key}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
+
+def _skip(part: str) -> bool:
+    return part.startswith(".") or part == "__MACOSX"
+
+
+def _group(entries: list[tuple[str, list[str]]], where: str, ignored: list[str]) -> dict[str, list[str]]:
+    """Group ``(key, parts-below-split)`` entries by class folder; misplaced images are an error."""
+    by_class: dict[str, list[str]] = {}
+    for key, rel in entries:
+        if any(_skip(p) for p in rel):
+            continue
+        if Path(rel[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
+            ignored.append(key)
+            continue
+        if len(rel) < 2:
+            raise DataError(f"{where}: image {key} is not inside a class folder; {LAYOUT}")
+        by_class.setdefault(rel[0], []).append(key)
+    return by_class
+
+
+def _scan_dir(split_dir: Path, root: Path, ignored: list[str]) -> dict[str, list[str]]:
+    entries = []
+    empty = []
+    for dirpath, dirnames, filenames in os.walk(split_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not _skip(d))
+        rel_dir = Path(dirpath).relative_to(split_dir).parts
+        if len(rel_dir) == 1 and not filenames and not dirnames:
+            empty.append(rel_dir[0])
+        for name in filenames:
+            entries.append((str(Path(dirpath, name).relative_to(root)), [*rel_dir, name]))
+    by_class = _group(entries, str(split_dir), ignored)
+    if empty:
+        raise DataError(f"{split_dir}: class folder(s) {', '.join(sorted(empty))} hold no images; "
+                        "remove them or add images (a class is never dropped silently)")
+    return by_class
+
+
+def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, dict[str, tuple[int, int]]]:
+    """Index an archive: per split, class -> member names; plus member offsets."""
+    found: dict[str, list[tuple[str, list[str]]]] = {}
+    offsets: dict[str, tuple[int, int]] = {}
+    try:
+        with tarfile.open(path) as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                parts = [p for p in info.name.split("/") if p not in ("", ".")]
+                offsets[info.name] = (info.offset_data, info.size)
+                if split is not None:  # a per-split archive: [split/]<class>/<image>
+                    rel = parts[1:] if len(parts) > 2 and parts[0] == split else parts
+                    found.setdefault(split, []).append((info.name, rel))
+                    continue
+                idx = next((i for i, p in enumerate(parts[:-1]) if p in SPLITS), None)
+                if idx is None:
+                    if Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS and not any(_skip(p) for p in parts):
+                        raise DataError(f"{path}: image {info.name} is not under a train/val/test folder; {LAYOUT}")
+                    continue
+                found.setdefault(parts[idx], []).append((info.name, parts[idx + 1:]))
+    except (OSError, tarfile.TarError, EOFError) as error:
+        raise DataError(f"cannot read archive {path}: {error}; it is corrupt or truncated, replace it") from error
+    grouped = {s: _group(entries, f"{path}", ignored) for s, entries in found.items()}
+    return grouped, offsets
+
+
+def _split_archive(root: Path, split: str) -> Path | None:
+    for suffix in ARCHIVE_SUFFIXES:
+        if (root / f"{split}{suffix}").is_file():
+            return root / f"{split}{suffix}"
+    return None
+
+
+def index_folder(path: Path) -> ImageFolderIndex:
+    """Index an image folder (directory, per-split archives, or one archive); one clear error on a bad layout."""
+    if not path.exists():
+        raise DataNotFoundError(f"{path} does not exist; {LAYOUT}")
+    ignored: list[str] = []
+    raw: dict[str, tuple[dict[str, list[str]], Reader, str]] = {}
+    if path.is_file():
+        if not is_archive(path):
+            raise DataError(f"{path} is neither a directory nor a .tar/.tar.gz archive; {LAYOUT}")
+        grouped, offsets = _scan_tar(path, None, ignored)
+        reader = TarReader(path, offsets)
+        raw = {s: (classes, reader, str(path)) for s, classes in grouped.items()}
+    else:
+        for split in SPLITS:
+            if (path / split).is_dir():
+                raw[split] = (_scan_dir(path / split, path, ignored), DirReader(path), str(path / split))
+            elif (archive := _split_archive(path, split)) is not None:
+                grouped, offsets = _scan_tar(archive, split, ignored)
+                raw[split] = (grouped.get(split, {}), TarReader(archive, offsets), str(archive))
+    if "train" not in raw or not raw["train"][0]:
+        raise DataNotFoundError(f"{path}: no training images found; {LAYOUT}")
+    if len(raw) < 2:
+        raise DataError(f"{path}: only a train split found, a val/ or test/ split is needed too; {LAYOUT}")
+    classes = sorted(raw["train"][0])
+    label = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split, (by_class, reader, source) in raw.items():
+        unknown = sorted(set(by_class) - set(label))
+        if unknown:
+            raise DataError(f"{source}: class folder(s) {', '.join(unknown[:5])} are not in the train split; "
+                            "every evaluation class must also be a training class")
+        if not by_class:
+            raise DataError(f"{source}: no images found; {LAYOUT}")
+        samples = [(key, label[c]) for c in sorted(by_class) for key in sorted(by_class[c])]
+        splits[split] = FolderSplit(split, reader, samples, source)
+    if ignored:
+        warnings.warn(f"{path}: ignored {len(ignored)} non-image file(s), e.g. {ignored[0]}", stacklevel=2)
+    return ImageFolderIndex(path, classes, splits, ignored)
