@@ -17,7 +17,8 @@ import torch
 
 import resnet.data.registry as registry
 from resnet.data import build_data, data_roots, dataset_info
-from resnet.data.paths import cache_dir, download_root
+from resnet.data import paths as data_paths
+from resnet.data.paths import cache_dir, checkout_shared_datasets, download_root
 from resnet.data.sources.cifar import CIFAR10, CIFAR100
 from resnet.data.sources.idx import FASHION_MNIST, FILES, MNIST, read_idx
 from resnet.data.synthetic import idx_bytes, write_cifar_archive, write_idx_files
@@ -69,10 +70,15 @@ def test_cache_dir_priority(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "c"
 
 
-def test_data_dir_beats_environment_beats_cache(monkeypatch, tmp_path, cache_dir):
+def test_data_dir_beats_environment_beats_cache_beats_shared(monkeypatch, tmp_path, cache_dir):
     monkeypatch.setenv("RESNET_DATA", str(tmp_path / "env"))
-    assert data_roots() == [tmp_path / "env", cache_dir / "datasets"]
-    assert data_roots(tmp_path / "flag") == [tmp_path / "flag", cache_dir / "datasets"]
+    shared = [] if checkout_shared_datasets() is None else [checkout_shared_datasets()]
+    assert data_roots() == [tmp_path / "env", cache_dir / "datasets", *shared]
+    assert data_roots(tmp_path / "flag") == [tmp_path / "flag", cache_dir / "datasets", *shared]
+
+
+def test_shared_datasets_beside_the_checkout_are_found(shared_datasets):
+    assert checkout_shared_datasets() == shared_datasets.resolve()
 
 
 def test_downloads_skip_read_only_roots(tmp_path, cache_dir):
@@ -164,6 +170,7 @@ def test_missing_dataset_without_download_says_where_it_looked(tmp_path):
 
 def test_fashion_mnist_download_and_well_known_path(monkeypatch, server, tmp_path):
     www, base, _ = server
+    monkeypatch.setattr(data_paths, "checkout_shared_datasets", lambda: None)  # the real copy must not be found
     paths = write_idx_files(www)
     fmt = dataclasses.replace(FASHION_MNIST, mirrors=(base,), gz_md5={s: md5(p) for s, p in paths.items()})
     monkeypatch.setattr(registry, "FASHION_MNIST", fmt)

@@ -1,7 +1,8 @@
 """Where datasets and caches live.
 
-Search order for a dataset: ``--data-dir`` > ``$RESNET_DATA`` > the user cache directory > dataset-specific
-well-known paths (e.g. ``/usr/share/datasets/fashion-mnist``). Each root holds ``ROOT/<dataset-name>/...``
+Search order for a dataset: ``--data-dir`` > ``$RESNET_DATA`` > the user cache directory > a team data store
+``shared/datasets`` beside a source checkout > dataset-specific well-known paths (e.g.
+``/usr/share/datasets/fashion-mnist``). Each root holds ``ROOT/<dataset-name>/...``
 like torchvision's ``root``. Source data may be read-only, so nothing is ever written next to it: downloads go to
 the first *writable* root and decoded caches go to the cache directory.
 """
@@ -37,7 +38,23 @@ def data_roots(data_dir: PathLike | None = None) -> list[Path]:
     elif os.environ.get("RESNET_DATA"):
         roots.append(Path(os.environ["RESNET_DATA"]).expanduser())
     roots.append(cache_dir() / "datasets")
+    shared = checkout_shared_datasets()
+    if shared is not None:
+        roots.append(shared)
     return roots
+
+
+def checkout_shared_datasets() -> Path | None:
+    """``<checkout>/../shared/datasets`` when running from a source checkout that has one beside it.
+
+    Teams keep read-only data next to their clones; finding it means `resnet data info cifar10-jpeg` works from a
+    fresh clone without flags. Installed (non-editable) packages never look here.
+    """
+    checkout = Path(__file__).resolve().parents[3]
+    if not (checkout / "pyproject.toml").is_file():
+        return None
+    shared = checkout.parent / "shared" / "datasets"
+    return shared if shared.is_dir() else None
 
 
 def _writable(path: Path) -> bool:
