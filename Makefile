@@ -24,8 +24,13 @@ lint: setup
 models: setup
 	$(VENV)/bin/resnet models
 
+# The demo: ResNet-20 on Fashion-MNIST with the `fast` recipe, two epochs without augmentation (docs/training.md).
+# The data is found beside the checkout (../shared/datasets), in $$RESNET_DATA, or where Debian's
+# dataset-fashion-mnist puts it; DEMO_ARGS adds options (e.g. DEMO_ARGS="--data-dir DIR").
+DEMO_ARGS ?=
+
 demo: setup
-	$(VENV)/bin/resnet models
+	$(VENV)/bin/resnet train --model resnet20 --dataset fashion-mnist --recipe fast --set data.augment=none $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -49,11 +49,18 @@ def common_recipe(raw_files: dict[str, Path], batch_size: int, batches: int, wor
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as src, open(raw / stem, "wb") as dst:
             shutil.copyfileobj(src, dst)
-    transform = T.Compose([T.RandomCrop(28, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize((0.2860,), (0.3530,))])
+    transform = T.Compose(
+        [T.RandomCrop(28, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize((0.2860,), (0.3530,))]
+    )
     dataset = datasets.FashionMNIST(str(root), train=True, download=False, transform=transform)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
     it = iter(loader)
     next(it)
     start, n = time.perf_counter(), 0
@@ -70,6 +77,7 @@ def step_time(in_chans: int, size: int, batch_size: int, steps: int = 6) -> floa
     """Seconds per ResNet-20 SGD step (forward, backward, update) at ``batch_size``; None without models."""
     try:
         import resnet
+
         model = resnet.create_model("resnet20", 10, in_chans=in_chans)
     except Exception as error:  # the models package is optional for this benchmark
         print(f"(no ResNet-20 step timing: {error})")
@@ -105,8 +113,8 @@ def main() -> None:
             write_idx_files(data_dir / "fashion-mnist", train=60000, test=100)
             folder = data_dir / "fashion-mnist"
             import resnet.data.registry as registry  # synthetic content: skip the content checksum
-            registry.FASHION_MNIST = type(registry.FASHION_MNIST)(**{**vars(registry.FASHION_MNIST),
-                                                                     "content_md5": {}})
+
+            registry.FASHION_MNIST = type(registry.FASHION_MNIST)(**{**vars(registry.FASHION_MNIST), "content_md5": {}})
         raw_files = {stem: next(p for p in (folder / f"{stem}.gz", folder / stem) if p.exists()) for stem in FILES}
         bundle = build_data("fashion-mnist", data_dir=data_dir, batch_size=args.batch_size, in_chans=1)
         fast = ours(bundle.train, min(args.batches, len(bundle.train) - 1))
@@ -114,8 +122,9 @@ def main() -> None:
 
     cifar_x = torch.randint(0, 256, (50000, 3, 32, 32), dtype=torch.uint8)
     norm = Normalizer(torch.full((3, 1, 1), 120.0), torch.full((3,), 60.0), 3, channels_last=False)
-    cifar = TensorTrainStream(cifar_x, torch.randint(0, 10, (50000,)), norm, batch_size=args.batch_size, seed=0,
-                              augment=True)
+    cifar = TensorTrainStream(
+        cifar_x, torch.randint(0, 10, (50000,)), norm, batch_size=args.batch_size, seed=0, augment=True
+    )
     cifar_rate = ours(cifar, min(args.batches, len(cifar) - 1))
 
     print(f"Fashion-MNIST, pad-4 crop + flip + normalise, {args.batch_size}/batch:")
@@ -127,8 +136,10 @@ def main() -> None:
         step = step_time(chans, size, args.batch_size)
         if step is not None:
             batch_cost = args.batch_size / rate
-            print(f"ResNet-20 step ({label}): {step * 1000:.1f} ms; pipeline {batch_cost * 1000:.2f} ms/batch "
-                  f"= {100 * batch_cost / step:.1f}% of a step")
+            print(
+                f"ResNet-20 step ({label}): {step * 1000:.1f} ms; pipeline {batch_cost * 1000:.2f} ms/batch "
+                f"= {100 * batch_cost / step:.1f}% of a step"
+            )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def test_no_global_rng_use(mnist_dir):
 
 
 def reference_crop(x: torch.Tensor, dy: int, dx: int, flip: bool, pad: int, h: int, w: int) -> torch.Tensor:
-    out = F.pad(x, (pad,) * 4)[:, dy:dy + h, dx:dx + w]
+    out = F.pad(x, (pad,) * 4)[:, dy : dy + h, dx : dx + w]
     return out.flip(-1) if flip else out
 
 

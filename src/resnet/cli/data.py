@@ -20,8 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("dataset", metavar="NAME|PATH", help="registered name or path to an image folder / archive")
     info.add_argument("--data-dir", help="root holding DATA_DIR/<dataset-name>/ (default: $RESNET_DATA, cache)")
     info.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
-    info.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
-                      help="unreadable image: stop with its name (default) or skip it and report a count")
+    info.add_argument(
+        "--on-bad-image",
+        choices=("error", "skip"),
+        default="error",
+        help="unreadable image: stop with its name (default) or skip it and report a count",
+    )
     info.add_argument("--json", action="store_true", help="print the description as JSON")
     info.set_defaults(func=run_info)
 
@@ -40,8 +44,9 @@ def _fmt(values: tuple[float, ...]) -> str:
 def run_info(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = dataset_info(args.dataset, data_dir=args.data_dir, download=not args.no_download,
-                            on_bad_image=args.on_bad_image)
+        info = dataset_info(
+            args.dataset, data_dir=args.data_dir, download=not args.no_download, on_bad_image=args.on_bad_image
+        )
     if args.json:
         print(json.dumps(info))
     else:

@@ -72,8 +72,9 @@ class ScaleAugment:
 class RandomResizedCropAugment:
     """torchvision's RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) and a flip, with explicit randomness."""
 
-    def __init__(self, crop: int = 224, scale: tuple[float, float] = (0.08, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+    def __init__(
+        self, crop: int = 224, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    ) -> None:
         self.crop, self.scale, self.log_ratio = crop, scale, (math.log(ratio[0]), math.log(ratio[1]))
 
     def params(self, height: int, width: int, gen: torch.Generator) -> tuple[int, int, int, int]:

@@ -70,8 +70,9 @@ def split_indices(n: int, val_size: int, subset: int | None, seed: int) -> tuple
     val, train = perm[:val_size].sort().values, perm[val_size:]
     if subset is not None:
         if not 0 < subset <= len(train):
-            raise ConfigError(f"subset must be in [1, {len(train)}] (training images after the val split), "
-                              f"got {subset}")
+            raise ConfigError(
+                f"subset must be in [1, {len(train)}] (training images after the val split), got {subset}"
+            )
         train = train[torch.randperm(len(train), generator=generator(seed, _SUBSET_TAG))[:subset]]
     return train.sort().values, val
 
@@ -90,13 +91,29 @@ def _resolve_in_chans(channels: int, in_chans: int | None) -> int:
     raise ConfigError(f"in_chans={in_chans} does not fit {channels}-channel images; only grayscale is expanded")
 
 
-def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, *, val_size: int | None,
-                   subset: int | None, seed: int, batch_size: int, eval_batch_size: int, device: torch.device,
-                   augment: str, normalize: str, in_chans: int | None, channels_last: bool, rank: int,
-                   world_size: int) -> DataBundle:
+def _tensor_bundle(
+    data: ArrayDataset,
+    name: str,
+    spec_val: int | None,
+    *,
+    val_size: int | None,
+    subset: int | None,
+    seed: int,
+    batch_size: int,
+    eval_batch_size: int,
+    device: torch.device,
+    augment: str,
+    normalize: str,
+    in_chans: int | None,
+    channels_last: bool,
+    rank: int,
+    world_size: int,
+) -> DataBundle:
     if augment == "rrc":
-        raise ConfigError("augment='rrc' (RandomResizedCrop) is for image folders; small datasets use "
-                          "'default' (pad-4 crop + flip) or 'none'")
+        raise ConfigError(
+            "augment='rrc' (RandomResizedCrop) is for image folders; small datasets use "
+            "'default' (pad-4 crop + flip) or 'none'"
+        )
     own_val = data.val_x is not None
     if val_size is None:
         val_size = spec_val if spec_val is not None else _default_val(len(data.train_y), own_val, data.test_split)
@@ -111,17 +128,36 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, *, val_s
     mean = pixel_mean(train_x) if normalize == "pixel" else mean_c.reshape(-1, 1, 1)
     chans = _resolve_in_chans(train_x.shape[1], in_chans)
     norm = Normalizer(mean, std_c, chans, channels_last).to(device)
-    train = TensorTrainStream(train_x.to(device), train_y.to(device), norm, batch_size=batch_size, seed=seed,
-                              augment=augment == "default", rank=rank, world_size=world_size)
+    train = TensorTrainStream(
+        train_x.to(device),
+        train_y.to(device),
+        norm,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment == "default",
+        rank=rank,
+        world_size=world_size,
+    )
     if len(train) == 0:
         raise ConfigError(f"batch_size {batch_size} exceeds the {train.num_samples} training images per rank")
     val = TensorEvalStream(val_x.to(device), val_y.to(device), norm, eval_batch_size) if len(val_y) else None
     test = TensorEvalStream(data.test_x.to(device), data.test_y.to(device), norm, eval_batch_size)
     return DataBundle(
-        train=train, val=val, test=test, num_classes=len(data.classes), in_chans=chans,
-        image_size=train.image_size, class_names=list(data.classes), num_train=len(train_y),
-        num_val=len(val_y), num_test=len(data.test_y), mean=tuple((mean_c / 255).tolist()),
-        std=tuple((std_c / 255).tolist()), name=name, location=data.location, pipeline="tensor",
+        train=train,
+        val=val,
+        test=test,
+        num_classes=len(data.classes),
+        in_chans=chans,
+        image_size=train.image_size,
+        class_names=list(data.classes),
+        num_train=len(train_y),
+        num_val=len(val_y),
+        num_test=len(data.test_y),
+        mean=tuple((mean_c / 255).tolist()),
+        std=tuple((std_c / 255).tolist()),
+        name=name,
+        location=data.location,
+        pipeline="tensor",
         notes=[f"skipped {data.skipped} unreadable image(s)"] if data.skipped else [],
     )
 
@@ -150,10 +186,27 @@ def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tupl
     return mean.float(), (total_sq / pixels - mean.square()).clamp_min(1e-12).sqrt().float(), used
 
 
-def _loader_bundle(index: ImageFolderIndex, name: str, *, val_size: int | None, subset: int | None, seed: int,
-                   batch_size: int, eval_batch_size: int, device: torch.device, augment: str, normalize: str,
-                   in_chans: int | None, channels_last: bool, num_workers: int | None, on_bad_image: str,
-                   eval_view: str, crop_size: int, rank: int, world_size: int) -> DataBundle:
+def _loader_bundle(
+    index: ImageFolderIndex,
+    name: str,
+    *,
+    val_size: int | None,
+    subset: int | None,
+    seed: int,
+    batch_size: int,
+    eval_batch_size: int,
+    device: torch.device,
+    augment: str,
+    normalize: str,
+    in_chans: int | None,
+    channels_last: bool,
+    num_workers: int | None,
+    on_bad_image: str,
+    eval_view: str,
+    crop_size: int,
+    rank: int,
+    world_size: int,
+) -> DataBundle:
     if normalize == "pixel":
         raise ConfigError("normalize='pixel' needs same-size images; image folders use 'channel'")
     chans = _resolve_in_chans(3, in_chans)
@@ -164,8 +217,9 @@ def _loader_bundle(index: ImageFolderIndex, name: str, *, val_size: int | None, 
     train_idx, val_idx = split_indices(len(full.samples), val_size, subset, seed)
     train_split = FolderSplit("train", full.reader, [full.samples[i] for i in train_idx.tolist()], full.source)
     if val_size:
-        val_split: FolderSplit | None = FolderSplit("val", full.reader, [full.samples[i] for i in val_idx.tolist()],
-                                                    full.source)
+        val_split: FolderSplit | None = FolderSplit(
+            "val", full.reader, [full.samples[i] for i in val_idx.tolist()], full.source
+        )
     else:
         val_split = index.splits["val"] if own_val else None
     test_split = index.splits[index.held_out]
@@ -183,21 +237,39 @@ def _loader_bundle(index: ImageFolderIndex, name: str, *, val_size: int | None, 
     def dataset(split: FolderSplit, transform) -> FolderDataset:
         return FolderDataset(split, transform, mean, std, on_bad_image)
 
-    train = LoaderTrainStream(dataset(train_split, train_tf), batch_size=batch_size, seed=seed, device=device,
-                              num_workers=workers, channels_last=channels_last, rank=rank, world_size=world_size)
+    train = LoaderTrainStream(
+        dataset(train_split, train_tf),
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        num_workers=workers,
+        channels_last=channels_last,
+        rank=rank,
+        world_size=world_size,
+    )
     if len(train) == 0:
         raise ConfigError(f"batch_size {batch_size} exceeds the training images per rank")
 
     def evaluation(split: FolderSplit) -> LoaderEvalStream:
-        return LoaderEvalStream(dataset(split, eval_tf), batch_size=eval_bs, device=device, num_workers=workers,
-                                channels_last=channels_last)
+        return LoaderEvalStream(
+            dataset(split, eval_tf), batch_size=eval_bs, device=device, num_workers=workers, channels_last=channels_last
+        )
 
     return DataBundle(
-        train=train, val=evaluation(val_split) if val_split else None, test=evaluation(test_split),
-        num_classes=len(index.classes), in_chans=chans, image_size=(crop_size, crop_size),
-        class_names=list(index.classes), num_train=len(train_split.samples),
-        num_val=len(val_split.samples) if val_split else 0, num_test=len(test_split.samples),
-        mean=tuple((mean / 255).tolist()), std=tuple((std / 255).tolist()), name=name, location=str(index.root),
+        train=train,
+        val=evaluation(val_split) if val_split else None,
+        test=evaluation(test_split),
+        num_classes=len(index.classes),
+        in_chans=chans,
+        image_size=(crop_size, crop_size),
+        class_names=list(index.classes),
+        num_train=len(train_split.samples),
+        num_val=len(val_split.samples) if val_split else 0,
+        num_test=len(test_split.samples),
+        mean=tuple((mean / 255).tolist()),
+        std=tuple((std / 255).tolist()),
+        name=name,
+        location=str(index.root),
         pipeline="loader",
     )
 
@@ -231,8 +303,12 @@ def build_data(
     the tensor pipeline ("tensor") or DataLoader workers ("loader") for folders; "auto" uses tensors for
     registered names and workers for paths.
     """
-    for option, value, allowed in (("augment", augment, AUGMENTS), ("normalize", normalize, NORMALIZES),
-                                   ("eval_view", eval_view, EVAL_VIEWS), ("pipeline", pipeline, PIPELINES)):
+    for option, value, allowed in (
+        ("augment", augment, AUGMENTS),
+        ("normalize", normalize, NORMALIZES),
+        ("eval_view", eval_view, EVAL_VIEWS),
+        ("pipeline", pipeline, PIPELINES),
+    ):
         _check(option, value, allowed)
     check_policy(on_bad_image)
     if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
@@ -242,9 +318,20 @@ def build_data(
     eval_bs = eval_batch_size if eval_batch_size is not None else max(batch_size, 256)
     device = torch.device(device)
     target = resolve(dataset)
-    common = dict(val_size=val_size, subset=subset, seed=seed, batch_size=batch_size, eval_batch_size=eval_bs,
-                  device=device, augment=augment, normalize=normalize, in_chans=in_chans,
-                  channels_last=channels_last, rank=rank, world_size=world_size)
+    common = dict(
+        val_size=val_size,
+        subset=subset,
+        seed=seed,
+        batch_size=batch_size,
+        eval_batch_size=eval_bs,
+        device=device,
+        augment=augment,
+        normalize=normalize,
+        in_chans=in_chans,
+        channels_last=channels_last,
+        rank=rank,
+        world_size=world_size,
+    )
     if isinstance(target, DatasetSpec):
         data = target.load(data_dir, download, on_bad_image)
         return _tensor_bundle(data, target.name, target.default_val, **common)
@@ -252,5 +339,12 @@ def build_data(
     name = dataset_name(Path(target))
     if pipeline == "tensor":
         return _tensor_bundle(folder_arrays(name, index, on_bad_image), name, None, **common)
-    return _loader_bundle(index, name, num_workers=num_workers, on_bad_image=on_bad_image, eval_view=eval_view,
-                          crop_size=crop_size, **common)
+    return _loader_bundle(
+        index,
+        name,
+        num_workers=num_workers,
+        on_bad_image=on_bad_image,
+        eval_view=eval_view,
+        crop_size=crop_size,
+        **common,
+    )

@@ -21,7 +21,6 @@ from resnet.errors import ConfigError, DataError
 BAD_IMAGE_POLICIES = ("error", "skip")
 
 
-
 def check_policy(on_bad_image: str) -> str:
     """Validate ``--on-bad-image``."""
     if on_bad_image not in BAD_IMAGE_POLICIES:
@@ -52,8 +51,7 @@ def decode_rgb(data: bytes, name: str) -> Tensor:
                 with warnings.catch_warnings():
                     # torchvision 0.29 deprecates its decoders for TorchCodec; still the fastest JPEG path here.
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                                       mode=ImageReadMode.RGB)
+                    return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
             except RuntimeError:
                 pass  # let PIL give the definitive verdict (and message) below
         image.load()

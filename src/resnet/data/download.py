@@ -27,8 +27,7 @@ def download_file(url: str, dest: Path, md5: str | None) -> Path:
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         part.unlink(missing_ok=True)
         raise DataError(
-            f"download of {url} failed ({error}); check the network, or download it by hand to {dest} "
-            "and run again"
+            f"download of {url} failed ({error}); check the network, or download it by hand to {dest} and run again"
         ) from error
     if md5 is not None:
         actual = calculate_md5(str(part))

@@ -14,8 +14,12 @@ from resnet.data.sources.folder import index_folder
 from resnet.data.stats import channel_mean_std, class_counts
 
 
-def dataset_info(name_or_path: str | os.PathLike, data_dir: PathLike | None = None, download: bool = True,
-                 on_bad_image: str = "error") -> dict[str, Any]:
+def dataset_info(
+    name_or_path: str | os.PathLike,
+    data_dir: PathLike | None = None,
+    download: bool = True,
+    on_bad_image: str = "error",
+) -> dict[str, Any]:
     """Describe a dataset. Mean/std are per channel, [0, 1] units, over the whole training split (for image
     folders: estimated from a sample of 256 images, and the image size is that sample's range)."""
     check_policy(on_bad_image)
@@ -25,16 +29,22 @@ def dataset_info(name_or_path: str | os.PathLike, data_dir: PathLike | None = No
         mean, std = channel_mean_std(data.train_x)
         n_train = len(data.train_y)
         info: dict[str, Any] = {
-            "name": target.name, "description": target.description, "location": data.location,
+            "name": target.name,
+            "description": target.description,
+            "location": data.location,
             "splits": {"train": n_train, data.test_split: len(data.test_y)},
             "default_split": {"train": n_train - target.default_val, "val": target.default_val},
             "classes": list(data.classes),
-            "class_counts": {"train": class_counts(data.train_y, len(data.classes)),
-                             data.test_split: class_counts(data.test_y, len(data.classes))},
+            "class_counts": {
+                "train": class_counts(data.train_y, len(data.classes)),
+                data.test_split: class_counts(data.test_y, len(data.classes)),
+            },
             "image_size": (int(data.train_x.shape[2]), int(data.train_x.shape[3])),
             "channels": int(data.train_x.shape[1]),
-            "mean": tuple((mean / 255).tolist()), "std": tuple((std / 255).tolist()),
-            "stats_from": f"all {n_train} training images", "skipped": data.skipped,
+            "mean": tuple((mean / 255).tolist()),
+            "std": tuple((std / 255).tolist()),
+            "stats_from": f"all {n_train} training images",
+            "skipped": data.skipped,
         }
         return info
     index = index_folder(Path(target))
@@ -51,10 +61,17 @@ def dataset_info(name_or_path: str | os.PathLike, data_dir: PathLike | None = No
         for name, split in index.splits.items()
     }
     return {
-        "name": dataset_name(Path(target)), "description": "image folder", "location": str(index.root),
+        "name": dataset_name(Path(target)),
+        "description": "image folder",
+        "location": str(index.root),
         "splits": {name: len(split.samples) for name, split in index.splits.items()},
-        "test_split": index.held_out, "classes": list(index.classes), "class_counts": label_counts,
+        "test_split": index.held_out,
+        "classes": list(index.classes),
+        "class_counts": label_counts,
         "image_size": sizes[0] if len(set(sizes)) == 1 else (min(sizes), max(sizes)) if sizes else None,
-        "channels": 3, "mean": tuple((mean / 255).tolist()), "std": tuple((std / 255).tolist()),
-        "stats_from": f"a seeded sample of {used} training images", "ignored_files": len(index.ignored),
+        "channels": 3,
+        "mean": tuple((mean / 255).tolist()),
+        "std": tuple((std / 255).tolist()),
+        "stats_from": f"a seeded sample of {used} training images",
+        "ignored_files": len(index.ignored),
     }

@@ -24,8 +24,7 @@ Transform = Callable[[Tensor, torch.Generator | None], Tensor]
 class FolderDataset(Dataset):
     """Items are ``index`` or ``(index, seed)``; returns ``(image, label)`` or ``None`` for a skipped bad image."""
 
-    def __init__(self, split: FolderSplit, transform: Transform, mean: Tensor, std: Tensor,
-                 on_bad_image: str) -> None:
+    def __init__(self, split: FolderSplit, transform: Transform, mean: Tensor, std: Tensor, on_bad_image: str) -> None:
         self.split, self.transform, self.on_bad_image = split, transform, on_bad_image
         self.mean, self.std = mean.reshape(-1, 1, 1) / 255, std.reshape(-1, 1, 1) / 255
 
@@ -77,9 +76,9 @@ class SeededBatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        order = torch.randperm(self.size, generator=gen)[self.rank::self.world_size][: self.per_rank].tolist()
+        order = torch.randperm(self.size, generator=gen)[self.rank :: self.world_size][: self.per_rank].tolist()
         for k in range(self.start_batch, self.per_rank // self.batch_size):
-            batch = order[k * self.batch_size:(k + 1) * self.batch_size]
+            batch = order[k * self.batch_size : (k + 1) * self.batch_size]
             yield [(i, derive_seed(self.seed, self.epoch, k, j, self.rank)) for j, i in enumerate(batch)]
 
 
@@ -93,13 +92,29 @@ def _finish(x: Tensor, y: Tensor, device: torch.device, channels_last: bool) -> 
 class LoaderTrainStream:
     """Training stream over an image folder; the same ``epoch(e, start_batch)`` contract as the tensor one."""
 
-    def __init__(self, dataset: FolderDataset, *, batch_size: int, seed: int, device: torch.device,
-                 num_workers: int, channels_last: bool, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        dataset: FolderDataset,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        num_workers: int,
+        channels_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.batch_size, self.device, self.channels_last = batch_size, device, channels_last
         self.sampler = SeededBatchSampler(len(dataset), batch_size, seed, rank, world_size)
-        self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers, collate_fn=collate,
-                                 pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
-                                 generator=torch.Generator())  # worker seeds: not from the global RNG
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            num_workers=num_workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator(),
+        )  # worker seeds: not from the global RNG
         self.skipped = 0
 
     def __len__(self) -> int:
@@ -115,8 +130,7 @@ class LoaderTrainStream:
                 yield _finish(x, y, self.device, self.channels_last)
         self.skipped += skipped
         if skipped:
-            warnings.warn(f"epoch {epoch}: skipped {skipped} unreadable image(s) (--on-bad-image skip)",
-                          stacklevel=2)
+            warnings.warn(f"epoch {epoch}: skipped {skipped} unreadable image(s) (--on-bad-image skip)", stacklevel=2)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.epoch(0)
@@ -126,12 +140,20 @@ class LoaderEvalStream:
     """Deterministic evaluation over a folder split. With the ``ten-crop`` view ``x`` is ``(B, 10, C, H, W)``;
     with ``full`` the batch size is 1 (images keep their aspect ratio)."""
 
-    def __init__(self, dataset: FolderDataset, *, batch_size: int, device: torch.device, num_workers: int,
-                 channels_last: bool) -> None:
+    def __init__(
+        self, dataset: FolderDataset, *, batch_size: int, device: torch.device, num_workers: int, channels_last: bool
+    ) -> None:
         self.device, self.channels_last, self.batch_size = device, channels_last, batch_size
         self.num_samples = len(dataset)
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                 collate_fn=collate, pin_memory=device.type == "cuda", generator=torch.Generator())
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator(),
+        )
         self.skipped = 0
 
     def __len__(self) -> int:

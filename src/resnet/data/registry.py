@@ -43,20 +43,47 @@ def _cifar10_jpeg(data_dir: PathLike | None, download: bool, on_bad_image: str) 
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("cifar10", "CIFAR-10, official python format, 32x32 RGB, 10 classes", 5000,
-                    lambda d, dl, _: load_cifar(CIFAR10, "cifar10", d, dl)),
-        DatasetSpec("cifar100", "CIFAR-100, official python format, 32x32 RGB, 100 classes", 5000,
-                    lambda d, dl, _: load_cifar(CIFAR100, "cifar100", d, dl)),
-        DatasetSpec("mnist", "MNIST, official IDX files, 28x28 grayscale, 10 classes", 5000,
-                    lambda d, dl, _: load_idx(MNIST, "mnist", d, dl)),
-        DatasetSpec("fashion-mnist", "Fashion-MNIST, official IDX files, 28x28 grayscale, 10 classes", 5000,
-                    lambda d, dl, _: load_idx(FASHION_MNIST, "fashion-mnist", d, dl)),
-        DatasetSpec("cifar10-jpeg", "CIFAR-10 as JPEG class folders (train/test .tar.gz), 32x32 RGB", 5000,
-                    _cifar10_jpeg, downloadable=False),
+        DatasetSpec(
+            "cifar10",
+            "CIFAR-10, official python format, 32x32 RGB, 10 classes",
+            5000,
+            lambda d, dl, _: load_cifar(CIFAR10, "cifar10", d, dl),
+        ),
+        DatasetSpec(
+            "cifar100",
+            "CIFAR-100, official python format, 32x32 RGB, 100 classes",
+            5000,
+            lambda d, dl, _: load_cifar(CIFAR100, "cifar100", d, dl),
+        ),
+        DatasetSpec(
+            "mnist",
+            "MNIST, official IDX files, 28x28 grayscale, 10 classes",
+            5000,
+            lambda d, dl, _: load_idx(MNIST, "mnist", d, dl),
+        ),
+        DatasetSpec(
+            "fashion-mnist",
+            "Fashion-MNIST, official IDX files, 28x28 grayscale, 10 classes",
+            5000,
+            lambda d, dl, _: load_idx(FASHION_MNIST, "fashion-mnist", d, dl),
+        ),
+        DatasetSpec(
+            "cifar10-jpeg",
+            "CIFAR-10 as JPEG class folders (train/test .tar.gz), 32x32 RGB",
+            5000,
+            _cifar10_jpeg,
+            downloadable=False,
+        ),
     )
 }
-ALIASES = {"cifar-10": "cifar10", "cifar-100": "cifar100", "fmnist": "fashion-mnist",
-           "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar10_jpeg": "cifar10-jpeg"}
+ALIASES = {
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+    "fmnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "cifar10_jpeg": "cifar10-jpeg",
+}
 
 
 def list_datasets() -> list[str]:

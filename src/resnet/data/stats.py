@@ -8,7 +8,7 @@ from torch import Tensor
 
 def _chunks(x: Tensor, size: int = 4096):
     for start in range(0, len(x), size):
-        yield x[start:start + size].to(torch.float64)
+        yield x[start : start + size].to(torch.float64)
 
 
 def channel_mean_std(x: Tensor) -> tuple[Tensor, Tensor]:

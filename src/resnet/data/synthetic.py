@@ -23,17 +23,22 @@ def _pickle(obj: dict) -> bytes:
     return pickle.dumps(obj, protocol=2)
 
 
-def write_cifar_archive(path: Path, fmt: CifarFormat = CIFAR10, per_batch: int = 20, test: int = 20,
-                        num_classes: int = 10, seed: int = 0) -> Path:
+def write_cifar_archive(
+    path: Path, fmt: CifarFormat = CIFAR10, per_batch: int = 20, test: int = 20, num_classes: int = 10, seed: int = 0
+) -> Path:
     """A ``cifar-10-python.tar.gz``-style archive (python pickles of uint8 rows) with random images."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     members: dict[str, bytes] = {}
     for name in fmt.train_files + fmt.test_files:
         n = test if name in fmt.test_files else per_batch
-        members[name] = _pickle({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                                 fmt.label_key: rng.integers(0, num_classes, n).tolist(),
-                                 "filenames": [f"{i}.png" for i in range(n)]})
+        members[name] = _pickle(
+            {
+                "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                fmt.label_key: rng.integers(0, num_classes, n).tolist(),
+                "filenames": [f"{i}.png" for i in range(n)],
+            }
+        )
     members[fmt.meta_file] = _pickle({fmt.names_key: [f"class{i}" for i in range(num_classes)]})
     with tarfile.open(path, "w:gz") as tar:
         for name, blob in members.items():
@@ -49,13 +54,18 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
-def write_idx_files(folder: Path, train: int = 60, test: int = 20, size: int = 28, compress: bool = True,
-                    seed: int = 0) -> dict[str, Path]:
+def write_idx_files(
+    folder: Path, train: int = 60, test: int = 20, size: int = 28, compress: bool = True, seed: int = 0
+) -> dict[str, Path]:
     """The four MNIST-style IDX files (``.gz`` or raw) with random images and labels 0-9."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = (rng.integers(0, 256, (train, size, size)), rng.integers(0, 10, train),
-              rng.integers(0, 256, (test, size, size)), rng.integers(0, 10, test))
+    arrays = (
+        rng.integers(0, 256, (train, size, size)),
+        rng.integers(0, 10, train),
+        rng.integers(0, 256, (test, size, size)),
+        rng.integers(0, 10, test),
+    )
     paths = {}
     for stem, array in zip(FILES, arrays, strict=True):
         blob = idx_bytes(array)
@@ -77,8 +87,13 @@ def image_bytes(size: tuple[int, int] = (32, 32), mode: str = "RGB", fmt: str = 
     return buffer.getvalue()
 
 
-def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "frog"), per_class: int = 4,
-                       splits: dict[str, int] | None = None, size: tuple[int, int] = (32, 32)) -> Path:
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("cat", "dog", "frog"),
+    per_class: int = 4,
+    splits: dict[str, int] | None = None,
+    size: tuple[int, int] = (32, 32),
+) -> Path:
     """``root/<split>/<class>/<i>.jpg``; ``splits`` maps split name to images per class (default train 4, val 2)."""
     splits = splits or {"train": per_class, "val": max(1, per_class // 2)}
     for s, (split, count) in enumerate(splits.items()):

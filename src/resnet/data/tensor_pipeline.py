@@ -73,8 +73,19 @@ def pad_crop_flip(x: Tensor, pad: int, size: tuple[int, int], gen: torch.Generat
 class TensorTrainStream:
     """The training stream of a small dataset (see module docstring for the determinism contract)."""
 
-    def __init__(self, images: Tensor, labels: Tensor, normalizer: Normalizer, *, batch_size: int, seed: int,
-                 augment: bool, pad: int = 4, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        normalizer: Normalizer,
+        *,
+        batch_size: int,
+        seed: int,
+        augment: bool,
+        pad: int = 4,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.images, self.labels, self.normalizer = images, labels, normalizer
         self.batch_size, self.seed, self.augment, self.pad = batch_size, seed, augment, pad
         self.rank, self.world_size = rank, world_size
@@ -87,13 +98,13 @@ class TensorTrainStream:
     def order(self, epoch: int) -> Tensor:
         """This rank's sample order for ``epoch``: a strided slice of one seeded permutation."""
         perm = torch.randperm(len(self.images), generator=generator(self.seed, epoch))
-        return perm[self.rank::self.world_size][: self.num_samples]
+        return perm[self.rank :: self.world_size][: self.num_samples]
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(images, labels)`` batches on the data's device, from ``start_batch`` on."""
         order = self.order(epoch).to(self.images.device)
         for k in range(start_batch, len(self)):
-            idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+            idx = order[k * self.batch_size : (k + 1) * self.batch_size]
             x = self.normalizer(self.images[idx])
             if self.augment:
                 gen = generator(self.seed, epoch, k, self.rank)
@@ -116,5 +127,5 @@ class TensorEvalStream:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, self.num_samples, self.batch_size):
-            x = self.normalizer(self.images[start:start + self.batch_size])
-            yield self.normalizer.finish(x), self.labels[start:start + self.batch_size]
+            x = self.normalizer(self.images[start : start + self.batch_size])
+            yield self.normalizer.finish(x), self.labels[start : start + self.batch_size]

@@ -66,6 +66,7 @@ def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], Array
         torch.save(vars(data), tmp)
         os.replace(tmp, path)
     except OSError as error:
-        warnings.warn(f"cannot write tensor cache {path} ({error}); set RESNET_CACHE to a writable directory",
-                      stacklevel=2)
+        warnings.warn(
+            f"cannot write tensor cache {path} ({error}); set RESNET_CACHE to a writable directory", stacklevel=2
+        )
     return data

@@ -176,8 +176,10 @@ def _scan_dir(split_dir: Path, root: Path, ignored: list[str]) -> dict[str, list
             entries.append((str(Path(dirpath, name).relative_to(root)), [*rel_dir, name]))
     by_class = _group(entries, str(split_dir), ignored)
     if empty:
-        raise DataError(f"{split_dir}: class folder(s) {', '.join(sorted(empty))} hold no images; "
-                        "remove them or add images (a class is never dropped silently)")
+        raise DataError(
+            f"{split_dir}: class folder(s) {', '.join(sorted(empty))} hold no images; "
+            "remove them or add images (a class is never dropped silently)"
+        )
     return by_class
 
 
@@ -201,7 +203,7 @@ def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, 
                     if Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS and not any(_skip(p) for p in parts):
                         raise DataError(f"{path}: image {info.name} is not under a train/val/test folder; {LAYOUT}")
                     continue
-                found.setdefault(parts[idx], []).append((info.name, parts[idx + 1:]))
+                found.setdefault(parts[idx], []).append((info.name, parts[idx + 1 :]))
     except (OSError, tarfile.TarError, EOFError) as error:
         raise DataError(f"cannot read archive {path}: {error}; it is corrupt or truncated, replace it") from error
     grouped = {s: _group(entries, f"{path}", ignored) for s, entries in found.items()}
@@ -244,8 +246,10 @@ def index_folder(path: Path) -> ImageFolderIndex:
     for split, (by_class, reader, source) in raw.items():
         unknown = sorted(set(by_class) - set(label))
         if unknown:
-            raise DataError(f"{source}: class folder(s) {', '.join(unknown[:5])} are not in the train split; "
-                            "every evaluation class must also be a training class")
+            raise DataError(
+                f"{source}: class folder(s) {', '.join(unknown[:5])} are not in the train split; "
+                "every evaluation class must also be a training class"
+            )
         if not by_class:
             raise DataError(f"{source}: no images found; {LAYOUT}")
         samples = [(key, label[c]) for c in sorted(by_class) for key in sorted(by_class[c])]

@@ -60,13 +60,22 @@ def folder_arrays(name: str, index: ImageFolderIndex, on_bad_image: str = "error
         val_x = val_y = None
         if index.held_out == "test" and "val" in index.splits:
             val_x, val_y = _decode_split(index.splits["val"], on_bad_image, bad)
-        data = ArrayDataset(train_x, train_y, test_x, test_y, list(index.classes), str(index.root),
-                            skipped=len(bad), test_split=index.held_out, val_x=val_x, val_y=val_y)
+        data = ArrayDataset(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            list(index.classes),
+            str(index.root),
+            skipped=len(bad),
+            test_split=index.held_out,
+            val_x=val_x,
+            val_y=val_y,
+        )
         return data
 
     data = cached_arrays(name, [index.content_key(), on_bad_image], build)
     if data.skipped:
-        warnings.warn(f"{index.root}: skipped {data.skipped} unreadable image(s) (--on-bad-image skip)",
-                      stacklevel=2)
+        warnings.warn(f"{index.root}: skipped {data.skipped} unreadable image(s) (--on-bad-image skip)", stacklevel=2)
     data.location = str(index.root.resolve())
     return data

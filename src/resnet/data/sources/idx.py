@@ -36,8 +36,18 @@ class IdxFormat:
 
 MNIST = IdxFormat(
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-    gz_md5=dict(zip(FILES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                            "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"), strict=True)),
+    gz_md5=dict(
+        zip(
+            FILES,
+            (
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                "9fb629c4189551a2d022fa330f9573f3",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+            ),
+            strict=True,
+        )
+    ),
     content_md5={},
     classes=tuple(str(d) for d in range(10)),
     torchvision_folder="MNIST",
@@ -45,13 +55,31 @@ MNIST = IdxFormat(
 )
 FASHION_MNIST = IdxFormat(
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-    gz_md5=dict(zip(FILES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"), strict=True)),
-    content_md5=dict(zip(FILES, ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
-                                 "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
-                         strict=True)),
-    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-             "Ankle boot"),
+    gz_md5=dict(
+        zip(
+            FILES,
+            (
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            ),
+            strict=True,
+        )
+    ),
+    content_md5=dict(
+        zip(
+            FILES,
+            (
+                "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                "9018921c3c673c538a1fc5bad174d6f9",
+                "8181f5470baa50b63fa0f6fddb340f0a",
+                "15d484375f8d13e6eb1aabb0c3f46965",
+            ),
+            strict=True,
+        )
+    ),
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     torchvision_folder="FashionMNIST",
     well_known=(Path("/usr/share/datasets/fashion-mnist"),),
 )
@@ -125,7 +153,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     if len(raw) != offset + int(np.prod(dims)):
         raise DataError(f"{path}: size {len(raw)} does not match its header {dims}; the file is truncated")
@@ -146,8 +174,14 @@ def load_idx(fmt: IdxFormat, name: str, data_dir: PathLike | None, download: boo
             raise DataError(f"{paths[0].parent}: image and label counts differ; the files do not belong together")
         as_images = lambda a: torch.from_numpy(a.copy()).unsqueeze(1)  # noqa: E731
         as_labels = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
-        return ArrayDataset(as_images(train_x), as_labels(train_y), as_images(test_x), as_labels(test_y),
-                            list(fmt.classes), str(paths[0].parent.resolve()))
+        return ArrayDataset(
+            as_images(train_x),
+            as_labels(train_y),
+            as_images(test_x),
+            as_labels(test_y),
+            list(fmt.classes),
+            str(paths[0].parent.resolve()),
+        )
 
     data = cached_arrays(name, [hash_files(paths)], build)
     data.location = str(paths[0].parent.resolve())

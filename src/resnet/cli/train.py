@@ -1,0 +1,119 @@
+"""`resnet train`: train a network with a recipe, every field overridable from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from resnet.errors import ConfigError
+
+DEFAULT_RECIPE = "fast"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a network (recipes: fast, cifar-paper, imagenet-paper, imagenet-step)",
+        description="Train a network. Settings come from the recipe, then --set key=value, then the flags below; "
+        "the resolved configuration is saved in the run directory (see docs/training.md).",
+    )
+    parser.add_argument("--model", help="network name (see `resnet models`), e.g. resnet20")
+    parser.add_argument("--dataset", help="registered dataset name (fashion-mnist, cifar10, ...) or a path")
+    parser.add_argument(
+        "--recipe",
+        default=None,
+        help=f"recipe name in recipes/ or path to a TOML/YAML file (default: {DEFAULT_RECIPE})",
+    )
+    parser.add_argument("--data-dir", help="where datasets are looked for")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, help="run length in epochs (shortens/lengthens the recipe)")
+    length.add_argument("--iterations", type=int, help="run length in iterations")
+    parser.add_argument("--batch-size", type=int, help="images per batch")
+    parser.add_argument("--lr", type=float, help="(peak) learning rate")
+    parser.add_argument("--subset", type=int, help="train on a seeded subset of N training images")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: auto (GPU if any)")
+    parser.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), help="autocast (default: bf16 on GPU)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory format (default: on, the faster layout on GPUs and CPUs)",
+    )
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: off)"
+    )
+    parser.add_argument("--seed", type=int, help="seed of initialisation and data order")
+    parser.add_argument("--run-dir", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.pt")
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "none"),
+        help="progress display (default: a bar on a terminal, log lines otherwise)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any configuration key, e.g. --set optim.lr=0.05 (repeatable)",
+    )
+    parser.set_defaults(func=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags first, then --set (so --set can reach anything); unknown keys are rejected later."""
+    from resnet.train.config import parse_assignment
+
+    flags: dict[str, Any] = {
+        "model.name": args.model,
+        "data.dataset": args.dataset,
+        "data.data_dir": args.data_dir,
+        "train.epochs": args.epochs,
+        "train.iterations": args.iterations,
+        "data.batch_size": args.batch_size,
+        "optim.lr": args.lr,
+        "data.subset": args.subset,
+        "system.device": args.device,
+        "system.amp": args.amp,
+        "system.channels_last": None if args.channels_last is None else ("on" if args.channels_last else "off"),
+        "system.compile": None if args.compile is None else ("on" if args.compile else "off"),
+        "seed": args.seed,
+        "run_dir": args.run_dir,
+        "log.progress": args.progress,
+    }
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    for text in args.assignments:
+        key, value = parse_assignment(text)
+        overrides[key] = value
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet.train import load_config, train
+
+    overrides = overrides_from_args(args)
+    if args.resume:
+        if not args.run_dir:
+            raise ConfigError("--resume needs --run-dir DIR: the run directory holding last.pt")
+        # The saved configuration is authoritative; only where the run executes may change.
+        config = load_config(None, overrides, check=False)
+    else:
+        config = load_config(args.recipe or DEFAULT_RECIPE, overrides)
+    summary = train(config, resume=args.resume)
+    test_error = summary.get("test_error")
+    shown = f"{test_error:.2f}% (accuracy {100 - test_error:.2f}%)" if test_error is not None else "n/a"
+    print(
+        f"test error {shown} after {summary['epochs']:g} epochs ({summary['iterations']} iterations, "
+        f"{summary['train_time_s']:.0f} s of training)"
+    )
+    if summary.get("best_val_error") is not None:
+        print(f"best validation error {summary['best_val_error']:.2f}% at iteration {summary['best_iteration']}")
+    print(f"curves:      {summary['curves']}")
+    print(
+        f"checkpoints: {summary['last_checkpoint']}"
+        + (f", {summary['best_checkpoint']}" if summary.get("best_checkpoint") else "")
+    )
+    print(f"summary:     {Path(summary['run_dir']) / 'summary.json'}")
+    return 0

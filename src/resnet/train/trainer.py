@@ -1,0 +1,405 @@
+"""The training loop: data, model, optimizer and schedule wired together, resumable bit for bit on the CPU."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
+from resnet.eval import evaluate
+from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from resnet.train.config import Config, config_from_dict, validate
+from resnet.train.devices import resolve_runtime
+from resnet.train.optim import build_optimizer, seed_everything
+from resnet.train.plots import plot_curves
+from resnet.train.progress import Progress
+from resnet.train.run_dir import (
+    BEST_CHECKPOINT,
+    CURVES_FILE,
+    LAST_CHECKPOINT,
+    TRAIN_CURVE_FILE,
+    RunDir,
+    default_run_dir,
+    read_metrics,
+    versions,
+)
+from resnet.train.schedules import Schedule, build_schedule, total_iterations
+
+
+class Callback(Protocol):
+    def on_iteration_end(self, trainer: Trainer, iteration: int) -> None:
+        """Called after each update; ``iteration`` updates have been applied."""
+
+
+class Trainer:
+    """One training run. ``data`` may be given (any object with the DataBundle fields) instead of built."""
+
+    def __init__(
+        self, config: Config, *, data: Any = None, resume: bool = False, callbacks: Sequence[Callback] = ()
+    ) -> None:
+        self.config, self.data, self.resume, self.callbacks = config, data, resume, list(callbacks)
+        self.iteration = 0
+        self.best_val_error = math.inf
+        self.best_iteration: int | None = None
+        self.elapsed = 0.0  # training seconds, summed over resumed segments
+        self.wall_before = 0.0  # wall-clock seconds of earlier segments (evaluations and checkpoints included)
+        self.started = time.monotonic()
+        self.interval = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
+        self.curve = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
+        self.records: list[dict[str, Any]] = []
+
+    # ---- setup ------------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        config = self.config
+        self.run_dir = RunDir(config.run_dir or default_run_dir(config))
+        checkpoint = None
+        if self.resume:
+            checkpoint = load_checkpoint(self.run_dir.file(LAST_CHECKPOINT))
+            self.config = config = self._config_from_checkpoint(checkpoint, config)
+        validate(config)
+        self.runtime = resolve_runtime(config.system)
+        seed_everything(config.seed)
+        if self.data is None:
+            self.data = self._build_data()
+        self.model = self._build_model().to(self.runtime.device)
+        if self.runtime.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.steps_per_epoch = len(self.data.train)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"the training set ({self.data.num_train} images) is smaller than one batch of "
+                f"{config.data.batch_size}; lower --batch-size or raise --subset"
+            )
+        self.total = total_iterations(config, self.steps_per_epoch)
+        self.schedule: Schedule = build_schedule(config, self.steps_per_epoch)
+        self.optimizer = build_optimizer(self.model, config, self.schedule.lr_at(0))
+        self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.needs_grad_scaler)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
+        self.run_dir.create(config, resume=self.resume)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.forward = torch.compile(self.model) if self.runtime.compile else self.model
+        if config.log.tensorboard:
+            self.run_dir.open_tensorboard(purge_step=self.iteration + 1 if self.resume else None)
+
+    def _config_from_checkpoint(self, checkpoint: dict[str, Any], given: Config) -> Config:
+        """A resumed run keeps its saved configuration; only where it runs (device, progress) may change."""
+        saved = config_from_dict(checkpoint["config"], "the checkpoint's configuration")
+        saved.system.device = given.system.device
+        saved.log.progress = given.log.progress
+        saved.run_dir = str(self.run_dir.path)
+        return saved
+
+    def _build_data(self) -> Any:
+        from resnet.data import build_data
+
+        data = self.config.data
+        return build_data(
+            data.dataset,
+            data_dir=data.data_dir,
+            batch_size=data.batch_size,
+            eval_batch_size=data.eval_batch_size,
+            device=str(self.runtime.device),
+            val_size=data.val_size,
+            subset=data.subset,
+            seed=self.config.seed,
+            augment=data.augment,
+            normalize=data.normalize,
+            channels_last=self.runtime.channels_last,
+            num_workers=data.num_workers,
+            download=data.download,
+            eval_view=data.eval_view,
+        )
+
+    def _build_model(self) -> nn.Module:
+        from resnet.models import create_model
+
+        model = self.config.model
+        options = {"in_chans": self.data.in_chans, **model.options}
+        return create_model(model.name, num_classes=self.data.num_classes, **options)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "iteration": self.iteration,
+            "position": {
+                "epoch": self.iteration // self.steps_per_epoch,
+                "batch": self.iteration % self.steps_per_epoch,
+            },
+            "best_val_error": self.best_val_error,
+            "best_iteration": self.best_iteration,
+            "elapsed": self.elapsed,
+            "wall_time": self.wall_time(),
+            "interval": dict(self.interval),
+            "curve": dict(self.curve),
+            "config": self.config.to_dict(),
+        }
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.monotonic() - self.started
+
+    def save(self, name: str = LAST_CHECKPOINT) -> Path:
+        path = self.run_dir.file(name)
+        save_atomic(self.state_dict(), path)
+        self.last_save_time = time.monotonic()
+        return path
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(f"checkpoint in '{self.run_dir.path}' does not fit the model: {error}") from error
+        self.schedule.load_state_dict(checkpoint["schedule"])
+        self.scaler.load_state_dict(checkpoint["grad_scaler"])
+        restore_rng_state(checkpoint["rng"])
+        self.iteration = int(checkpoint["iteration"])
+        self.best_val_error = float(checkpoint["best_val_error"])
+        self.best_iteration = checkpoint["best_iteration"]
+        self.elapsed = float(checkpoint["elapsed"])
+        self.wall_before = float(checkpoint["wall_time"])
+        self.interval, self.curve = dict(checkpoint["interval"]), dict(checkpoint["curve"])
+        self.run_dir.truncate_metrics(self.iteration)
+        self.records = self.run_dir.read_metrics()
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.started = time.monotonic()
+        self.setup()
+        config, runtime = self.config, self.runtime
+        self.last_save_time = time.monotonic()
+        self.progress = Progress(config.log.progress, self.total, self.iteration, config.log.every_iterations)
+        self.progress.write(
+            f"training {config.model.name} on {self.data.name} ({self.data.num_train} images, "
+            f"{self.steps_per_epoch} iterations/epoch) for {self.total} iterations on "
+            f"{runtime.describe()}; run directory {self.run_dir.path}"
+        )
+        try:
+            while self.iteration < self.total:
+                self._train_epoch()
+            if (
+                not self.records
+                or self.records[-1]["iteration"] != self.total
+                or self.records[-1].get("test_error") is None
+            ):
+                self._evaluate_and_log(final=True)
+                self.save()
+        finally:
+            self.progress.close()
+            self.run_dir.close()
+        return self._finish()
+
+    def _train_epoch(self) -> None:
+        runtime, model = self.runtime, self.model
+        epoch, start_batch = divmod(self.iteration, self.steps_per_epoch)
+        model.train()
+        window = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # loss sum, wrong, seen
+        first_bad = torch.full((), -1, dtype=torch.int64, device=runtime.device)
+        window_start, tick = self.iteration, time.perf_counter()
+        for images, labels in self.data.train.epoch(epoch, start_batch):
+            lr = self.schedule.lr_at(self.iteration)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with runtime.autocast():
+                logits = self.forward(images)
+                loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.config.optim.grad_clip_norm:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), self.config.optim.grad_clip_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            detached = loss.detach().double()
+            bad_now = ~torch.isfinite(detached) & (first_bad < 0)
+            first_bad = torch.where(bad_now, torch.tensor(self.iteration, device=runtime.device), first_bad)
+            batch = labels.numel()
+            window += torch.stack(
+                [
+                    detached * batch,
+                    (logits.argmax(1) != labels).sum().double(),
+                    torch.tensor(float(batch), dtype=torch.float64, device=runtime.device),
+                ]
+            )
+            self.iteration += 1
+            end_of_epoch = self.iteration % self.steps_per_epoch == 0
+            done = self.iteration >= self.total
+            checkpoint_now = end_of_epoch or done or self._checkpoint_due()
+            evaluate_now = done or self._evaluation_due(end_of_epoch)
+            if checkpoint_now or evaluate_now or (self.iteration - window_start) % runtime.sync_every == 0:
+                now = time.perf_counter()
+                self._sync(window, first_bad, self.iteration - window_start, now - tick, epoch, lr)
+                window.zero_()
+                window_start, tick = self.iteration, now
+            for callback in self.callbacks:
+                callback.on_iteration_end(self, self.iteration)
+            if evaluate_now:
+                self._evaluate_and_log(final=done)
+            if checkpoint_now:
+                self.save()
+            if evaluate_now or checkpoint_now:
+                tick = time.perf_counter()  # images/s counts training only
+            if done:
+                break
+
+    def _sync(
+        self, window: torch.Tensor, first_bad: torch.Tensor, iterations: int, seconds: float, epoch: int, lr: float
+    ) -> None:
+        """The one host sync per window: NaN check, schedule feedback, progress."""
+        loss_sum, wrong, seen = window.tolist()
+        bad = int(first_bad.item())
+        if bad >= 0 or not math.isfinite(loss_sum):
+            raise TrainingDivergedError(
+                f"the training loss became NaN or infinite at iteration {bad if bad >= 0 else self.iteration - 1} "
+                f"(lr {lr:.4g}); stopped. The last good checkpoint is {self.run_dir.file(LAST_CHECKPOINT)}; "
+                "lower the learning rate (--lr) or use a warm-up"
+            )
+        error = 100.0 * wrong / max(seen, 1)
+        self.schedule.observe_training(self.iteration - 1, error * iterations, iterations)
+        for key, value in (
+            ("loss", loss_sum),
+            ("wrong", wrong),
+            ("seen", seen),
+            ("iterations", iterations),
+            ("time", seconds),
+        ):
+            self.interval[key] += value
+            self.curve[key] += value
+        self.elapsed += seconds
+        if self.curve["iterations"] >= self.config.log.every_iterations:
+            self._log_train_curve(lr)
+        self.progress.update(self.iteration, epoch + 1, loss_sum / max(seen, 1), error, int(seen), seconds, lr)
+
+    def _log_train_curve(self, lr: float) -> None:
+        """A dense running training error for the thin curve of the paper's figures."""
+        seen = max(self.curve["seen"], 1)
+        record = {
+            "iteration": self.iteration,
+            "lr": lr,
+            "train_loss": self.curve["loss"] / seen,
+            "train_error": 100.0 * self.curve["wrong"] / seen,
+        }
+        self.run_dir.append_metrics(record, TRAIN_CURVE_FILE)
+        self.run_dir.log_scalars(
+            {"running_train_error": record["train_error"], "running_train_loss": record["train_loss"]}, self.iteration
+        )
+        self.curve = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
+
+    def _checkpoint_due(self) -> bool:
+        every = self.config.checkpoint
+        if every.every_iterations and self.iteration % every.every_iterations == 0:
+            return True
+        return bool(every.every_minutes) and time.monotonic() - self.last_save_time >= every.every_minutes * 60
+
+    def _evaluation_due(self, end_of_epoch: bool) -> bool:
+        every = self.config.eval
+        if every.every_iterations:
+            return self.iteration % every.every_iterations == 0
+        return end_of_epoch and (self.iteration // self.steps_per_epoch) % max(1, every.every_epochs) == 0
+
+    def _evaluate_and_log(self, final: bool) -> None:
+        data, interval = self.data, self.interval
+        seen = max(interval["seen"], 1)
+        record: dict[str, Any] = {
+            "epoch": round(self.iteration / self.steps_per_epoch, 4),
+            "iteration": self.iteration,
+            "lr": self.schedule.lr_at(max(0, self.iteration - 1)),
+            "train_loss": interval["loss"] / seen if interval["seen"] else None,
+            "train_error": 100.0 * interval["wrong"] / seen if interval["seen"] else None,
+            "val_error": None,
+            "val_loss": None,
+            "test_error": None,
+            "test_loss": None,
+        }
+        if data.val is not None:
+            record["val_error"], record["val_loss"] = evaluate(self.forward, data.val, self.runtime.autocast)
+            self.schedule.observe_validation(self.iteration, record["val_error"])
+        if final or self.config.eval.test == "every":
+            record["test_error"], record["test_loss"] = evaluate(self.forward, data.test, self.runtime.autocast)
+        record["images_per_sec"] = interval["seen"] / interval["time"] if interval["time"] else None
+        record["train_time"] = round(self.elapsed, 3)
+        record["wall_time"] = round(self.wall_time(), 3)
+        self.interval = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
+        self.records.append(record)
+        self.run_dir.append_metrics(record)
+        self.run_dir.log_scalars(record, self.iteration)
+        improved = record["val_error"] is not None and record["val_error"] < self.best_val_error
+        if improved:
+            self.best_val_error, self.best_iteration = record["val_error"], self.iteration
+            self.save(BEST_CHECKPOINT)
+        shown = [f"{k} {record[k]:.2f}%" for k in ("train_error", "val_error", "test_error") if record[k] is not None]
+        self.progress.write(f"eval at iteration {self.iteration} (epoch {record['epoch']:g}): " + ", ".join(shown))
+
+    def _finish(self) -> dict[str, Any]:
+        records = self.records
+        last = records[-1] if records else {}
+        best = next((r for r in records if r["iteration"] == self.best_iteration), {})
+        plot_curves(
+            records,
+            self.run_dir.file(CURVES_FILE),
+            title=f"{self.config.model.name} on {self.data.name}",
+            train_curve=read_metrics(self.run_dir.path, TRAIN_CURVE_FILE),
+        )
+        params = sum(p.numel() for p in self.model.parameters())
+        macs = _macs(self.config, self.data)
+        summary = {
+            "model": self.config.model.name,
+            "dataset": self.data.name,
+            "recipe": self.config.recipe,
+            "test_error": last.get("test_error"),
+            "test_accuracy": _accuracy(last.get("test_error")),
+            "val_error": last.get("val_error"),
+            "train_error": last.get("train_error"),
+            "best_val_error": self.best_val_error if self.best_iteration is not None else None,
+            "best_iteration": self.best_iteration,
+            "test_error_at_best_val": best.get("test_error"),
+            "iterations": self.iteration,
+            "epochs": round(self.iteration / self.steps_per_epoch, 4),
+            "params": params,
+            "macs": macs,
+            "train_time_s": round(self.elapsed, 2),
+            "wall_time_s": round(self.wall_time(), 2),
+            "images_per_sec": round(self.iteration * self.config.data.batch_size / self.elapsed, 1)
+            if self.elapsed
+            else None,
+            "device": self.runtime.describe(),
+            "seed": self.config.seed,
+            "run_dir": str(self.run_dir.path),
+            "curves": str(self.run_dir.file(CURVES_FILE)),
+            "last_checkpoint": str(self.run_dir.file(LAST_CHECKPOINT)),
+            "best_checkpoint": str(self.run_dir.file(BEST_CHECKPOINT)) if self.best_iteration is not None else None,
+            "versions": versions(),
+        }
+        self.run_dir.write_summary(summary)
+        return summary
+
+
+def _macs(config: Config, data: Any) -> int:
+    """Multiply-adds of one forward pass at the training images' size, counted from the model."""
+    from resnet.models import model_info
+
+    input_size = (data.in_chans, *data.image_size)
+    options = {"in_chans": data.in_chans, "num_classes": data.num_classes, **config.model.options}
+    return model_info(config.model.name, input_size=input_size, **options)["macs"]
+
+
+def _accuracy(error: float | None) -> float | None:
+    return None if error is None else round(100.0 - error, 4)
+
+
+def train(
+    config: Config, *, data: Any = None, resume: bool = False, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
+    """Train as ``config`` says and return the summary (also written to ``summary.json``)."""
+    return Trainer(config, data=data, resume=resume, callbacks=callbacks).run()

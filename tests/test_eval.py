@@ -1,0 +1,38 @@
+"""Evaluation over single- and multi-view streams."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from resnet.eval import evaluate
+
+
+def _two_class_probe() -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+        model[1].bias.zero_()
+    return model
+
+
+def test_ten_crop_batches_average_the_views() -> None:
+    views = torch.zeros(1, 10, 1, 2, 2)
+    views[0, :3, 0, 0, 0] = 5.0  # three views say class 0 strongly ...
+    views[0, 3:, 0, 0, 1] = 1.0  # ... seven say class 1 weakly: the mean logit picks class 0
+    error, loss = evaluate(_two_class_probe(), [(views, torch.tensor([0]))])
+    assert error == 0.0 and math.isfinite(loss)
+
+
+def test_error_in_percent_and_mode_restored() -> None:
+    model = _two_class_probe().train()
+    images = torch.zeros(4, 1, 2, 2)
+    images[:3, 0, 0, 0] = 1.0  # three images of class 0 ...
+    images[3, 0, 0, 1] = 1.0  # ... and one of class 1, all labelled 0
+    error, _ = evaluate(
+        model, [(images[:2], torch.zeros(2, dtype=torch.long)), (images[2:], torch.zeros(2, dtype=torch.long))]
+    )
+    assert error == 25.0
+    assert model.training, "evaluate restores the training mode"
+    assert all(math.isnan(v) for v in evaluate(model, []))
