@@ -24,9 +24,11 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from resnet.data import build_data
-from resnet.data.sources.idx import FILES
+from resnet.data.registry import FASHION_MNIST
+from resnet.data.sources.idx import FILES, locate
 from resnet.data.synthetic import write_idx_files
 from resnet.data.tensor_pipeline import Normalizer, TensorTrainStream
+from resnet.errors import DataError
 
 
 def ours(stream, batches: int) -> float:
@@ -96,7 +98,7 @@ def step_time(in_chans: int, size: int, batch_size: int, steps: int = 6) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="root holding fashion-mnist/ (default: synthetic data)")
+    parser.add_argument("--data-dir", help="root holding fashion-mnist/ (default: the usual lookup, else synthetic)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -106,8 +108,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("RESNET_CACHE", str(Path(tmp) / "cache"))
         data_dir = args.data_dir
-        folder = Path(data_dir) / "fashion-mnist" if data_dir else None
-        if folder is None or not folder.is_dir():
+        try:  # the real files wherever the library finds them (--data-dir, $RESNET_DATA, beside the checkout...)
+            folder = locate(FASHION_MNIST, "fashion-mnist", data_dir, download=False)[0].parent
+            print(f"Fashion-MNIST: {folder}")
+        except DataError:
             print("Fashion-MNIST: synthetic IDX files (60000 x 28x28)")
             data_dir = Path(tmp) / "data"
             write_idx_files(data_dir / "fashion-mnist", train=60000, test=100)
