@@ -242,3 +242,15 @@ def test_time_based_checkpoints(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, **{"checkpoint.every_minutes": 1e-9, "train.epochs": 1})
     train(config, data=make_fake_bundle(), callbacks=[probe])
     assert probe.seen == [-1, *range(1, 8)]  # the interval elapses at every update: saved after each one
+
+
+def test_truncated_checkpoint_gives_one_clear_error(finished_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_dir, _ = finished_run
+    data = (run_dir / "last.pt").read_bytes()
+    truncated = tmp_path / "last.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(truncated)
+    truncated.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(truncated)
