@@ -21,9 +21,13 @@ def derive_seed(*parts: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def generator(*parts: int) -> torch.Generator:
-    """A CPU generator seeded by ``derive_seed(*parts)``."""
-    return torch.Generator().manual_seed(derive_seed(*parts))
+def generator(*parts: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded by ``derive_seed(*parts)``.
+
+    Drawing augmentation parameters on the data's own device avoids a host-to-device copy (and with it a stream
+    synchronisation) per batch on a GPU.
+    """
+    return torch.Generator(device=device).manual_seed(derive_seed(*parts))
 
 
 class Normalizer:
@@ -54,19 +58,21 @@ def pad_crop_flip(x: Tensor, pad: int, size: tuple[int, int], gen: torch.Generat
 
     Returns ``(B, C, H, W)`` as a channels-last view (the gather produces ``(B, H, W, C)``).
     """
-    batch = x.shape[0]
+    batch, device = x.shape[0], x.device
     height, width = size
     padded = F.pad(x, (pad, pad, pad, pad)) if pad else x
     max_dy, max_dx = padded.shape[2] - height, padded.shape[3] - width
-    dy = torch.randint(0, max_dy + 1, (batch,), generator=gen)
-    dx = torch.randint(0, max_dx + 1, (batch,), generator=gen)
-    flips = torch.rand(batch, generator=gen) < 0.5 if flip else torch.zeros(batch, dtype=torch.bool)
-    rows = dy[:, None] + torch.arange(height)
-    cols = dx[:, None] + torch.arange(width)
+    dy = torch.randint(0, max_dy + 1, (batch,), generator=gen, device=device)
+    dx = torch.randint(0, max_dx + 1, (batch,), generator=gen, device=device)
+    if flip:
+        flips = torch.rand(batch, generator=gen, device=device) < 0.5
+    else:
+        flips = torch.zeros(batch, dtype=torch.bool, device=device)
+    rows = dy[:, None] + torch.arange(height, device=device)
+    cols = dx[:, None] + torch.arange(width, device=device)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    device = x.device
     index_b = torch.arange(batch, device=device)[:, None, None]
-    out = padded[index_b, :, rows.to(device)[:, :, None], cols.to(device)[:, None, :]]  # (B, H, W, C)
+    out = padded[index_b, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
 
 
@@ -107,7 +113,7 @@ class TensorTrainStream:
             idx = order[k * self.batch_size : (k + 1) * self.batch_size]
             x = self.normalizer(self.images[idx])
             if self.augment:
-                gen = generator(self.seed, epoch, k, self.rank)
+                gen = generator(self.seed, epoch, k, self.rank, device=self.images.device)
                 x = pad_crop_flip(x, self.pad, self.image_size, gen)
             yield self.normalizer.finish(x), self.labels[idx]
 

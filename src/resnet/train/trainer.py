@@ -222,16 +222,13 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             detached = loss.detach().double()
+            # Device-side bookkeeping only: no host sync and no host-to-device copy per step.
             bad_now = ~torch.isfinite(detached) & (first_bad < 0)
-            first_bad = torch.where(bad_now, torch.tensor(self.iteration, device=runtime.device), first_bad)
+            first_bad = torch.where(bad_now, self.iteration, first_bad)
             batch = labels.numel()
-            window += torch.stack(
-                [
-                    detached * batch,
-                    (logits.argmax(1) != labels).sum().double(),
-                    torch.tensor(float(batch), dtype=torch.float64, device=runtime.device),
-                ]
-            )
+            window[0] += detached * batch
+            window[1] += (logits.argmax(1) != labels).sum()
+            window[2] += batch
             self.iteration += 1
             end_of_epoch = self.iteration % self.steps_per_epoch == 0
             done = self.iteration >= self.total
