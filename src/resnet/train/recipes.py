@@ -2,7 +2,8 @@
 
 Named recipes live in ``recipes/`` at the repository root, so that they are data a user can read and copy. They
 are looked up in ``$RESNET_RECIPES``, then relative to this file (a source checkout or an editable install keeps it
-at ``<root>/src/resnet/train/``), then in ``./recipes``; any other recipe is given as a path.
+at ``<root>/src/resnet/train/``), then in ``<prefix>/share/resnet/recipes`` (where a wheel installs them), then in
+``./recipes``; any other recipe is given as a path.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ def recipe_dirs() -> list[Path]:
     if os.environ.get("RESNET_RECIPES"):
         dirs.append(Path(os.environ["RESNET_RECIPES"]))
     dirs.append(Path(__file__).resolve().parents[3] / "recipes")  # <root>/src/resnet/train/recipes.py
+    dirs.append(Path(sys.prefix) / "share" / "resnet" / "recipes")  # an installed wheel's data files
     dirs.append(Path.cwd() / "recipes")
     return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
 
