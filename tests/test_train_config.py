@@ -133,3 +133,16 @@ def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str
 def test_section_cannot_be_set_as_a_value() -> None:
     with pytest.raises(ConfigError, match="is a section"):
         apply_overrides(Config(), {"optim": 1})
+
+
+def test_cli_flags_map_to_configuration_keys() -> None:
+    from resnet.cli import build_parser
+    from resnet.cli.train import overrides_from_args
+
+    args = build_parser().parse_args(
+        ["train", "--model", "resnet20", "--dataset", "imgs/", "--on-bad-image", "skip", "--no-channels-last",
+         "--set", "data.crop_size=64", "--set", "data.pipeline=loader"]
+    )  # fmt: skip
+    config = load_config("fast", overrides_from_args(args))
+    assert config.data.on_bad_image == "skip" and config.data.crop_size == 64 and config.data.pipeline == "loader"
+    assert config.system.channels_last == "off" and config.data.dataset == "imgs/"

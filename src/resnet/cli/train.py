@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="images per batch")
     parser.add_argument("--lr", type=float, help="(peak) learning rate")
     parser.add_argument("--subset", type=int, help="train on a seeded subset of N training images")
+    parser.add_argument(
+        "--on-bad-image",
+        choices=("error", "skip"),
+        help="corrupt images in an image folder: stop naming the file (default), or skip and count them",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: auto (GPU if any)")
     parser.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), help="autocast (default: bf16 on GPU)")
     parser.add_argument(
@@ -75,6 +80,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "data.batch_size": args.batch_size,
         "optim.lr": args.lr,
         "data.subset": args.subset,
+        "data.on_bad_image": args.on_bad_image,
         "system.device": args.device,
         "system.amp": args.amp,
         "system.channels_last": None if args.channels_last is None else ("on" if args.channels_last else "off"),

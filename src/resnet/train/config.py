@@ -41,6 +41,9 @@ class DataConfig:
     eval_view: str = "center"  # center | ten-crop | full
     num_workers: int | None = None
     download: bool = True
+    crop_size: int = 224  # training crop of image folders (small datasets keep their image size)
+    pipeline: str = "auto"  # auto | tensor (decode a same-size folder once into memory) | loader (DataLoader)
+    on_bad_image: str = "error"  # error | skip (counted and reported)
 
 
 @dataclass
@@ -149,6 +152,8 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.augment": ("default", "rrc", "none"),
+    "data.pipeline": ("auto", "tensor", "loader"),
+    "data.on_bad_image": ("error", "skip"),
     "data.normalize": ("channel", "pixel"),
     "data.eval_view": ("center", "ten-crop", "full"),
     "schedule.kind": ("multistep", "plateau", "onecycle", "cosine", "constant"),

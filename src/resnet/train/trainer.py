@@ -115,6 +115,9 @@ class Trainer:
             num_workers=data.num_workers,
             download=data.download,
             eval_view=data.eval_view,
+            crop_size=data.crop_size,
+            pipeline=data.pipeline,
+            on_bad_image=data.on_bad_image,
         )
 
     def _build_model(self) -> nn.Module:
