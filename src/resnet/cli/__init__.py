@@ -13,7 +13,13 @@ from collections.abc import Sequence
 
 from resnet.errors import ResNetError
 
-COMMAND_MODULES: tuple[str, ...] = ("resnet.cli.models", "resnet.cli.train", "resnet.cli.data")
+COMMAND_MODULES: tuple[str, ...] = (
+    "resnet.cli.models",
+    "resnet.cli.train",
+    "resnet.cli.data",
+    "resnet.cli.experiment",
+    "resnet.cli.analyze",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,67 @@
+"""Networks and data for the analyses: a trained net from its checkpoint, its evaluation data, a training batch.
+
+The analyses only read: they never train and never change a run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet.errors import CheckpointError
+from resnet.train.config import Config, config_from_dict
+
+
+def load_trained(path: str | Path) -> tuple[nn.Module, Config]:
+    """The network a training checkpoint holds (eval mode, on the CPU) and the configuration it was trained with."""
+    from resnet.models import create_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at '{path}'; give the last.pt or best.pt of a run directory")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a damaged file
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({error}); it may be truncated") from error
+    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
+        raise CheckpointError(f"'{path}' is not a training checkpoint of this package (no model or configuration)")
+    config = config_from_dict(payload["config"], f"the configuration saved in '{path}'")
+    state = payload["model"]
+    first_conv = next((v for k, v in state.items() if k.endswith("weight") and v.dim() == 4), None)
+    classifier = state.get("fc.weight")
+    if first_conv is None or classifier is None:
+        raise CheckpointError(f"'{path}' holds no ResNet weights (no convolution or no fc layer)")
+    options = {**config.model.options, "in_chans": int(first_conv.shape[1]), "num_classes": int(classifier.shape[0])}
+    model = create_model(config.model.name, **options)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in '{path}' do not fit {config.model.name}: {error}") from error
+    return model.eval(), config
+
+
+def data_for(
+    config: Config, *, dataset: str | None = None, data_dir: str | None = None, batch_size: int = 256
+) -> Any:
+    """The data bundle a run trained on (same split, subset and normalisation), or another dataset named."""
+    from resnet.data import build_data
+
+    data = config.data
+    return build_data(
+        dataset or data.dataset,
+        data_dir=data_dir or data.data_dir,
+        batch_size=data.batch_size,
+        eval_batch_size=batch_size,
+        device="cpu",
+        val_size=data.val_size,
+        subset=data.subset,
+        seed=config.seed,
+        augment="none",
+        normalize=data.normalize,
+        crop_size=data.crop_size,
+        pipeline=data.pipeline,
+        download=False,
+    )

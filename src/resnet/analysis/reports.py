@@ -1,0 +1,93 @@
+"""The analyses end to end: checkpoints or model names in, a figure and a JSON file of the numbers out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from resnet.analysis.gradients import GradientNorms, gradient_norms, plot_gradients
+from resnet.analysis.loading import data_for, load_trained
+from resnet.analysis.responses import Responses, measure_responses, plot_responses
+from resnet.errors import ConfigError
+
+
+def _label(path: Path) -> str:
+    """``runs/plain56-seed0/last.pt`` -> ``plain56-seed0`` (the run directory names the net)."""
+    return path.parent.name or path.stem
+
+
+def analyze_responses(
+    checkpoints: Sequence[str | Path],
+    out: str | Path,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    max_images: int | None = None,
+    batch_size: int = 256,
+) -> list[Responses]:
+    """Fig. 7 for trained nets: ``responses.png`` and ``responses.json`` in ``out``."""
+    if split not in ("test", "val"):
+        raise ConfigError(f"--split must be test or val, got '{split}'")
+    results = []
+    for checkpoint in map(Path, checkpoints):
+        model, config = load_trained(checkpoint)
+        data = data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size)
+        stream = data.test if split == "test" else data.val
+        if stream is None:
+            raise ConfigError(f"the run of '{checkpoint}' has no validation split; use --split test")
+        results.append(measure_responses(model, stream, label=_label(checkpoint), max_images=max_images))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_responses(results, out / "responses.png")
+    (out / "responses.json").write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    return results
+
+
+def analyze_gradients(
+    out: str | Path,
+    *,
+    models: Sequence[str] = (),
+    checkpoints: Sequence[str | Path] = (),
+    dataset: str = "cifar10-jpeg",
+    data_dir: str | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> list[GradientNorms]:
+    """Per-layer gradient norms on one training batch for new nets (``models``, at initialisation) and trained ones
+    (``checkpoints``): ``gradients.png`` (log scale) and ``gradients.json`` in ``out``."""
+    from resnet.data import build_data
+    from resnet.models import create_model
+    from resnet.train.config import Config
+
+    if not models and not checkpoints:
+        raise ConfigError("give at least one --model NAME or --checkpoint PATH")
+    results = []
+    for checkpoint in map(Path, checkpoints):
+        model, config = load_trained(checkpoint)
+        images, labels = _first_batch(data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size))
+        results.append(gradient_norms(model, images, labels, label=f"{_label(checkpoint)} (trained)"))
+    if models:
+        data = build_data(
+            dataset, data_dir=data_dir, batch_size=batch_size, device="cpu", seed=seed, augment="none",
+            normalize=Config().data.normalize, download=False,
+        )  # fmt: skip
+        images, labels = _first_batch(data)
+        for name in models:
+            torch.manual_seed(seed)
+            model = create_model(name, num_classes=data.num_classes, in_chans=data.in_chans)
+            results.append(gradient_norms(model, images, labels, label=f"{name} (initialisation)"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_gradients(results, out / "gradients.png")
+    (out / "gradients.json").write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    return results
+
+
+def _first_batch(data: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first batch of the first epoch: fixed by the data seed, the same for every net compared."""
+    images, labels = next(iter(data.train.epoch(0, 0)))  # type: ignore[attr-defined]
+    return images.float(), labels

@@ -1,0 +1,60 @@
+"""`resnet analyze`: layer responses (Fig. 7) and per-layer gradient norms, from checkpoints or new nets."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("analyze", help="layer responses (Fig. 7), gradient norms per layer")
+    commands = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    responses = commands.add_parser(
+        "responses",
+        help="std of every 3x3 layer's response (after BN, before ReLU/addition): responses.png/.json",
+    )
+    responses.add_argument("--checkpoint", nargs="+", required=True, metavar="PATH", help="last.pt/best.pt files")
+    responses.add_argument("--dataset", help="default: the dataset each run trained on")
+    responses.add_argument("--data-dir", help="where datasets are looked for")
+    responses.add_argument("--split", choices=("test", "val"), default="test", help="default: test")
+    responses.add_argument("--max-images", type=int, help="use only the first N images of the split")
+    responses.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    responses.set_defaults(func=run_responses)
+    gradients = commands.add_parser(
+        "gradients", help="gradient norm of every layer's weights on one batch, log scale: gradients.png/.json"
+    )
+    gradients.add_argument("--model", nargs="*", default=[], metavar="NAME", help="new nets, at initialisation")
+    gradients.add_argument("--checkpoint", nargs="*", default=[], metavar="PATH", help="trained nets")
+    gradients.add_argument("--dataset", default="cifar10-jpeg", help="where the batch comes from")
+    gradients.add_argument("--data-dir", help="where datasets are looked for")
+    gradients.add_argument("--batch-size", type=int, default=128)
+    gradients.add_argument("--seed", type=int, default=0, help="initialisation and batch seed")
+    gradients.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    gradients.set_defaults(func=run_gradients)
+
+
+def run_responses(args: argparse.Namespace) -> int:
+    from resnet.analysis import analyze_responses
+
+    results = analyze_responses(
+        args.checkpoint, args.out, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+        max_images=args.max_images,
+    )  # fmt: skip
+    for result in results:
+        mean = sum(result.std) / len(result.std)
+        print(f"{result.label}: {len(result.std)} layers, mean std {mean:.3f} over {result.images} images")
+    print(f"figure: {args.out}/responses.png  numbers: {args.out}/responses.json")
+    return 0
+
+
+def run_gradients(args: argparse.Namespace) -> int:
+    from resnet.analysis import analyze_gradients
+
+    results = analyze_gradients(
+        args.out, models=args.model, checkpoints=args.checkpoint, dataset=args.dataset, data_dir=args.data_dir,
+        batch_size=args.batch_size, seed=args.seed,
+    )  # fmt: skip
+    for result in results:
+        print(f"{result.label}: first layer {result.norms[0]:.3g}, last conv {result.norms[-2]:.3g}, "
+              f"classifier {result.norms[-1]:.3g}")  # fmt: skip
+    print(f"figure: {args.out}/gradients.png  numbers: {args.out}/gradients.json")
+    return 0

@@ -1,0 +1,163 @@
+"""The degradation problem (Fig. 1, Fig. 6): plain and residual nets at several depths, one recipe, one report.
+
+Every net trains with ``cifar-paper`` shortened by the budget, with the same seeds and therefore the same data
+order. The nets are ordinary run directories under ``out``; ``fig6.png``, ``fig1.png`` and ``report.md`` are
+written beside them from their ``metrics.jsonl``/``train_curve.jsonl``/``summary.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet.errors import ConfigError
+from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
+from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
+from resnet.experiments.report import Claim, compare, gather, results_table
+from resnet.experiments.runs import DONE, Budget, ExperimentRunner, PlannedRun, budget_named, hardware, plan_runs
+from resnet.train.config import Config
+from resnet.train.recipes import load_config
+
+RECIPE = "cifar-paper"
+DATA_DESCRIPTIONS = {
+    "cifar10": "CIFAR-10, the official binaries (45k train / 5k validation / 10k test)",
+    "cifar10-jpeg": "CIFAR-10 as a lossy JPEG copy (quality 75; accuracies run a little below the official binaries), "
+    "45k train / 5k validation / 10k test",
+    "fashion-mnist": "Fashion-MNIST (not the paper's data), 55k train / 5k validation / 10k test",
+}
+
+
+@dataclass
+class ExperimentSettings:
+    """What every net of an experiment shares."""
+
+    out: Path
+    depths: Sequence[int] = (20, 56)
+    dataset: str = "cifar10-jpeg"
+    data_dir: str | None = None
+    budget: Budget = field(default_factory=lambda: budget_named("small"))
+    seeds: Sequence[int] = (0,)
+    device: str | None = None
+    progress: str = "plain"
+    overrides: dict[str, Any] = field(default_factory=dict)  # any further configuration keys, for every net
+
+    def config(self, run: PlannedRun) -> Config:
+        values: dict[str, Any] = {
+            "model.name": run.model,
+            "data.dataset": self.dataset,
+            "seed": run.seed,
+            "run_dir": str(run.path),
+            "log.every_iterations": self.budget.log_every,
+            "log.progress": self.progress,
+        }
+        if self.data_dir:
+            values["data.data_dir"] = self.data_dir
+        if self.budget.iterations:
+            values["train.iterations"] = self.budget.iterations
+        if self.budget.eval_every:
+            values["eval.every_iterations"] = self.budget.eval_every
+        if self.device:
+            values["system.device"] = self.device
+        values.update(self.overrides)
+        return load_config(RECIPE, values)
+
+    def runs(self, families: Sequence[str] = ("plain", "resnet")) -> list[PlannedRun]:
+        for depth in self.depths:
+            if depth < 8 or (depth - 2) % 6:
+                raise ConfigError(f"CIFAR depths are 6n+2 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
+        models = [f"{family}{depth}" for depth in self.depths for family in families]
+        return plan_runs(self.out, models, self.seeds)
+
+
+def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = print) -> Path:
+    """Train what is left of the experiment, then write the figures and ``report.md``; returns the report's path."""
+    started = time.monotonic()
+    runs = settings.runs()
+    settings.out.mkdir(parents=True, exist_ok=True)
+    ExperimentRunner(runs, settings.config, say=say).run()
+    report = write_degradation_report(settings, runs, time.monotonic() - started)
+    say(f"report: {report}\nfigures: {settings.out / 'fig6.png'}, {settings.out / 'fig1.png'}")
+    return report
+
+
+def describe_schedule(settings: ExperimentSettings, config: Config) -> str:
+    from resnet.train.schedules import milestone_iterations
+
+    iterations = config.train.iterations or 0
+    milestones = milestone_iterations(config, steps_per_epoch=max(1, iterations))
+    every = f"every {config.eval.every_iterations} iterations" if config.eval.every_iterations else "every epoch"
+    return (
+        f"`{RECIPE}` ({settings.budget.name} budget): {iterations} iterations of batch {config.data.batch_size}, "
+        f"SGD momentum {config.optim.momentum}, weight decay {config.optim.weight_decay:g}, lr {config.optim.lr:g} "
+        f"divided by 10 at {', '.join(str(m) for m in milestones)}; validation and test error {every}"
+    )
+
+
+def degradation_claims(settings: ExperimentSettings, results: dict[str, Any]) -> list[Claim]:
+    shallow, deep = min(settings.depths), max(settings.depths)
+    if shallow == deep:
+        return []
+    plain_s, plain_d, res_s, res_d = f"plain{shallow}", f"plain{deep}", f"resnet{shallow}", f"resnet{deep}"
+    return [
+        compare(results, plain_d, plain_s, "train_error",
+                f"the deeper plain net trains worse: {plain_d} has higher training error than {plain_s}",
+                "final training error"),
+        compare(results, plain_d, plain_s, "test_error",
+                f"and tests worse: {plain_d} has higher test error than {plain_s}", "final test error"),
+        compare(results, plain_d, res_d, "train_error",
+                f"shortcuts fix it: {res_d} has lower training error than {plain_d}", "final training error"),
+        compare(results, res_s, res_d, "test_error",
+                f"with shortcuts depth helps: {res_d} has lower test error than {res_s}", "final test error"),
+    ]  # fmt: skip
+
+
+def write_degradation_report(settings: ExperimentSettings, runs: Sequence[PlannedRun], elapsed: float) -> Path:
+    finished = [r for r in runs if r.status() == DONE]
+    results = gather(finished)
+    config = settings.config(runs[0])
+    subtitle = f"{settings.dataset}, {config.train.iterations} iterations, seeds {list(settings.seeds)}"
+    plot_fig6(finished, settings.out / "fig6.png", subtitle)
+    plot_fig1(finished, settings.out / "fig1.png", subtitle)
+    wall = sum(result.wall_time_s for result in results.values())
+    claims = degradation_claims(settings, results)
+    lines = [
+        "# Degradation experiment (He et al. 2015, Fig. 1 and Fig. 6)",
+        "",
+        f"The paper: {DEGRADATION_CLAIM}.",
+        "",
+        f"- **Data**: {DATA_DESCRIPTIONS.get(settings.dataset, settings.dataset)}.",
+        f"- **Schedule**: {describe_schedule(settings, config)}.",
+        f"- **Seeds**: {', '.join(str(s) for s in settings.seeds)} (a seed gives every net the same data order).",
+        f"- **Hardware**: {hardware()}.",
+        f"- **Wall time**: {wall / 60:.1f} min of training runs in all ({len(finished)} of {len(runs)} nets "
+        f"finished); this call {elapsed / 60:.1f} min.",
+        "",
+        "## Results",
+        "",
+        "Errors in percent after the last iteration; training error is the running error on the augmented",
+        "mini-batches of the last evaluation interval (the paper's thin curves). Models are selected on the",
+        "validation split, never on test. The paper's column is Table 6 (full 64k-iteration schedule, official",
+        "CIFAR-10); the paper prints no numbers for the plain nets (Fig. 6 only).",
+        "",
+        *results_table(results, {model: paper_test_error(model) for model in results}),
+        "",
+        "## Claims at this budget",
+        "",
+        *[claim.sentence() for claim in claims],
+        "",
+        "## Figures",
+        "",
+        "![Fig. 6: plain (left) and residual (right) nets; thin training error, bold test error](fig6.png)",
+        "",
+        f"![Fig. 1: plain-{min(settings.depths)} vs plain-{max(settings.depths)}](fig1.png)",
+        "",
+        "Each net's run directory (metrics.jsonl, train_curve.jsonl, summary.json, curves.png, checkpoints) is",
+        f"beside this report: {', '.join(r.name for r in sorted(runs, key=lambda r: (depth_of(r.model), r.name)))}.",
+        "",
+    ]
+    path = settings.out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

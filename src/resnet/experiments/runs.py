@@ -1,0 +1,225 @@
+"""An experiment is a list of ordinary training runs under one folder, run (or continued) one after another.
+
+Each run is a plain ``resnet train`` run directory, so all its artefacts (metrics, curves, checkpoints, summary) are
+there. Interrupted at any point, the same call continues: finished runs (``summary.json`` present) are kept, an
+unfinished one resumes from its ``last.pt`` with the trainer's exact resume, the rest are started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet.errors import ConfigError
+from resnet.train.config import Config
+from resnet.train.run_dir import LAST_CHECKPOINT, METRICS_FILE, SUMMARY_FILE, read_metrics
+
+DONE, STARTED, LEFT = "done", "started", "left"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each net trains: the recipe's schedule shortened to ``iterations``, milestones kept in place."""
+
+    name: str
+    iterations: int | None  # None: the recipe's own length (64k iterations for cifar-paper)
+    eval_every: int | None  # iterations between evaluations; None: every epoch
+    log_every: int  # iterations between points of the dense training-error curve
+    description: str
+
+
+BUDGETS: dict[str, Budget] = {
+    "small": Budget(
+        "small",
+        iterations=1200,
+        eval_every=150,
+        log_every=20,
+        description="1,200 iterations of the paper's schedule (lr /10 at 600 and 900), evaluated every 150: "
+        "four nets at depths 20 and 56 in about 45 minutes on 2 CPU cores (docs/results.md)",
+    ),
+    "paper": Budget(
+        "paper",
+        iterations=None,
+        eval_every=None,
+        log_every=100,
+        description="the full schedule of section 4.2 (64k iterations, lr /10 at 32k and 48k), evaluated every "
+        "epoch: for a GPU",
+    ),
+}
+
+
+def budget_named(name: str, iterations: int | None = None) -> Budget:
+    """A named budget, optionally with another length (evaluations keep their number per run)."""
+    if name not in BUDGETS:
+        raise ConfigError(f"unknown budget '{name}'; choose one of {', '.join(BUDGETS)}")
+    budget = BUDGETS[name]
+    if iterations is None:
+        return budget
+    if iterations <= 0:
+        raise ConfigError(f"--iterations must be a positive number, got {iterations}")
+    evaluations = 8 if budget.eval_every is None else max(1, (budget.iterations or iterations) // budget.eval_every)
+    return Budget(
+        budget.name,
+        iterations=iterations,
+        eval_every=max(1, iterations // evaluations),
+        log_every=max(1, min(budget.log_every, iterations // 20 or 1)),
+        description=f"{budget.name} budget shortened to {iterations} iterations",
+    )
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One net of an experiment: a model, a seed, and the run directory it trains in."""
+
+    model: str
+    seed: int
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def status(self) -> str:
+        if (self.path / SUMMARY_FILE).is_file():
+            return DONE
+        if (self.path / LAST_CHECKPOINT).is_file():
+            return STARTED
+        return LEFT
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.path / SUMMARY_FILE).read_text())
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path, METRICS_FILE)
+
+
+def plan_runs(out: Path, models: Sequence[str], seeds: Sequence[int]) -> list[PlannedRun]:
+    """Seed-major order, so that with several seeds every net has a first result early."""
+    return [PlannedRun(model, seed, out / f"{model}-seed{seed}") for seed in seeds for model in models]
+
+
+@dataclass
+class ExperimentRunner:
+    """Runs the planned nets in order; ``make_config(run)`` gives each one's configuration."""
+
+    runs: list[PlannedRun]
+    make_config: Callable[[PlannedRun], Config]
+    say: Callable[[str], None] = print
+    train_fn: Callable[..., dict[str, Any]] | None = None  # resnet.train.train; replaceable in tests
+    started: float = field(default_factory=time.monotonic)
+
+    def run(self) -> list[dict[str, Any]]:
+        from resnet.train import train
+
+        train_fn = self.train_fn or train
+        for run in self.runs:
+            _check_matches(run, self.make_config(run))
+        for run in self.runs:
+            status = run.status()
+            if status == DONE:
+                continue
+            self.say(self.status_line(current=run))
+            config = self.make_config(run)
+            train_fn(config, resume=status == STARTED)
+        self.say(self.status_line())
+        return [run.summary() for run in self.runs]
+
+    def status_line(self, current: PlannedRun | None = None) -> str:
+        done = [r.name for r in self.runs if r.status() == DONE]
+        left = [r.name for r in self.runs if r.status() != DONE and r != current]
+        parts = [f"done {len(done)}/{len(self.runs)}" + (f" ({', '.join(done)})" if done else "")]
+        if current is not None:
+            verb = "resuming" if current.status() == STARTED else "starting"
+            parts.append(f"{verb} {current.name}")
+        if left:
+            parts.append(f"left: {', '.join(left)}")
+        eta = self.eta_seconds(current)
+        if current is not None or left:
+            parts.append(f"ETA {_minutes(eta)}" if eta is not None else "ETA known after the first finished run")
+        return "experiment: " + "; ".join(parts)
+
+    def eta_seconds(self, current: PlannedRun | None = None) -> float | None:
+        """Seconds still to go, from the measured cost of finished runs per multiply-add and iteration."""
+        seconds, units = 0.0, 0.0
+        for run in self.runs:
+            if run.status() == DONE:
+                summary = run.summary()
+                cost = _cost_units(summary.get("macs"), summary.get("iterations"))
+                if cost:
+                    seconds += float(summary.get("wall_time_s") or 0.0)
+                    units += cost
+        if not units:
+            return None
+        remaining = 0.0
+        for run in self.runs:
+            if run.status() == DONE:
+                continue
+            config = self.make_config(run)
+            total = config.train.iterations or 0
+            done_iterations = max((r["iteration"] for r in run.records()), default=0)
+            remaining += _cost_units(_model_macs(run.model, config), max(total - done_iterations, 0)) or 0.0
+        return seconds / units * remaining
+
+
+def _check_matches(run: PlannedRun, config: Config) -> None:
+    """A run directory left by another setting of the experiment must not be mixed into this one."""
+    saved_path = run.path / "config.toml"
+    if not saved_path.is_file():
+        return
+    from resnet.train.config import tomllib
+
+    saved = tomllib.loads(saved_path.read_text())
+    wanted = config.to_dict()
+    for section, key in (("model", "name"), ("train", "iterations"), ("data", "dataset"), ("optim", "lr")):
+        ours, theirs = wanted[section].get(key), saved.get(section, {}).get(key)
+        if ours != theirs:
+            raise ConfigError(
+                f"'{run.path}' holds a run with {section}.{key} = {theirs!r}, this experiment asks for {ours!r}; "
+                "use another --out, or the settings that run was started with"
+            )
+    if saved.get("seed", 0) != wanted["seed"]:
+        raise ConfigError(f"'{run.path}' holds a run with seed {saved.get('seed')}, expected {wanted['seed']}")
+
+
+def _cost_units(macs: int | None, iterations: int | None) -> float | None:
+    return float(macs) * float(iterations) if macs and iterations is not None else None
+
+
+def _model_macs(model: str, config: Config) -> int | None:
+    from resnet.models import model_info
+
+    try:
+        return int(model_info(model, input_size=(3, 32, 32), **config.model.options)["macs"])
+    except Exception:  # an estimate only; a model that cannot be counted leaves the ETA open
+        return None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def hardware() -> str:
+    """What the runs ran on, for reports: CPU model and cores, or the GPU, and the torch version."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    else:
+        device = f"{_cpu_model()}, {os.cpu_count()} cores, no GPU"
+    return f"{device}; torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,123 @@
+"""Layer responses (Fig. 7) and gradient norms: hooks at exactly the right places, numbers against autograd."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import resnet
+from resnet.analysis import gradient_norms, measure_responses, response_layers, weight_layers
+from resnet.cli import main
+from resnet.errors import ConfigError
+from resnet.models.blocks import BasicBlock, Bottleneck
+
+
+@pytest.mark.parametrize("name", ["resnet8", "plain8", "resnet14", "plain14"])
+def test_response_layers_of_cifar_nets(name):
+    model = resnet.create_model(name)
+    layers = response_layers(model)
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    assert len(layers) == 1 + 2 * len(blocks)  # the 3x3 stem, then two 3x3 layers per basic block
+    assert layers[0][0] == "bn1"
+    expected = [m for b in blocks for m in (b.bn1, b.bn2)]
+    assert [module for _, module in layers[1:]] == expected
+
+
+def test_response_layers_of_bottleneck_nets():
+    model = resnet.create_model("resnet50")
+    layers = response_layers(model)
+    blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
+    assert [module for _, module in layers] == [b.bn2 for b in blocks]  # 7x7 stem excluded, one 3x3 per block
+
+
+def test_preactivation_nets_are_refused():
+    with pytest.raises(ConfigError, match="pre-activation"):
+        response_layers(resnet.create_model("resnet8", preact=True))
+
+
+@pytest.mark.parametrize("name", ["resnet8", "plain8"])
+def test_responses_are_the_bn_outputs_before_relu_and_addition(name):
+    torch.manual_seed(0)
+    model = resnet.create_model(name).eval()
+    for module in model.modules():  # non-trivial BN statistics, so that the std differs per layer
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.2, 2.0)
+            module.bias.data.uniform_(-1.0, 1.0)
+    images = torch.randn(6, 3, 16, 16)
+    batches = [(images[:4], None), (images[4:], None)]
+    measured = measure_responses(model, batches)
+
+    # Manual: run each block by hand and take the BN outputs before ReLU / addition.
+    expected = []
+    with torch.no_grad():
+        x = model.bn1(model.conv1(images))
+        expected.append(x.std(unbiased=False).item())
+        x = torch.relu(x)
+        for block in (m for m in model.modules() if isinstance(m, BasicBlock)):
+            first = block.bn1(block.conv1(x))
+            second = block.bn2(block.conv2(torch.relu(first)))
+            expected += [first.std(unbiased=False).item(), second.std(unbiased=False).item()]
+            x = torch.relu(second + (block.downsample(x) if block.downsample is not None else 0))
+    assert measured.images == 6
+    assert measured.std == pytest.approx(expected, rel=1e-6)
+    # The hooks are gone and the model's output is unchanged by measuring.
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_gradient_norms_equal_manual_autograd():
+    torch.manual_seed(0)
+    model = resnet.create_model("plain8")
+    images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    result = gradient_norms(model, images, labels, label="plain8")
+
+    reference = resnet.create_model("plain8")
+    reference.load_state_dict(model.state_dict())
+    reference.train()
+    nn.functional.cross_entropy(reference(images), labels).backward()
+    manual = [module.weight.grad.norm().item() for _, module in _convs_and_linear(reference)]
+    assert result.norms == pytest.approx(manual, rel=1e-5)
+    assert result.layers == [name for name, _ in weight_layers(model)]
+    assert result.layers[0] == "conv1" and result.layers[-1] == "fc"
+    assert all(p.grad is None for p in model.parameters())  # nothing left behind on the model
+
+
+def _convs_and_linear(model):
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def test_analyses_from_a_tiny_run(tmp_path: Path):
+    from resnet.data.synthetic import write_image_folder
+    from resnet.train import load_config, train
+
+    folder = write_image_folder(tmp_path / "tiny", classes=("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8))
+    summaries = []
+    for name in ("plain8", "resnet8"):
+        config = load_config("cifar-paper", {
+            "model.name": name, "data.dataset": str(folder), "train.iterations": 3, "data.batch_size": 8,
+            "data.val_size": 8, "data.pipeline": "tensor", "log.tensorboard": False, "log.progress": "none",
+            "run_dir": str(tmp_path / name),
+        })  # fmt: skip
+        summaries.append(train(config))
+    checkpoints = [s["last_checkpoint"] for s in summaries]
+    out = tmp_path / "analysis"
+    assert main(["analyze", "responses", "--checkpoint", *checkpoints, "--out", str(out)]) == 0
+    numbers = json.loads((out / "responses.json").read_text())
+    assert [n["label"] for n in numbers] == ["plain8", "resnet8"]
+    assert all(len(n["std"]) == 7 and n["images"] == 8 for n in numbers)  # stem + 3 blocks x 2; the 8 test images
+    assert (out / "responses.png").stat().st_size > 0
+
+    code = main([
+        "analyze", "gradients", "--model", "plain8", "resnet8", "--checkpoint", checkpoints[1],
+        "--dataset", str(folder), "--batch-size", "8", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    grads = json.loads((out / "gradients.json").read_text())
+    assert [g["label"] for g in grads] == ["resnet8 (trained)", "plain8 (initialisation)", "resnet8 (initialisation)"]
+    assert (out / "gradients.png").stat().st_size > 0
+    assert main(["analyze", "responses", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2

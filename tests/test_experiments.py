@@ -1,0 +1,152 @@
+"""The paper's experiments on tiny nets: plan, resume, figures and report, and the paper's numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resnet.cli import main
+from resnet.data.synthetic import write_image_folder
+from resnet.errors import ConfigError
+from resnet.experiments import ExperimentSettings, budget_named, run_cifar_table, run_degradation
+from resnet.experiments.paper import TABLE6_TEST_ERROR, paper_test_error
+from resnet.experiments.runs import DONE, LEFT, STARTED, ExperimentRunner
+from resnet.train import train
+
+TINY = {
+    "data.batch_size": 8,
+    "data.val_size": 8,
+    "data.pipeline": "tensor",
+    "system.threads": 1,
+    "log.tensorboard": False,
+    "log.progress": "none",
+}
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    return write_image_folder(
+        tmp_path / "tiny", classes=("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8)
+    )
+
+
+def tiny_settings(out: Path, dataset: Path, **kw) -> ExperimentSettings:
+    options = dict(
+        out=out, depths=(8, 14), dataset=str(dataset), budget=budget_named("small", 4), overrides=dict(TINY)
+    )
+    options.update(kw)
+    return ExperimentSettings(**options)
+
+
+class Recorder:
+    """Calls the real trainer and records what was asked; ``stop_after`` simulates an interruption."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[tuple[str, bool]] = []
+        self.stop_after = stop_after
+
+    def __call__(self, config, resume=False):
+        if self.stop_after is not None and len(self.calls) >= self.stop_after:
+            raise KeyboardInterrupt
+        self.calls.append((config.model.name, resume))
+        return train(config, resume=resume)
+
+
+def test_paper_values_match_table6():
+    assert TABLE6_TEST_ERROR == {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+    assert paper_test_error("resnet56") == 6.97
+    assert paper_test_error("plain56") is None
+
+
+def test_budgets():
+    small = budget_named("small")
+    assert small.iterations == 1200 and small.eval_every == 150
+    assert budget_named("paper").iterations is None  # the recipe's 64k
+    shortened = budget_named("small", 300)
+    assert shortened.iterations == 300 and shortened.eval_every == 300 // 8
+    with pytest.raises(ConfigError):
+        budget_named("huge")
+    with pytest.raises(ConfigError):
+        budget_named("small", 0)
+
+
+def test_same_recipe_seed_and_schedule_for_every_net(tmp_path, tiny_folder):
+    settings = tiny_settings(tmp_path / "exp", tiny_folder, seeds=(0, 1))
+    runs = settings.runs()
+    assert [r.name for r in runs] == [
+        "plain8-seed0", "resnet8-seed0", "plain14-seed0", "resnet14-seed0",
+        "plain8-seed1", "resnet8-seed1", "plain14-seed1", "resnet14-seed1",
+    ]  # fmt: skip
+    configs = [settings.config(r) for r in runs]
+    for config, run in zip(configs, runs, strict=True):
+        assert config.recipe == "cifar-paper" and config.seed == run.seed and config.train.iterations == 4
+        assert config.optim.lr == 0.1 and config.optim.weight_decay == 1e-4
+    with pytest.raises(ConfigError, match="6n\\+2"):
+        tiny_settings(tmp_path / "bad", tiny_folder, depths=(10,)).runs()
+
+
+def test_interrupted_experiment_trains_only_what_is_left(tmp_path, tiny_folder):
+    settings = tiny_settings(tmp_path / "exp", tiny_folder)
+    runs = settings.runs()
+    first = Recorder(stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        ExperimentRunner(runs, settings.config, say=lambda _: None, train_fn=first).run()
+    assert [r.status() for r in runs] == [DONE, LEFT, LEFT, LEFT]
+    kept = (runs[0].path / "summary.json").read_bytes()
+
+    # A run with a checkpoint but no summary (killed mid-run) resumes; finished ones are kept untouched.
+    Recorder()(settings.config(runs[1]))
+    (runs[1].path / "summary.json").unlink()
+    assert runs[1].status() == STARTED
+    lines = []
+    second = Recorder()
+    ExperimentRunner(runs, settings.config, say=lines.append, train_fn=second).run()
+    assert second.calls == [("resnet8", True), ("plain14", False), ("resnet14", False)]
+    assert (runs[0].path / "summary.json").read_bytes() == kept
+    assert all(r.status() == DONE for r in runs)
+    assert any("done 1/4" in line and "resuming resnet8-seed0" in line and "ETA" in line for line in lines)
+
+
+def test_another_setting_in_the_same_folder_is_refused(tmp_path, tiny_folder):
+    settings = tiny_settings(tmp_path / "exp", tiny_folder, depths=(8,))
+    run_degradation(settings, say=lambda _: None)
+    longer = tiny_settings(tmp_path / "exp", tiny_folder, depths=(8,), budget=budget_named("small", 6))
+    with pytest.raises(ConfigError, match="train.iterations"):
+        run_degradation(longer, say=lambda _: None)
+
+
+def test_report_and_figures_of_a_tiny_run(tmp_path, tiny_folder):
+    out = tmp_path / "exp"
+    code = main([
+        "experiment", "degradation", "--dataset", str(tiny_folder), "--depths", "8", "14", "--iterations", "4",
+        "--out", str(out), *[f"--set={k}={json.dumps(v)}" for k, v in TINY.items()],
+    ])  # fmt: skip
+    assert code == 0
+    for name in ("fig6.png", "fig1.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    for model in ("plain8", "resnet8", "plain14", "resnet14"):
+        assert f"| {model} |" in report
+        summary = json.loads((out / f"{model}-seed0" / "summary.json").read_text())
+        assert summary["iterations"] == 4
+    assert "## Claims at this budget" in report and "plain14 has higher training error than plain8" in report
+    assert "divided by 10 at 2, 3" in report  # 32k/48k of 64k kept in place in a 4-iteration run
+
+    # Table 6's analogue over the same runs: nothing is trained again, the paper's column is filled in.
+    table = run_cifar_table(tiny_settings(out, tiny_folder), say=lambda _: None)
+    text = table.read_text()
+    assert "| 8 |" in text and "| 14 |" in text
+
+
+def test_cifar_table_quotes_the_paper(tmp_path, tiny_folder):
+    from resnet.experiments.cifar_table import table_lines
+    from resnet.experiments.report import NetResult
+
+    results = {"resnet56": NetResult("resnet56", 853018, {"test_error": [7.0, 7.4]}, [0, 1], 10, 1.0)}
+    lines = table_lines(results, (20, 56, 110))
+    row56 = next(line for line in lines if line.startswith("| 56 |"))
+    assert "0.853M" in row56 and "0.85M" in row56 and "7.20 ± 0.28" in row56 and "6.97" in row56
+    row110 = next(line for line in lines if line.startswith("| 110 |"))
+    assert "6.43 (best; 6.61 ± 0.16)" in row110
