@@ -113,7 +113,7 @@ def test_another_setting_in_the_same_folder_is_refused(tmp_path, tiny_folder):
     settings = tiny_settings(tmp_path / "exp", tiny_folder, depths=(8,))
     run_degradation(settings, say=lambda _: None)
     longer = tiny_settings(tmp_path / "exp", tiny_folder, depths=(8,), budget=budget_named("small", 6))
-    with pytest.raises(ConfigError, match="train.iterations"):
+    with pytest.raises(ConfigError, match=r"train\.iterations"):
         run_degradation(longer, say=lambda _: None)
 
 

@@ -55,6 +55,9 @@ class ExperimentSettings:
         }
         if self.data_dir:
             values["data.data_dir"] = self.data_dir
+        if Path(self.dataset).exists():
+            # A CIFAR-like image folder: decoded once into tensors, so that the recipe's per-pixel mean applies.
+            values["data.pipeline"] = "tensor"
         if self.budget.iterations:
             values["train.iterations"] = self.budget.iterations
         if self.budget.eval_every:
@@ -118,7 +121,7 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
     finished = [r for r in runs if r.status() == DONE]
     results = gather(finished)
     config = settings.config(runs[0])
-    subtitle = f"{settings.dataset}, {config.train.iterations} iterations, seeds {list(settings.seeds)}"
+    subtitle = f"{Path(settings.dataset).name}, {config.train.iterations} iterations, seeds {list(settings.seeds)}"
     plot_fig6(finished, settings.out / "fig6.png", subtitle)
     plot_fig1(finished, settings.out / "fig1.png", subtitle)
     wall = sum(result.wall_time_s for result in results.values())

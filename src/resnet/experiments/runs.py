@@ -150,7 +150,7 @@ class ExperimentRunner:
         for run in self.runs:
             if run.status() == DONE:
                 summary = run.summary()
-                cost = _cost_units(summary.get("macs"), summary.get("iterations"))
+                cost = _cost_units(_model_macs(run.model, self.make_config(run)), summary.get("iterations"))
                 if cost:
                     seconds += float(summary.get("wall_time_s") or 0.0)
                     units += cost
@@ -192,6 +192,7 @@ def _cost_units(macs: int | None, iterations: int | None) -> float | None:
 
 
 def _model_macs(model: str, config: Config) -> int | None:
+    """Multiply-adds at a fixed 32x32 input: only ratios between nets matter for the ETA."""
     from resnet.models import model_info
 
     try:
