@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resnet.models.droppath import DropPath
 from resnet.models.shortcuts import IdentityShortcut
+
+
+def branch_dropper(drop_path: float) -> nn.Module:
+    """Drop-path on the residual branch, or the identity (no state-dict keys either way)."""
+    return DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -26,8 +32,11 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None) -> None:
+    def __init__(
+        self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
+        self.drop_path = branch_dropper(drop_path)
         self.conv1 = conv3x3(in_channels, width, stride)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -39,7 +48,7 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.downsample is not None:
-            out = out + self.downsample(x)
+            out = self.drop_path(out) + self.downsample(x)
         return self.relu(out)
 
     def zero_init_last(self) -> None:
@@ -56,9 +65,16 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None, stride_on: str = "3x3"
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        shortcut: nn.Module | None,
+        stride_on: str = "3x3",
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        self.drop_path = branch_dropper(drop_path)
         out_channels = width * self.expansion
         stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
         self.conv1 = conv1x1(in_channels, width, stride_1x1)
@@ -75,7 +91,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.downsample is not None:
-            out = out + self.downsample(x)
+            out = self.drop_path(out) + self.downsample(x)
         return self.relu(out)
 
     def zero_init_last(self) -> None:
@@ -91,8 +107,11 @@ class PreActBasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None) -> None:
+    def __init__(
+        self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
+        self.drop_path = branch_dropper(drop_path)
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, width, stride)
         self.bn2 = nn.BatchNorm2d(width)
@@ -106,7 +125,7 @@ class PreActBasicBlock(nn.Module):
         out = self.conv1(preact)
         out = self.conv2(self.relu(self.bn2(out)))
         if self.downsample is not None:
-            out = out + self.downsample(preact if self.shortcut_takes_preact else x)
+            out = self.drop_path(out) + self.downsample(preact if self.shortcut_takes_preact else x)
         return out
 
     def zero_init_last(self) -> None:
@@ -120,9 +139,16 @@ class PreActBottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None, stride_on: str = "3x3"
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        shortcut: nn.Module | None,
+        stride_on: str = "3x3",
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        self.drop_path = branch_dropper(drop_path)
         out_channels = width * self.expansion
         stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
         self.bn1 = nn.BatchNorm2d(in_channels)
@@ -141,7 +167,7 @@ class PreActBottleneck(nn.Module):
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
         if self.downsample is not None:
-            out = out + self.downsample(preact if self.shortcut_takes_preact else x)
+            out = self.drop_path(out) + self.downsample(preact if self.shortcut_takes_preact else x)
         return out
 
     def zero_init_last(self) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from resnet.models.blocks import block_class
+from resnet.models.droppath import drop_path_rates
 from resnet.models.shortcuts import make_shortcut
 from resnet.models.specs import ArchSpec
 
@@ -83,6 +84,7 @@ class ResNetTrunk(nn.Module):
         shortcut: str | None = None,
         stride_on: str = "3x3",
         preact: bool = False,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         self.arch = spec.name
@@ -105,6 +107,7 @@ class ResNetTrunk(nn.Module):
         reduction = 4 if imagenet_stem else 1
         feature_info: list[FeatureInfo] = []
         plan = stage_plan(spec)
+        rates = iter(drop_path_rates(drop_path_rate, sum(len(stage) for stage in plan)))
         for stage_index in range(MAX_STAGES):
             name = f"layer{stage_index + 1}"
             if stage_index >= len(plan):
@@ -117,6 +120,7 @@ class ResNetTrunk(nn.Module):
                     p.width,
                     p.stride,
                     make_shortcut(shortcut, p.in_channels, p.out_channels, p.stride),
+                    drop_path=next(rates),
                     **block_kwargs,
                 )
                 for p in plan[stage_index]
@@ -164,15 +168,25 @@ class ResNetTrunk(nn.Module):
 class ResNet(ResNetTrunk):
     """A residual network of the paper, or its plain twin (``shortcut=None``), with a linear classifier."""
 
-    def __init__(self, spec: ArchSpec, *, num_classes: int, zero_init_residual: bool = False, **trunk_options):
+    def __init__(
+        self,
+        spec: ArchSpec,
+        *,
+        num_classes: int,
+        zero_init_residual: bool = False,
+        drop_rate: float = 0.0,
+        **trunk_options,
+    ):
         super().__init__(spec, **trunk_options)
         self.num_classes = num_classes
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        # Dropout before the classifier (timm's drop_rate); no parameters, so state dicts are unchanged.
+        self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self, zero_init_residual)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(features), 1))
+        return self.fc(self.dropout(torch.flatten(self.avgpool(features), 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

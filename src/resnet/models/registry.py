@@ -16,7 +16,7 @@ from resnet.models.shortcuts import SHORTCUT_OPTIONS
 from resnet.models.specs import ARCHITECTURES, ArchSpec, lookup_spec
 from resnet.models.vgg import VGG
 
-RESNET_OPTIONS = ("shortcut", "stride_on", "zero_init_residual", "preact", "in_chans")
+RESNET_OPTIONS = ("shortcut", "stride_on", "zero_init_residual", "preact", "in_chans", "drop_rate", "drop_path_rate")
 VGG_OPTIONS = ("in_chans", "dropout")
 STRIDE_PLACEMENTS = ("3x3", "1x1")
 
@@ -80,6 +80,16 @@ def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[st
     if zero_init_residual and not spec.residual:
         raise ConfigError(f"zero_init_residual would zero every block of the plain network {spec.name}")
     resolved.update(shortcut=shortcut, stride_on=stride_on, zero_init_residual=zero_init_residual, preact=preact)
+    for key in ("drop_rate", "drop_path_rate"):
+        value = options.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+            raise ConfigError(f"{key} must be a probability in [0, 1), got {value!r}")
+        resolved[key] = float(value)
+    if resolved["drop_path_rate"] and not spec.residual:
+        raise ConfigError(
+            f"drop_path_rate drops residual branches, and the plain network {spec.name} has none; "
+            f"use drop_rate (dropout before the classifier), or {spec.name.replace('plain', 'resnet')}"
+        )
     return resolved
 
 
@@ -90,9 +100,10 @@ def create_model(
 
     Options: ``shortcut`` ("A" zero-pad, "B" projection on shape change, "C" projection everywhere; default A for
     CIFAR nets, B for ImageNet nets), ``stride_on`` ("3x3" torchvision v1.5, default; "1x1" the paper's v1),
-    ``zero_init_residual``, ``preact`` (pre-activation blocks), ``in_chans``. ``num_classes`` defaults to 10 for
-    CIFAR nets and 1000 for ImageNet nets. ``features_only=True`` returns a backbone whose forward gives the
-    stage outputs, described by its ``feature_info``.
+    ``zero_init_residual``, ``preact`` (pre-activation blocks), ``in_chans``, ``drop_rate`` (dropout before the
+    classifier) and ``drop_path_rate`` (stochastic depth, growing linearly to this rate in the last block).
+    ``num_classes`` defaults to 10 for CIFAR nets and 1000 for ImageNet nets. ``features_only=True`` returns a
+    backbone whose forward gives the stage outputs, described by its ``feature_info``.
     """
     spec = get_spec(name)
     resolved = _validated_options(spec, num_classes, options)
@@ -102,6 +113,7 @@ def create_model(
         return VGG(**resolved)
     if features_only:
         resolved.pop("num_classes")
+        resolved.pop("drop_rate")  # no classifier
         return ResNetFeatures(spec, **resolved)
     return ResNet(spec, **resolved)
 

@@ -44,6 +44,14 @@ class DataConfig:
     crop_size: int = 224  # training crop of image folders (small datasets keep their image size)
     pipeline: str = "auto"  # auto | tensor (decode a same-size folder once into memory) | loader (DataLoader)
     on_bad_image: str = "error"  # error | skip (counted and reported)
+    # FixRes (Touvron et al. 2019): evaluate larger than the training crop; None: crop_size, resize crop*256/224
+    eval_crop_size: int | None = None
+    eval_resize: int | None = None
+    policy: str = "none"  # none | trivialaugment | randaugment | autoaugment (torchvision's, per image)
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9
+    random_erasing: float = 0.0  # probability per image (batched on the device, after normalisation)
+    repeats: int = 1  # repeated augmentation (Hoffer et al. 2020): each image appears this many times an epoch
 
 
 @dataclass
@@ -56,6 +64,33 @@ class OptimConfig:
     label_smoothing: float = 0.0
     reference_batch_size: int | None = None  # linear scaling rule: lr * global_batch / reference_batch_size
     grad_clip_norm: float | None = None
+    name: str = "sgd"  # sgd | adamw | lamb | rmsprop (--opt)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw, lamb
+    eps: float = 1e-8  # adamw, lamb, rmsprop
+    alpha: float = 0.9  # rmsprop's smoothing constant (TF-style, as torchvision's and timm's recipes)
+    accum_steps: int = 1  # gradient accumulation: one update per this many batches (--accum-steps)
+    loss: str = "ce"  # ce (cross-entropy) | bce (binary cross-entropy on the soft targets, ResNet strikes back)
+    bce_target_threshold: float | None = None  # bce: targets above this become 1 (timm's bce_target_thresh)
+
+
+@dataclass
+class MixConfig:
+    """Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) of a batch with itself reversed, on the device."""
+
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weight; 0 disables
+    cutmix_alpha: float = 0.0
+    prob: float = 1.0  # probability that a batch is mixed at all
+    switch_prob: float = 0.5  # with both on: probability of CutMix instead of Mixup
+
+
+@dataclass
+class EmaConfig:
+    """An exponential moving average of the weights and buffers, evaluated and checkpointed beside the model."""
+
+    enabled: bool = False
+    decay: float = 0.9998  # per update
+    warmup: bool = True  # decay min(decay, (1 + n) / (10 + n)) after n updates, so early averages forget fast
+    every_iterations: int = 1  # update period (torchvision's recipe: 32, with the decay adjusted)
 
 
 @dataclass
@@ -112,6 +147,8 @@ class EvalConfig:
 class CheckpointConfig:
     every_minutes: float = 10.0  # 0 disables the time-based checkpoint
     every_iterations: int | None = None  # deterministic mid-epoch checkpoints (tests, preemptible machines)
+    keep_best: int = 0  # keep the k checkpoints of lowest validation error (best-<iteration>.pt)
+    average_last: int = 0  # average the weights of the last k evaluations' models into averaged.pt at the end
 
 
 @dataclass
@@ -140,6 +177,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     train: LengthConfig = field(default_factory=LengthConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -155,6 +194,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.pipeline": ("auto", "tensor", "loader"),
     "data.on_bad_image": ("error", "skip"),
     "data.normalize": ("channel", "pixel"),
+    "data.policy": ("none", "trivialaugment", "randaugment", "autoaugment"),
+    "optim.name": ("sgd", "adamw", "lamb", "rmsprop"),
+    "optim.loss": ("ce", "bce"),
     "data.eval_view": ("center", "ten-crop", "full"),
     "schedule.kind": ("multistep", "plateau", "onecycle", "cosine", "constant"),
     "schedule.warmup.kind": ("none", "linear", "error-threshold"),
@@ -341,3 +383,6 @@ def validate(config: Config) -> None:
             raise ConfigError(f"'{key}' must be positive, got {value}")
     if config.data.subset is not None and config.data.subset <= 0:
         raise ConfigError(f"'data.subset' must be a positive number of images, got {config.data.subset}")
+    from resnet.train.modern import validate_modern
+
+    validate_modern(config)

@@ -1,4 +1,8 @@
-"""The optimizer of the recipes (SGD with momentum, optionally without weight decay on norms and biases)."""
+"""Optimizers of the recipes: SGD (the paper's), AdamW, LAMB (ResNet strikes back A1/A2) and RMSprop.
+
+Weight decay can spare norms and biases (``decay_norm_and_bias = false``), as every modern recipe does. LAMB has
+no implementation in torch, so it is written here (:class:`Lamb`) after You et al. 2019, in timm's form.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnet.errors import ConfigError
 from resnet.train.config import Config
+
+OPTIMIZERS = ("sgd", "adamw", "lamb", "rmsprop")
 
 
 def seed_everything(seed: int) -> None:
@@ -17,15 +24,88 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: nn.Module, config: Config, lr: float) -> torch.optim.Optimizer:
-    optim = config.optim
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al. 2019, "Large batch optimization for deep learning"): Adam's direction, decoupled weight
+    decay, and a per-tensor trust ratio ``||w|| / ||update||`` scaling the step.
+
+    As in timm (``timm.optim.Lamb``, used for "ResNet strikes back"): bias-corrected moments, the trust ratio is 1
+    where either norm is zero, and ``grad_averaging`` / ``max_grad_norm`` global clipping are left out (the trainer
+    clips with ``optim.grad_clip_norm``). ``trust_clip`` bounds the ratio at 1 (LAMBC).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        trust_clip: bool = False,
+    ) -> None:
+        if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ConfigError(f"LAMB needs lr >= 0, eps >= 0 and betas in [0, 1), got {lr}, {eps}, {betas}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, trust_clip=trust_clip))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state["step"] += 1
+                step = float(state["step"])
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = (exp_avg_sq / (1 - beta2**step)).sqrt_().add_(group["eps"])
+                update = (exp_avg / (1 - beta1**step)).div_(denom)
+                if group["weight_decay"]:
+                    update.add_(param, alpha=group["weight_decay"])
+                w_norm, u_norm = param.norm(), update.norm()
+                ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                if group["trust_clip"]:
+                    ratio = ratio.clamp(max=1.0)
+                param.add_(update * ratio, alpha=-group["lr"])
+        return loss
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+    """One group with weight decay and, unless everything decays, one without (norm weights, biases)."""
     decay, no_decay = [], []
     for parameter in model.parameters():
         if not parameter.requires_grad:
             continue
-        skip = not optim.decay_norm_and_bias and parameter.ndim <= 1
+        skip = not decay_norm_and_bias and parameter.ndim <= 1
         (no_decay if skip else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": optim.weight_decay}]
+    groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    return groups
+
+
+def build_optimizer(model: nn.Module, config: Config, lr: float) -> torch.optim.Optimizer:
+    """The optimizer ``optim.name`` names (``--opt``), over :func:`parameter_groups`."""
+    optim = config.optim
+    groups = parameter_groups(model, optim.weight_decay, optim.decay_norm_and_bias)
+    betas = (float(optim.betas[0]), float(optim.betas[1]))
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=optim.eps)
+    if optim.name == "lamb":
+        return Lamb(groups, lr=lr, betas=betas, eps=optim.eps)
+    if optim.name == "rmsprop":
+        # TF-style settings (alpha 0.9) as in torchvision's and timm's RMSprop recipes; eps from optim.eps.
+        return torch.optim.RMSprop(groups, lr=lr, alpha=optim.alpha, eps=optim.eps, momentum=optim.momentum)
+    raise ConfigError(f"unknown optimizer '{optim.name}'; choose one of {', '.join(OPTIMIZERS)} (--opt)")

@@ -220,11 +220,12 @@ def model_depth(name: str) -> int:
 
 
 def scaled_lr(config: Config, world_size: int = 1) -> float:
-    """The linear scaling rule: lr * global batch / reference batch (when a reference is set)."""
+    """The linear scaling rule: lr * effective batch / reference batch (when a reference is set); the effective
+    batch of one update is batch_size * world_size * optim.accum_steps."""
     reference = config.optim.reference_batch_size
     if not reference:
         return config.optim.lr
-    return config.optim.lr * config.data.batch_size * world_size / reference
+    return config.optim.lr * config.data.batch_size * world_size * config.optim.accum_steps / reference
 
 
 def total_iterations(config: Config, steps_per_epoch: int) -> int:

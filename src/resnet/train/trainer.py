@@ -16,6 +16,7 @@ from resnet.eval import evaluate
 from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from resnet.train.config import Config, config_from_dict, validate
 from resnet.train.devices import resolve_runtime
+from resnet.train.modern import BEST_EMA_CHECKPOINT, TrainingExtras
 from resnet.train.optim import build_optimizer, seed_everything
 from resnet.train.plots import plot_curves
 from resnet.train.progress import Progress
@@ -30,6 +31,7 @@ from resnet.train.run_dir import (
     versions,
 )
 from resnet.train.schedules import Schedule, build_schedule, total_iterations
+from resnet.train.step import train_step, update_batches, updates_per_epoch
 
 
 class Callback(Protocol):
@@ -70,17 +72,18 @@ class Trainer:
         self.model = self._build_model().to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.steps_per_epoch = len(self.data.train)
+        self.steps_per_epoch = updates_per_epoch(self.data.train, config.optim.accum_steps)
         if self.steps_per_epoch == 0:
             raise ConfigError(
-                f"the training set ({self.data.num_train} images) is smaller than one batch of "
-                f"{config.data.batch_size}; lower --batch-size or raise --subset"
+                f"the training set ({self.data.num_train} images) is smaller than one update of "
+                f"{config.optim.accum_steps} x {config.data.batch_size}; lower --batch-size or raise --subset"
             )
         self.total = total_iterations(config, self.steps_per_epoch)
         self.schedule: Schedule = build_schedule(config, self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, config, self.schedule.lr_at(0))
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.needs_grad_scaler)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
+        self.extras = TrainingExtras(config, self.model, self.data.num_classes, self.run_dir.path)
+        self.criterion = self.extras.criterion
         self.run_dir.create(config, resume=self.resume)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -147,6 +150,7 @@ class Trainer:
             "interval": dict(self.interval),
             "curve": dict(self.curve),
             "config": self.config.to_dict(),
+            **self.extras.state_dict(),
         }
 
     def wall_time(self) -> float:
@@ -157,6 +161,14 @@ class Trainer:
         save_atomic(self.state_dict(), path)
         self.last_save_time = time.monotonic()
         return path
+
+    def _save_payload(self, payload: dict[str, Any], name: str) -> Path:
+        path = self.run_dir.file(name)
+        save_atomic({**payload, "config": self.config.to_dict()}, path)
+        return path
+
+    def _evaluate(self, model: nn.Module, stream: Any) -> tuple[float, float]:
+        return evaluate(model, stream, self.runtime.autocast)
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         try:
@@ -173,6 +185,7 @@ class Trainer:
         self.elapsed = float(checkpoint["elapsed"])
         self.wall_before = float(checkpoint["wall_time"])
         self.interval, self.curve = dict(checkpoint["interval"]), dict(checkpoint["curve"])
+        self.extras.load_state_dict(checkpoint, self.iteration)
         self.run_dir.truncate_metrics(self.iteration)
         self.records = self.run_dir.read_metrics()
 
@@ -210,29 +223,31 @@ class Trainer:
         window = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # loss sum, wrong, seen
         first_bad = torch.full((), -1, dtype=torch.int64, device=runtime.device)
         window_start, tick = self.iteration, time.perf_counter()
-        for images, labels in self.data.train.epoch(epoch, start_batch):
+        accum = self.extras.accum_steps
+        for batches in update_batches(self.data.train, epoch, start_batch, accum):
             lr = self.schedule.lr_at(self.iteration)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            with runtime.autocast():
-                logits = self.forward(images)
-                loss = self.criterion(logits.float(), labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.config.optim.grad_clip_norm:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), self.config.optim.grad_clip_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            detached = loss.detach().double()
+            detached, wrong, batch = train_step(
+                self.forward,
+                self.criterion,
+                batches,
+                self.optimizer,
+                self.scaler,
+                autocast=runtime.autocast,
+                transform=self.extras.mixer,
+                first_index=self.iteration * accum,
+                clip_norm=self.config.optim.grad_clip_norm,
+                parameters=model.parameters(),
+            )
             # Device-side bookkeeping only: no host sync and no host-to-device copy per step.
             bad_now = ~torch.isfinite(detached) & (first_bad < 0)
             first_bad = torch.where(bad_now, self.iteration, first_bad)
-            batch = labels.numel()
             window[0] += detached * batch
-            window[1] += (logits.argmax(1) != labels).sum()
+            window[1] += wrong
             window[2] += batch
             self.iteration += 1
+            self.extras.after_update(model, self.iteration)
             end_of_epoch = self.iteration % self.steps_per_epoch == 0
             done = self.iteration >= self.total
             checkpoint_now = end_of_epoch or done or self._checkpoint_due()
@@ -325,8 +340,11 @@ class Trainer:
         if data.val is not None:
             record["val_error"], record["val_loss"] = evaluate(self.forward, data.val, self.runtime.autocast)
             self.schedule.observe_validation(self.iteration, record["val_error"])
-        if final or self.config.eval.test == "every":
+        test = final or self.config.eval.test == "every"
+        if test:
             record["test_error"], record["test_loss"] = evaluate(self.forward, data.test, self.runtime.autocast)
+        if self.extras.evaluate_ema(record, self._evaluate, data, test):
+            self.save(BEST_EMA_CHECKPOINT)
         record["images_per_sec"] = interval["seen"] / interval["time"] if interval["time"] else None
         record["train_time"] = round(self.elapsed, 3)
         record["wall_time"] = round(self.wall_time(), 3)
@@ -338,6 +356,7 @@ class Trainer:
         if improved:
             self.best_val_error, self.best_iteration = record["val_error"], self.iteration
             self.save(BEST_CHECKPOINT)
+        self.extras.after_evaluation(self.iteration, record["val_error"], self.state_dict)
         shown = [f"{k} {record[k]:.2f}%" for k in ("train_error", "val_error", "test_error") if record[k] is not None]
         self.progress.write(f"eval at iteration {self.iteration} (epoch {record['epoch']:g}): " + ", ".join(shown))
 
@@ -381,6 +400,12 @@ class Trainer:
             "best_checkpoint": str(self.run_dir.file(BEST_CHECKPOINT)) if self.best_iteration is not None else None,
             "versions": versions(),
         }
+        summary.update(
+            self.extras.summary(
+                records, (summary["best_val_error"], self.best_iteration), self._evaluate, self.model, self.data,
+                self._save_payload,
+            )
+        )
         self.run_dir.write_summary(summary)
         return summary
 
