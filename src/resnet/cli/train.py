@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--iterations", type=int, help="run length in iterations")
     parser.add_argument("--batch-size", type=int, help="images per batch")
     parser.add_argument("--lr", type=float, help="(peak) learning rate")
+    parser.add_argument("--opt", choices=("sgd", "adamw", "lamb", "rmsprop"), help="optimizer (default: the recipe's)")
+    parser.add_argument(
+        "--accum-steps", type=int, help="gradient accumulation: one update per N batches (lr scales on N x batch)"
+    )
     parser.add_argument("--subset", type=int, help="train on a seeded subset of N training images")
     parser.add_argument(
         "--on-bad-image",
@@ -79,6 +83,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "train.iterations": args.iterations,
         "data.batch_size": args.batch_size,
         "optim.lr": args.lr,
+        "optim.name": args.opt,
+        "optim.accum_steps": args.accum_steps,
         "data.subset": args.subset,
         "data.on_bad_image": args.on_bad_image,
         "system.device": args.device,
