@@ -1,0 +1,58 @@
+"""Stochastic depth and classifier dropout as create_model options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from resnet.errors import ConfigError
+from resnet.models import create_model
+from resnet.models.droppath import DropPath, drop_path_rates
+
+
+def test_drop_path_is_the_identity_in_eval_and_scales_survivors_in_train() -> None:
+    x = torch.randn(4000, 3, 2, 2) + 5
+    module = DropPath(0.25)
+    assert torch.equal(module.eval()(x), x)
+    torch.manual_seed(0)
+    out = module.train()(x)
+    kept = (out != 0).flatten(1)
+    assert (kept.all(1) | ~kept.any(1)).all()  # whole samples are dropped or kept
+    survivors = kept.all(1)
+    torch.testing.assert_close(out[survivors], x[survivors] / 0.75)
+    assert survivors.float().mean().item() == pytest.approx(0.75, abs=0.03)
+
+
+def test_rates_grow_linearly_with_depth_and_nets_stay_compatible() -> None:
+    assert drop_path_rates(0.1, 3) == [0.0, 0.05, 0.1]
+    model = create_model("resnet20", drop_path_rate=0.1, drop_rate=0.2)
+    rates = [m.rate for m in model.modules() if isinstance(m, DropPath)]
+    assert len(rates) == 8 and rates == pytest.approx(drop_path_rates(0.1, 9)[1:])  # block 0 has rate 0: identity
+    assert isinstance(model.dropout, torch.nn.Dropout) and model.dropout.p == 0.2
+    plain = create_model("resnet20")
+    assert model.state_dict().keys() == plain.state_dict().keys()  # no new keys: torchvision weights still load
+    x = torch.randn(2, 3, 32, 32)
+    model.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(model.eval()(x), plain.eval()(x))  # identity in eval mode
+    torch.manual_seed(1)
+    train_a = model.train()(x)
+    torch.manual_seed(1)
+    assert torch.equal(train_a, model(x))  # reproducible from the seed
+    features = create_model("resnet18", features_only=True, drop_path_rate=0.1, drop_rate=0.5)
+    assert any(isinstance(m, DropPath) for m in features.modules())
+
+
+def test_drop_path_in_every_block_type() -> None:
+    for options in ({}, {"preact": True}):
+        basic = create_model("resnet8", drop_path_rate=0.2, **options)
+        assert sum(isinstance(m, DropPath) for m in basic.modules()) == 2  # 3 blocks, the first at rate 0
+        bottleneck = create_model("resnet50", num_classes=3, drop_path_rate=0.2, **options)
+        assert sum(isinstance(m, DropPath) for m in bottleneck.modules()) == 15
+
+
+def test_plain_nets_reject_drop_path() -> None:
+    with pytest.raises(ConfigError, match="plain network plain20 has none"):
+        create_model("plain20", drop_path_rate=0.1)
+    assert isinstance(create_model("plain20", drop_rate=0.1).dropout, torch.nn.Dropout)
+    with pytest.raises(ConfigError, match="probability"):
+        create_model("resnet20", drop_rate=1.0)
