@@ -8,6 +8,7 @@ and apply them with ``torchvision.transforms.v2.functional``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -61,9 +62,17 @@ class ScaleAugment:
         self.sides = (round(crop * 256 / 224), round(crop * 480 / 224))
         self.jitter, self.alphastd = jitter, alphastd
 
-    def __call__(self, image: Tensor, gen: torch.Generator) -> Tensor:
+    def geometric(self, image: Tensor, gen: torch.Generator) -> Tensor:
+        """Resize, crop and flip (uint8 in, uint8 out)."""
         image = TF.resize(image, [_randint(gen, *self.sides)], antialias=True)
-        image = TF.to_dtype(random_crop_flip(image, self.crop, gen), torch.float32, scale=True)
+        return random_crop_flip(image, self.crop, gen)
+
+    def __call__(self, image: Tensor, gen: torch.Generator) -> Tensor:
+        return self.finish(self.geometric(image, gen), gen)
+
+    def finish(self, image: Tensor, gen: torch.Generator) -> Tensor:
+        """To float in [0, 1], then colour jitter and lighting."""
+        image = TF.to_dtype(image, torch.float32, scale=True)
         if self.jitter:
             image = color_jitter(image, gen, self.jitter)
         return lighting(image, gen, self.alphastd) if self.alphastd else image
@@ -88,12 +97,34 @@ class RandomResizedCropAugment:
         side = min(height, width)  # fallback, as torchvision: the central square
         return (height - side) // 2, (width - side) // 2, side, side
 
-    def __call__(self, image: Tensor, gen: torch.Generator) -> Tensor:
+    def geometric(self, image: Tensor, gen: torch.Generator) -> Tensor:
+        """The random resized crop and flip (uint8 in, uint8 out)."""
         top, left, h, w = self.params(image.shape[-2], image.shape[-1], gen)
         image = TF.resized_crop(image, top, left, h, w, [self.crop, self.crop], antialias=True)
         if float(torch.rand((), generator=gen)) < 0.5:
             image = TF.horizontal_flip(image)
+        return image
+
+    def __call__(self, image: Tensor, gen: torch.Generator) -> Tensor:
+        return self.finish(self.geometric(image, gen), gen)
+
+    def finish(self, image: Tensor, gen: torch.Generator) -> Tensor:
         return TF.to_dtype(image, torch.float32, scale=True)
+
+
+class PolicyAugment:
+    """A crop augmentation with an augmentation policy between its geometric part and its float conversion, as
+    torchvision's reference: crop, flip, policy (on uint8), to float. The policy's draws are seeded from ``gen``."""
+
+    def __init__(self, base: ScaleAugment | RandomResizedCropAugment, policy: Callable[[Tensor], Tensor]) -> None:
+        self.base, self.policy = base, policy
+
+    def __call__(self, image: Tensor, gen: torch.Generator) -> Tensor:
+        from resnet.data.policies import apply_seeded
+
+        image = self.base.geometric(image, gen)
+        image = apply_seeded(self.policy, image, int(torch.randint(0, 2**62, (), generator=gen)))
+        return self.base.finish(image, gen)
 
 
 class EvalTransform:

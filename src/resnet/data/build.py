@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from resnet.data.augment import EvalTransform, RandomResizedCropAugment, ScaleAugment
+from resnet.data.augment import EvalTransform, PolicyAugment, RandomResizedCropAugment, ScaleAugment
 from resnet.data.decode import check_policy
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
 from resnet.data.paths import PathLike
+from resnet.data.policies import POLICIES, build_policy
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.base import ArrayDataset
 from resnet.data.sources.folder import FolderSplit, ImageFolderIndex, index_folder
@@ -108,6 +109,10 @@ def _tensor_bundle(
     channels_last: bool,
     rank: int,
     world_size: int,
+    policy: str = "none",
+    randaugment_ops: int = 2,
+    randaugment_magnitude: int = 9,
+    repeats: int = 1,
 ) -> DataBundle:
     if augment == "rrc":
         raise ConfigError(
@@ -137,6 +142,8 @@ def _tensor_bundle(
         augment=augment == "default",
         rank=rank,
         world_size=world_size,
+        policy=build_policy(policy, num_ops=randaugment_ops, magnitude=randaugment_magnitude, small_images=True),
+        repeats=repeats,
     )
     if len(train) == 0:
         raise ConfigError(f"batch_size {batch_size} exceeds the {train.num_samples} training images per rank")
@@ -204,8 +211,14 @@ def _loader_bundle(
     on_bad_image: str,
     eval_view: str,
     crop_size: int,
+    eval_crop_size: int | None,
+    eval_resize: int | None,
     rank: int,
     world_size: int,
+    policy: str = "none",
+    randaugment_ops: int = 2,
+    randaugment_magnitude: int = 9,
+    repeats: int = 1,
 ) -> DataBundle:
     if normalize == "pixel":
         raise ConfigError("normalize='pixel' needs same-size images; image folders use 'channel'")
@@ -231,7 +244,13 @@ def _loader_bundle(
         train_tf = RandomResizedCropAugment(crop_size)
     else:
         train_tf = EvalTransform("center", crop_size)
-    eval_tf = EvalTransform(eval_view, crop_size)
+    chosen = build_policy(policy, num_ops=randaugment_ops, magnitude=randaugment_magnitude)
+    if chosen is not None:
+        if augment == "none":
+            raise ConfigError(f"policy '{policy}' augments crops: use augment 'rrc' or 'default' with it, not 'none'")
+        train_tf = PolicyAugment(train_tf, chosen)
+    # FixRes: the evaluation view may be larger than the training crop (torchvision's recipe: train 176, eval 224).
+    eval_tf = EvalTransform(eval_view, eval_crop_size or crop_size, eval_resize)
     eval_bs = 1 if eval_view == "full" else eval_batch_size
 
     def dataset(split: FolderSplit, transform) -> FolderDataset:
@@ -246,6 +265,7 @@ def _loader_bundle(
         channels_last=channels_last,
         rank=rank,
         world_size=world_size,
+        repeats=repeats,
     )
     if len(train) == 0:
         raise ConfigError(f"batch_size {batch_size} exceeds the training images per rank")
@@ -296,10 +316,18 @@ def build_data(
     world_size: int = 1,
     crop_size: int = 224,
     pipeline: str = "auto",
+    eval_crop_size: int | None = None,
+    eval_resize: int | None = None,
+    policy: str = "none",
+    randaugment_ops: int = 2,
+    randaugment_magnitude: int = 9,
+    repeats: int = 1,
 ) -> DataBundle:
     """Train / val / test streams for a registered dataset or an image folder (see docs/data.md).
 
-    ``crop_size`` applies to image folders only (small datasets train on whole-size crops); ``pipeline`` picks
+    ``crop_size``, ``eval_crop_size`` and ``eval_resize`` (FixRes) apply to image folders only (small datasets
+    train and test on whole images); ``policy`` is a torchvision augmentation policy (see
+    :mod:`resnet.data.policies`) and ``repeats`` the repeated-augmentation count; ``pipeline`` picks
     the tensor pipeline ("tensor") or DataLoader workers ("loader") for folders; "auto" uses tensors for
     registered names and workers for paths.
     """
@@ -308,6 +336,7 @@ def build_data(
         ("normalize", normalize, NORMALIZES),
         ("eval_view", eval_view, EVAL_VIEWS),
         ("pipeline", pipeline, PIPELINES),
+        ("policy", policy, POLICIES),
     ):
         _check(option, value, allowed)
     check_policy(on_bad_image)
@@ -331,6 +360,10 @@ def build_data(
         channels_last=channels_last,
         rank=rank,
         world_size=world_size,
+        policy=policy,
+        randaugment_ops=randaugment_ops,
+        randaugment_magnitude=randaugment_magnitude,
+        repeats=repeats,
     )
     if isinstance(target, DatasetSpec):
         data = target.load(data_dir, download, on_bad_image)
@@ -346,5 +379,7 @@ def build_data(
         on_bad_image=on_bad_image,
         eval_view=eval_view,
         crop_size=crop_size,
+        eval_crop_size=eval_crop_size,
+        eval_resize=eval_resize,
         **common,
     )

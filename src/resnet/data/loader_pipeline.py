@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from resnet.data.decode import BadImageError, decode_rgb
+from resnet.data.policies import repeat_samples
 from resnet.data.sources.folder import FolderSplit
 from resnet.data.tensor_pipeline import derive_seed
 
@@ -62,8 +63,8 @@ def collate(batch: list[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor, int
 class SeededBatchSampler(Sampler):
     """Batches of ``(index, sample_seed)`` for one epoch of one rank, starting at ``start_batch``."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, rank: int, world_size: int) -> None:
-        self.size, self.batch_size, self.seed = size, batch_size, seed
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int, world_size: int, repeats: int = 1) -> None:
+        self.size, self.batch_size, self.seed, self.repeats = size, batch_size, seed, repeats
         self.rank, self.world_size = rank, world_size
         self.per_rank = size // world_size
         self.epoch, self.start_batch = 0, 0
@@ -76,7 +77,8 @@ class SeededBatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        order = torch.randperm(self.size, generator=gen)[self.rank :: self.world_size][: self.per_rank].tolist()
+        order = repeat_samples(torch.randperm(self.size, generator=gen), self.repeats)
+        order = order[self.rank :: self.world_size][: self.per_rank].tolist()
         for k in range(self.start_batch, self.per_rank // self.batch_size):
             batch = order[k * self.batch_size : (k + 1) * self.batch_size]
             yield [(i, derive_seed(self.seed, self.epoch, k, j, self.rank)) for j, i in enumerate(batch)]
@@ -103,9 +105,10 @@ class LoaderTrainStream:
         channels_last: bool,
         rank: int = 0,
         world_size: int = 1,
+        repeats: int = 1,
     ) -> None:
         self.batch_size, self.device, self.channels_last = batch_size, device, channels_last
-        self.sampler = SeededBatchSampler(len(dataset), batch_size, seed, rank, world_size)
+        self.sampler = SeededBatchSampler(len(dataset), batch_size, seed, rank, world_size, repeats)
         self.loader = DataLoader(
             dataset,
             batch_sampler=self.sampler,

@@ -8,11 +8,15 @@ and there is no per-sample Python, so the pipeline costs a small fraction of a t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from resnet.data.policies import apply_seeded, repeat_samples
+
+_POLICY_TAG = 0x9011C7
 
 
 def derive_seed(*parts: int) -> int:
@@ -91,8 +95,11 @@ class TensorTrainStream:
         pad: int = 4,
         rank: int = 0,
         world_size: int = 1,
+        policy: Callable[[Tensor], Tensor] | None = None,
+        repeats: int = 1,
     ) -> None:
         self.images, self.labels, self.normalizer = images, labels, normalizer
+        self.policy, self.repeats = policy, repeats  # see resnet.data.policies
         self.batch_size, self.seed, self.augment, self.pad = batch_size, seed, augment, pad
         self.rank, self.world_size = rank, world_size
         self.image_size = (images.shape[2], images.shape[3])
@@ -104,6 +111,7 @@ class TensorTrainStream:
     def order(self, epoch: int) -> Tensor:
         """This rank's sample order for ``epoch``: a strided slice of one seeded permutation."""
         perm = torch.randperm(len(self.images), generator=generator(self.seed, epoch))
+        perm = repeat_samples(perm, self.repeats)
         return perm[self.rank :: self.world_size][: self.num_samples]
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
@@ -111,7 +119,10 @@ class TensorTrainStream:
         order = self.order(epoch).to(self.images.device)
         for k in range(start_batch, len(self)):
             idx = order[k * self.batch_size : (k + 1) * self.batch_size]
-            x = self.normalizer(self.images[idx])
+            raw = self.images[idx]
+            if self.policy is not None:  # on uint8, before normalisation, crop and flip
+                raw = apply_seeded(self.policy, raw, derive_seed(self.seed, epoch, k, self.rank, _POLICY_TAG))
+            x = self.normalizer(raw)
             if self.augment:
                 gen = generator(self.seed, epoch, k, self.rank, device=self.images.device)
                 x = pad_crop_flip(x, self.pad, self.image_size, gen)

@@ -66,6 +66,19 @@ def validate_modern(config: Config) -> None:
             raise ConfigError(f"'{key}' must be a positive number of pixels, got {value}")
 
 
+def modern_data_options(config: Config) -> dict[str, Any]:
+    """The ``build_data`` keywords of the modern data options."""
+    data = config.data
+    return {
+        "eval_crop_size": data.eval_crop_size,
+        "eval_resize": data.eval_resize,
+        "policy": data.policy,
+        "randaugment_ops": data.randaugment_ops,
+        "randaugment_magnitude": data.randaugment_magnitude,
+        "repeats": data.repeats,
+    }
+
+
 def build_criterion(config: Config, num_classes: int) -> nn.Module:
     optim = config.optim
     if optim.loss == "bce":

@@ -16,7 +16,7 @@ from resnet.eval import evaluate
 from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from resnet.train.config import Config, config_from_dict, validate
 from resnet.train.devices import resolve_runtime
-from resnet.train.modern import BEST_EMA_CHECKPOINT, TrainingExtras
+from resnet.train.modern import BEST_EMA_CHECKPOINT, TrainingExtras, modern_data_options
 from resnet.train.optim import build_optimizer, seed_everything
 from resnet.train.plots import plot_curves
 from resnet.train.progress import Progress
@@ -121,6 +121,7 @@ class Trainer:
             crop_size=data.crop_size,
             pipeline=data.pipeline,
             on_bad_image=data.on_bad_image,
+            **modern_data_options(self.config),
         )
 
     def _build_model(self) -> nn.Module:
