@@ -305,3 +305,40 @@ def test_modern_option_errors() -> None:
     ):
         with pytest.raises(ConfigError, match=match):
             tiny_config(Path("unused"), **{key: value})
+
+
+def test_modern_recipes_carry_their_published_settings() -> None:
+    base = {"model.name": "resnet50", "data.dataset": "imagenet"}
+    v2 = load_config("torchvision-v2", base)
+    assert (v2.optim.name, v2.optim.lr, v2.optim.reference_batch_size, v2.optim.weight_decay) == (
+        "sgd",
+        0.5,
+        1024,
+        2e-5,
+    )
+    assert (v2.data.crop_size, v2.data.eval_resize, v2.data.eval_crop_size) == (176, 232, 224)
+    assert (v2.data.policy, v2.data.random_erasing, v2.data.repeats, v2.optim.label_smoothing) == (
+        "trivialaugment",
+        0.1,
+        4,
+        0.1,
+    )
+    assert (v2.mix.mixup_alpha, v2.mix.cutmix_alpha, v2.ema.enabled, v2.train.epochs) == (0.2, 1.0, True, 600)
+    assert (v2.schedule.kind, v2.schedule.warmup.kind, v2.schedule.warmup.epochs) == ("cosine", "linear", 5)
+    a3 = load_config("rsb-a3", base)
+    assert (a3.optim.name, a3.optim.loss, a3.optim.lr, a3.optim.weight_decay, a3.train.epochs) == (
+        "lamb",
+        "bce",
+        8e-3,
+        0.02,
+        100,
+    )
+    assert (a3.data.crop_size, a3.data.eval_crop_size, a3.data.policy, a3.data.randaugment_magnitude) == (
+        160,
+        224,
+        "randaugment",
+        6,
+    )
+    assert (a3.mix.mixup_alpha, a3.mix.cutmix_alpha) == (0.1, 1.0)
+    cifar = load_config("cifar-modern", {"model.name": "resnet20", "data.dataset": "cifar10"})
+    assert cifar.data.val_size == 5000 and cifar.ema.enabled and cifar.optim.label_smoothing == 0.1
