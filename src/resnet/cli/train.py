@@ -122,6 +122,16 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary.get("best_val_error") is not None:
         print(f"best validation error {summary['best_val_error']:.2f}% at iteration {summary['best_iteration']}")
+    if summary.get("ema_best_val_error") is not None:
+        print(
+            f"EMA: best validation error {summary['ema_best_val_error']:.2f}% at iteration "
+            f"{summary['ema_best_iteration']}; best weights: {summary['best_weights']}"
+        )
+    if summary.get("averaged_test_error") is not None:
+        print(
+            f"averaged weights of iterations {summary['averaged_iterations']}: test error "
+            f"{summary['averaged_test_error']:.2f}% ({summary['averaged_checkpoint']})"
+        )
     print(f"curves:      {summary['curves']}")
     print(
         f"checkpoints: {summary['last_checkpoint']}"

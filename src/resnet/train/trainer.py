@@ -344,8 +344,7 @@ class Trainer:
         test = final or self.config.eval.test == "every"
         if test:
             record["test_error"], record["test_loss"] = evaluate(self.forward, data.test, self.runtime.autocast)
-        if self.extras.evaluate_ema(record, self._evaluate, data, test):
-            self.save(BEST_EMA_CHECKPOINT)
+        ema_improved = self.extras.evaluate_ema(record, self._evaluate, data, test)
         record["images_per_sec"] = interval["seen"] / interval["time"] if interval["time"] else None
         record["train_time"] = round(self.elapsed, 3)
         record["wall_time"] = round(self.wall_time(), 3)
@@ -357,8 +356,11 @@ class Trainer:
         if improved:
             self.best_val_error, self.best_iteration = record["val_error"], self.iteration
             self.save(BEST_CHECKPOINT)
+        if ema_improved:
+            self.save(BEST_EMA_CHECKPOINT)
         self.extras.after_evaluation(self.iteration, record["val_error"], self.state_dict)
-        shown = [f"{k} {record[k]:.2f}%" for k in ("train_error", "val_error", "test_error") if record[k] is not None]
+        keys = ("train_error", "val_error", "test_error", "ema_val_error", "ema_test_error")
+        shown = [f"{k} {record[k]:.2f}%" for k in keys if record.get(k) is not None]
         self.progress.write(f"eval at iteration {self.iteration} (epoch {record['epoch']:g}): " + ", ".join(shown))
 
     def _finish(self) -> dict[str, Any]:
@@ -403,7 +405,11 @@ class Trainer:
         }
         summary.update(
             self.extras.summary(
-                records, (summary["best_val_error"], self.best_iteration), self._evaluate, self.model, self.data,
+                records,
+                (summary["best_val_error"], self.best_iteration),
+                self._evaluate,
+                self.model,
+                self.data,
                 self._save_payload,
             )
         )
