@@ -7,7 +7,9 @@ import torch
 
 from resnet.errors import ConfigError
 from resnet.models import create_model
+from resnet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from resnet.models.droppath import DropPath, drop_path_rates
+from resnet.models.shortcuts import IdentityShortcut
 
 
 def test_drop_path_is_the_identity_in_eval_and_scales_survivors_in_train() -> None:
@@ -42,12 +44,19 @@ def test_rates_grow_linearly_with_depth_and_nets_stay_compatible() -> None:
     assert any(isinstance(m, DropPath) for m in features.modules())
 
 
-def test_drop_path_in_every_block_type() -> None:
-    for options in ({}, {"preact": True}):
-        basic = create_model("resnet8", drop_path_rate=0.2, **options)
-        assert sum(isinstance(m, DropPath) for m in basic.modules()) == 2  # 3 blocks, the first at rate 0
-        bottleneck = create_model("resnet50", num_classes=3, drop_path_rate=0.2, **options)
-        assert sum(isinstance(m, DropPath) for m in bottleneck.modules()) == 15
+@pytest.mark.parametrize("block", [BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck])
+def test_every_block_type_drops_its_branch_only(block: type[torch.nn.Module]) -> None:
+    channels = 16 * block.expansion
+    torch.manual_seed(0)
+    dropping = block(channels, 16, 1, IdentityShortcut(), drop_path=0.5)
+    plain = block(channels, 16, 1, IdentityShortcut())
+    plain.load_state_dict(dropping.state_dict())
+    x = torch.randn(64, channels, 6, 6)
+    torch.testing.assert_close(dropping.eval()(x), plain.eval()(x))
+    dropping.train()
+    dropping.drop_path.rate = 1.0 - 1e-7  # every branch dropped: the block is its shortcut (and ReLU, post-act)
+    expected = x if block in (PreActBasicBlock, PreActBottleneck) else torch.relu(x)
+    torch.testing.assert_close(dropping(x), expected)
 
 
 def test_plain_nets_reject_drop_path() -> None:
