@@ -113,6 +113,7 @@ def test_ema_equals_a_manual_update() -> None:
                 expected[key] = decay * expected[key] + (1 - decay) * value.double()
         done += 1
     assert ema_decay(0.8, 0, True) == pytest.approx(0.1) and ema_decay(0.8, 100, True) == 0.8
+    assert int(ema.n_averaged) == ema.updates == 4
     for key, value in ema.module.state_dict().items():
         torch.testing.assert_close(value.double(), expected[key], rtol=1e-6, atol=1e-6)
     restored = ModelEma(model, decay=0.8, warmup=True)
