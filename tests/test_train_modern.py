@@ -343,3 +343,36 @@ def test_modern_recipes_carry_their_published_settings() -> None:
     assert (a3.mix.mixup_alpha, a3.mix.cutmix_alpha) == (0.1, 1.0)
     cifar = load_config("cifar-modern", {"model.name": "resnet20", "data.dataset": "cifar10"})
     assert cifar.data.val_size == 5000 and cifar.ema.enabled and cifar.optim.label_smoothing == 0.1
+
+
+def test_exact_resume_with_the_data_options_on_the_tensor_pipeline(tmp_path: Path) -> None:
+    from resnet.data.synthetic import write_idx_files
+
+    write_idx_files(tmp_path / "data" / "mnist", train=120, test=16)
+    options = {
+        **EVERYTHING,
+        "data.dataset": "mnist",
+        "data.data_dir": str(tmp_path / "data"),
+        "data.download": False,
+        "data.val_size": 16,
+        "data.batch_size": 16,
+        "data.subset": 96,
+        "eval.test": "end",
+        "checkpoint.every_iterations": 2,
+        "data.policy": "trivialaugment",
+        "data.repeats": 2,
+        "train.epochs": 2,
+        "checkpoint.keep_best": 0,
+        "checkpoint.average_last": 0,
+    }
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    train(tiny_config(reference, **options))
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(interrupted, **options), callbacks=[StopAt(3)])
+    assert load_checkpoint(interrupted / "last.pt")["iteration"] == 2  # mid-epoch: 3 updates of 2 batches an epoch
+    train(tiny_config(interrupted, **options), resume=True)
+    expected, actual = load_checkpoint(reference / "last.pt"), load_checkpoint(interrupted / "last.pt")
+    assert expected["iteration"] == actual["iteration"] == 6
+    for part in ("model", "ema"):
+        for name, tensor in expected[part].items():
+            assert torch.equal(tensor, actual[part][name]), (part, name)
