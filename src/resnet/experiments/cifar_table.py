@@ -71,7 +71,8 @@ def write_cifar_table(settings: ExperimentSettings, runs: Sequence[PlannedRun], 
         f"- **Seeds**: {', '.join(str(s) for s in settings.seeds)}; errors are mean ± std over seeds when more "
         "than one.",
         f"- **Hardware**: {hardware()}.",
-        f"- **Wall time**: {wall / 60:.1f} min of training runs ({len(finished)} of {len(runs)} finished); "
+        f"- **Wall time**: {wall / 60:.1f} min, the runs' wall-clock times summed ({len(finished)} of {len(runs)} "
+        "finished); "
         f"this call {elapsed / 60:.1f} min.",
         "",
         "Test error after the last iteration, and of the checkpoint best on the 5k validation split. The paper's",

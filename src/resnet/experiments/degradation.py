@@ -135,8 +135,8 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
         f"- **Schedule**: {describe_schedule(settings, config)}.",
         f"- **Seeds**: {', '.join(str(s) for s in settings.seeds)} (a seed gives every net the same data order).",
         f"- **Hardware**: {hardware()}.",
-        f"- **Wall time**: {wall / 60:.1f} min of training runs in all ({len(finished)} of {len(runs)} nets "
-        f"finished); this call {elapsed / 60:.1f} min.",
+        f"- **Wall time**: {wall / 60:.1f} min, the runs' wall-clock times summed ({len(finished)} of {len(runs)} "
+        f"nets finished); this call {elapsed / 60:.1f} min.",
         "",
         "## Results",
         "",
