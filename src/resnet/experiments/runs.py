@@ -41,7 +41,7 @@ BUDGETS: dict[str, Budget] = {
         eval_every=150,
         log_every=20,
         description="1,200 iterations of the paper's schedule (lr /10 at 600 and 900), evaluated every 150: "
-        "four nets at depths 20 and 56 in about 45 minutes on 2 CPU cores (docs/results.md)",
+        "the four nets at depths 20 and 56 took 84 min on a shared 2-core CPU (docs/results.md)",
     ),
     "paper": Budget(
         "paper",
