@@ -34,3 +34,7 @@ class CheckpointError(ResNetError, RuntimeError):
 
 class TrainingDivergedError(ResNetError, RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class DistributedError(ResNetError, RuntimeError):
+    """A rank of a distributed run died, raised or hung, or the launch environment is unusable."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, help="seed of initialisation and data order")
     parser.add_argument("--run-dir", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.pt")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="yes",
+        choices=("yes", "auto"),
+        help="continue the run in --run-dir from last.pt; '--resume auto' continues it if last.pt exists and "
+        "starts it otherwise (for torchrun --max-restarts and preemptible jobs)",
+    )
+    parser.add_argument(
+        "--sync-bn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm; default: per rank)",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="under torchrun: stop with an error when another rank is dead or silent this long (default: 60)",
+    )
     parser.add_argument(
         "--progress",
         choices=("auto", "bar", "plain", "none"),
@@ -94,6 +114,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "run_dir": args.run_dir,
         "log.progress": args.progress,
+        "distributed.sync_bn": args.sync_bn,
+        "distributed.timeout": args.dist_timeout,
     }
     overrides = {key: value for key, value in flags.items() if value is not None}
     for text in args.assignments:
@@ -106,14 +128,16 @@ def run(args: argparse.Namespace) -> int:
     from resnet.train import load_config, train
 
     overrides = overrides_from_args(args)
-    if args.resume:
-        if not args.run_dir:
-            raise ConfigError("--resume needs --run-dir DIR: the run directory holding last.pt")
+    if args.resume and not args.run_dir:
+        raise ConfigError(f"--resume {args.resume} needs --run-dir DIR: the run directory holding last.pt")
+    if args.resume == "yes":
         # The saved configuration is authoritative; only where the run executes may change.
         config = load_config(None, overrides, check=False)
-    else:
+    else:  # a fresh run, or "auto": the recipe's configuration is used if there is nothing to resume
         config = load_config(args.recipe or DEFAULT_RECIPE, overrides)
-    summary = train(config, resume=args.resume)
+    summary = train(config, resume={None: False, "yes": True, "auto": "auto"}[args.resume])
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports
     test_error = summary.get("test_error")
     shown = f"{test_error:.2f}% (accuracy {100 - test_error:.2f}%)" if test_error is not None else "n/a"
     print(

@@ -147,8 +147,9 @@ def _tensor_bundle(
     )
     if len(train) == 0:
         raise ConfigError(f"batch_size {batch_size} exceeds the {train.num_samples} training images per rank")
-    val = TensorEvalStream(val_x.to(device), val_y.to(device), norm, eval_batch_size) if len(val_y) else None
-    test = TensorEvalStream(data.test_x.to(device), data.test_y.to(device), norm, eval_batch_size)
+    shard = {"rank": rank, "world_size": world_size}  # each rank evaluates its part; the trainer sums the parts
+    val = TensorEvalStream(val_x.to(device), val_y.to(device), norm, eval_batch_size, **shard) if len(val_y) else None
+    test = TensorEvalStream(data.test_x.to(device), data.test_y.to(device), norm, eval_batch_size, **shard)
     return DataBundle(
         train=train,
         val=val,
@@ -272,7 +273,13 @@ def _loader_bundle(
 
     def evaluation(split: FolderSplit) -> LoaderEvalStream:
         return LoaderEvalStream(
-            dataset(split, eval_tf), batch_size=eval_bs, device=device, num_workers=workers, channels_last=channels_last
+            dataset(split, eval_tf),
+            batch_size=eval_bs,
+            device=device,
+            num_workers=workers,
+            channels_last=channels_last,
+            rank=rank,
+            world_size=world_size,
         )
 
     return DataBundle(

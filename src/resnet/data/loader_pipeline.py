@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from resnet.data.decode import BadImageError, decode_rgb
 from resnet.data.policies import repeat_samples
 from resnet.data.sources.folder import FolderSplit
-from resnet.data.tensor_pipeline import derive_seed
+from resnet.data.tensor_pipeline import derive_seed, shard_bounds
 
 Transform = Callable[[Tensor, torch.Generator | None], Tensor]
 
@@ -140,18 +140,28 @@ class LoaderTrainStream:
 
 
 class LoaderEvalStream:
-    """Deterministic evaluation over a folder split. With the ``ten-crop`` view ``x`` is ``(B, 10, C, H, W)``;
-    with ``full`` the batch size is 1 (images keep their aspect ratio)."""
+    """Deterministic evaluation over a folder split (this rank's contiguous shard of it when ``world_size`` > 1).
+    With the ``ten-crop`` view ``x`` is ``(B, 10, C, H, W)``; with ``full`` the batch size is 1 (images keep
+    their aspect ratio)."""
 
     def __init__(
-        self, dataset: FolderDataset, *, batch_size: int, device: torch.device, num_workers: int, channels_last: bool
+        self,
+        dataset: FolderDataset,
+        *,
+        batch_size: int,
+        device: torch.device,
+        num_workers: int,
+        channels_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.device, self.channels_last, self.batch_size = device, channels_last, batch_size
-        self.num_samples = len(dataset)
+        start, stop = shard_bounds(len(dataset), rank, world_size)  # this rank's part; no padding
+        self.num_samples = stop - start
         self.loader = DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=False,
+            sampler=range(start, stop),
             num_workers=num_workers,
             collate_fn=collate,
             pin_memory=device.type == "cuda",

@@ -132,12 +132,31 @@ class TensorTrainStream:
         return self.epoch(0)
 
 
-class TensorEvalStream:
-    """Deterministic evaluation batches over whole images (no augmentation), normalised."""
+def shard_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous part of ``size`` evaluation images: disjoint, covering all, no padding."""
+    return size * rank // world_size, size * (rank + 1) // world_size
 
-    def __init__(self, images: Tensor, labels: Tensor, normalizer: Normalizer, batch_size: int) -> None:
-        self.images, self.labels, self.normalizer, self.batch_size = images, labels, normalizer, batch_size
-        self.num_samples = len(images)
+
+class TensorEvalStream:
+    """Deterministic evaluation batches over whole images (no augmentation), normalised.
+
+    With ``world_size`` > 1 the stream covers this rank's shard only (see :func:`shard_bounds`); the shards'
+    sums add up to the whole set's, each image counted once.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        normalizer: Normalizer,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        start, stop = shard_bounds(len(images), rank, world_size)
+        self.images, self.labels = images[start:stop], labels[start:stop]
+        self.normalizer, self.batch_size = normalizer, batch_size
+        self.num_samples = len(self.images)
 
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)

@@ -27,15 +27,19 @@ def evaluate(
     model: nn.Module,
     stream: Iterable[Any],
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """(top-1 error in percent, mean cross-entropy) over ``stream``.
 
     Multi-view batches shaped (B, V, C, H, W) — 10-crop or multi-scale testing — are scored by averaging the
     logits over the V views. Sums stay on the device, so there is one host sync at the end, not one per batch.
+    ``reduce`` sums ``(wrong, loss sum, images)`` over processes when each scores a disjoint shard of the set
+    (distributed evaluation); the result is then the whole set's.
     """
     wrong: torch.Tensor | int = 0
     loss_sum: torch.Tensor | float = 0.0
     seen = 0
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with evaluation_mode(model), autocast():
         for images, labels in stream:
             if images.dim() == 5:
@@ -46,6 +50,9 @@ def evaluate(
             loss_sum = loss_sum + nn.functional.cross_entropy(logits, labels, reduction="sum").double()
             wrong = wrong + (logits.argmax(1) != labels).sum()
             seen += labels.numel()
+    if reduce is not None:
+        totals = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=device) for x in (wrong, loss_sum, seen)])
+        wrong, loss_sum, seen = reduce(totals).tolist()
     if seen == 0:
         return math.nan, math.nan
     return 100.0 * float(wrong) / seen, float(loss_sum) / seen

@@ -162,6 +162,16 @@ class SystemConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Used only when started by torchrun with more than one process (see docs/training.md)."""
+
+    backend: str = "auto"  # auto (nccl on GPUs, gloo on the CPU) | nccl | gloo
+    sync_bn: bool = False  # batch-norm statistics over the global batch instead of each rank's share
+    timeout: float = 60.0  # seconds a rank waits for a dead or hung peer before the run stops with an error
+    setup_timeout: float = 1800.0  # the same during start-up (rank 0 downloading/decoding data, first step)
+
+
+@dataclass
 class LogConfig:
     progress: str = "auto"  # auto (bar on a terminal) | bar | plain | none
     every_iterations: int = 100  # plain log line interval
@@ -183,6 +193,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,6 +216,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "system.channels_last": ("auto", "on", "off"),
     "system.compile": ("auto", "on", "off"),
     "log.progress": ("auto", "bar", "plain", "none"),
+    "distributed.backend": ("auto", "nccl", "gloo"),
 }
 
 
@@ -381,6 +393,9 @@ def validate(config: Config) -> None:
     for key, value in (("data.batch_size", config.data.batch_size), ("optim.lr", config.optim.lr)):
         if value <= 0:
             raise ConfigError(f"'{key}' must be positive, got {value}")
+    for key, value in (("timeout", config.distributed.timeout), ("setup_timeout", config.distributed.setup_timeout)):
+        if value <= 0:
+            raise ConfigError(f"'distributed.{key}' must be a positive number of seconds, got {value}")
     if config.data.subset is not None and config.data.subset <= 0:
         raise ConfigError(f"'data.subset' must be a positive number of images, got {config.data.subset}")
     from resnet.train.modern import validate_modern

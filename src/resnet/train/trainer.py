@@ -13,6 +13,7 @@ from torch import nn
 
 from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
 from resnet.eval import evaluate
+from resnet.train import distributed
 from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from resnet.train.config import Config, config_from_dict, validate
 from resnet.train.devices import resolve_runtime
@@ -25,7 +26,6 @@ from resnet.train.run_dir import (
     CURVES_FILE,
     LAST_CHECKPOINT,
     TRAIN_CURVE_FILE,
-    RunDir,
     default_run_dir,
     read_metrics,
     versions,
@@ -43,9 +43,11 @@ class Trainer:
     """One training run. ``data`` may be given (any object with the DataBundle fields) instead of built."""
 
     def __init__(
-        self, config: Config, *, data: Any = None, resume: bool = False, callbacks: Sequence[Callback] = ()
+        self, config: Config, *, data: Any = None, resume: bool | str = False, callbacks: Sequence[Callback] = ()
     ) -> None:
+        """``resume``: True continues ``last.pt``; ``"auto"`` continues it when it exists and starts fresh otherwise."""
         self.config, self.data, self.resume, self.callbacks = config, data, resume, list(callbacks)
+        self.dist = distributed.SINGLE  # set by run(); see resnet.train.distributed for the rank rules
         self.iteration = 0
         self.best_val_error = math.inf
         self.best_iteration: int | None = None
@@ -58,18 +60,24 @@ class Trainer:
 
     # ---- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        config = self.config
-        self.run_dir = RunDir(config.run_dir or default_run_dir(config))
-        checkpoint = None
+        config = given = self.config
+        ctx = self.dist
+        self.run_dir = distributed.run_dir_for(ctx, config.run_dir or default_run_dir(config))
+        if self.resume == "auto":
+            self.resume = ctx.on_main(self.run_dir.file(LAST_CHECKPOINT).exists)
+        checkpoint, self.world_note = None, None
         if self.resume:
-            checkpoint = load_checkpoint(self.run_dir.file(LAST_CHECKPOINT))
+            checkpoint = ctx.on_main(load_checkpoint, self.run_dir.file(LAST_CHECKPOINT))
             self.config = config = self._config_from_checkpoint(checkpoint, config)
+            self.world_note = distributed.resume_at_world_size(config, given, checkpoint, ctx)
         validate(config)
-        self.runtime = resolve_runtime(config.system)
+        self.runtime = distributed.place(resolve_runtime(config.system), ctx)
         seed_everything(config.seed)
         if self.data is None:
-            self.data = self._build_data()
-        self.model = self._build_model().to(self.runtime.device)
+            with distributed.main_first(ctx):
+                self.data = self._build_data()
+        self.model = distributed.prepare_model(self._build_model(), config, ctx, self.runtime.device)
+        self.model = self.model.to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = updates_per_epoch(self.data.train, config.optim.accum_steps)
@@ -79,15 +87,16 @@ class Trainer:
                 f"{config.optim.accum_steps} x {config.data.batch_size}; lower --batch-size or raise --subset"
             )
         self.total = total_iterations(config, self.steps_per_epoch)
-        self.schedule: Schedule = build_schedule(config, self.steps_per_epoch)
+        self.schedule: Schedule = build_schedule(config, self.steps_per_epoch, ctx.world_size)
         self.optimizer = build_optimizer(self.model, config, self.schedule.lr_at(0))
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.needs_grad_scaler)
-        self.extras = TrainingExtras(config, self.model, self.data.num_classes, self.run_dir.path)
+        distributed.check_supported(config, ctx)
+        self.extras = TrainingExtras(config, self.model, self.data.num_classes, self.run_dir.path, ctx.rank)
         self.criterion = self.extras.criterion
-        self.run_dir.create(config, resume=self.resume)
+        ctx.on_main(self.run_dir.create, config, resume=bool(self.resume))
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.forward = torch.compile(self.model) if self.runtime.compile else self.model
+        self.forward, self.eval_forward = distributed.wrap_model(self.model, self.runtime, ctx)
         if config.log.tensorboard:
             self.run_dir.open_tensorboard(purge_step=self.iteration + 1 if self.resume else None)
 
@@ -115,6 +124,8 @@ class Trainer:
             augment=data.augment,
             normalize=data.normalize,
             channels_last=self.runtime.channels_last,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
             num_workers=data.num_workers,
             download=data.download,
             eval_view=data.eval_view,
@@ -152,6 +163,7 @@ class Trainer:
             "curve": dict(self.curve),
             "config": self.config.to_dict(),
             **self.extras.state_dict(),
+            **distributed.checkpoint_fields(self.config, self.dist, self.iteration),
         }
 
     def wall_time(self) -> float:
@@ -159,17 +171,20 @@ class Trainer:
 
     def save(self, name: str = LAST_CHECKPOINT) -> Path:
         path = self.run_dir.file(name)
-        save_atomic(self.state_dict(), path)
+        if self.dist.is_main:
+            save_atomic(self.state_dict(), path)
         self.last_save_time = time.monotonic()
         return path
 
     def _save_payload(self, payload: dict[str, Any], name: str) -> Path:
         path = self.run_dir.file(name)
-        save_atomic({**payload, "config": self.config.to_dict()}, path)
+        if self.dist.is_main:
+            save_atomic({**payload, "config": self.config.to_dict()}, path)
         return path
 
     def _evaluate(self, model: nn.Module, stream: Any) -> tuple[float, float]:
-        return evaluate(model, stream, self.runtime.autocast)
+        """Each rank scores its shard of ``stream``; the sums are reduced, so the error is the whole set's."""
+        return evaluate(model, stream, self.runtime.autocast, self.dist.reducer_for(stream))
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         try:
@@ -188,20 +203,37 @@ class Trainer:
         self.interval, self.curve = dict(checkpoint["interval"]), dict(checkpoint["curve"])
         self.extras.load_state_dict(checkpoint, self.iteration)
         self.run_dir.truncate_metrics(self.iteration)
-        self.records = self.run_dir.read_metrics()
+        self.records = self.dist.on_main(self.run_dir.read_metrics)
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self.started = time.monotonic()
+        self.dist = distributed.init_distributed(self.config)
+        try:
+            with distributed.guard(self.dist, self._where):
+                return self._run()
+        finally:
+            distributed.teardown(self.dist)
+
+    def _where(self) -> str:
+        run_dir = getattr(self, "run_dir", None)
+        last = f"; last checkpoint {run_dir.file(LAST_CHECKPOINT)}" if run_dir is not None else ""
+        return f"at iteration {self.iteration}{last}"
+
+    def _run(self) -> dict[str, Any]:
         self.setup()
         config, runtime = self.config, self.runtime
         self.last_save_time = time.monotonic()
-        self.progress = Progress(config.log.progress, self.total, self.iteration, config.log.every_iterations)
+        mode = config.log.progress if self.dist.is_main else "none"
+        self.progress = Progress(mode, self.total, self.iteration, config.log.every_iterations)
         self.progress.write(
             f"training {config.model.name} on {self.data.name} ({self.data.num_train} images, "
             f"{self.steps_per_epoch} iterations/epoch) for {self.total} iterations on "
             f"{runtime.describe()}; run directory {self.run_dir.path}"
         )
+        if self.dist.is_distributed:
+            for line in filter(None, (self.world_note, distributed.describe(config, self.dist, self.schedule))):
+                self.progress.write(line)
         try:
             while self.iteration < self.total:
                 self._train_epoch()
@@ -273,6 +305,7 @@ class Trainer:
         self, window: torch.Tensor, first_bad: torch.Tensor, iterations: int, seconds: float, epoch: int, lr: float
     ) -> None:
         """The one host sync per window: NaN check, schedule feedback, progress."""
+        self.dist.reduce_window(window, first_bad)
         loss_sum, wrong, seen = window.tolist()
         bad = int(first_bad.item())
         if bad >= 0 or not math.isfinite(loss_sum):
@@ -339,11 +372,11 @@ class Trainer:
             "test_loss": None,
         }
         if data.val is not None:
-            record["val_error"], record["val_loss"] = evaluate(self.forward, data.val, self.runtime.autocast)
+            record["val_error"], record["val_loss"] = self._evaluate(self.eval_forward, data.val)
             self.schedule.observe_validation(self.iteration, record["val_error"])
         test = final or self.config.eval.test == "every"
         if test:
-            record["test_error"], record["test_loss"] = evaluate(self.forward, data.test, self.runtime.autocast)
+            record["test_error"], record["test_loss"] = self._evaluate(self.eval_forward, data.test)
         ema_improved = self.extras.evaluate_ema(record, self._evaluate, data, test)
         record["images_per_sec"] = interval["seen"] / interval["time"] if interval["time"] else None
         record["train_time"] = round(self.elapsed, 3)
@@ -367,14 +400,16 @@ class Trainer:
         records = self.records
         last = records[-1] if records else {}
         best = next((r for r in records if r["iteration"] == self.best_iteration), {})
-        plot_curves(
-            records,
-            self.run_dir.file(CURVES_FILE),
-            title=f"{self.config.model.name} on {self.data.name}",
-            train_curve=read_metrics(self.run_dir.path, TRAIN_CURVE_FILE),
-        )
+        if self.dist.is_main:
+            plot_curves(
+                records,
+                self.run_dir.file(CURVES_FILE),
+                title=f"{self.config.model.name} on {self.data.name}",
+                train_curve=read_metrics(self.run_dir.path, TRAIN_CURVE_FILE),
+            )
         params = sum(p.numel() for p in self.model.parameters())
         macs = _macs(self.config, self.data)
+        images = self.iteration * self.config.data.batch_size * self.dist.world_size
         summary = {
             "model": self.config.model.name,
             "dataset": self.data.name,
@@ -392,10 +427,9 @@ class Trainer:
             "macs": macs,
             "train_time_s": round(self.elapsed, 2),
             "wall_time_s": round(self.wall_time(), 2),
-            "images_per_sec": round(self.iteration * self.config.data.batch_size / self.elapsed, 1)
-            if self.elapsed
-            else None,
+            "images_per_sec": round(images / self.elapsed, 1) if self.elapsed else None,
             "device": self.runtime.describe(),
+            "world_size": self.dist.world_size,
             "seed": self.config.seed,
             "run_dir": str(self.run_dir.path),
             "curves": str(self.run_dir.file(CURVES_FILE)),
@@ -431,7 +465,7 @@ def _accuracy(error: float | None) -> float | None:
 
 
 def train(
-    config: Config, *, data: Any = None, resume: bool = False, callbacks: Sequence[Callback] = ()
+    config: Config, *, data: Any = None, resume: bool | str = False, callbacks: Sequence[Callback] = ()
 ) -> dict[str, Any]:
     """Train as ``config`` says and return the summary (also written to ``summary.json``)."""
     return Trainer(config, data=data, resume=resume, callbacks=callbacks).run()
