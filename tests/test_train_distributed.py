@@ -29,7 +29,7 @@ from resnet.train.checkpoint import load_checkpoint
 from resnet.train.run_dir import read_metrics
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-TIMEOUT = 8.0  # --dist-timeout of the failure test: the survivor must stop well within it
+TIMEOUT = 30.0  # --dist-timeout of the restart test; a dead rank is noticed at once, far within it
 
 TOLERANCE = 1e-5  # SyncBN: 2 x 32 vs 1 x 64, after 8 updates
 # 4 classes x 70 = 280 training images, 15 carved off for validation (odd: uneven shards): 265 -> 4 steps of 64
@@ -157,7 +157,7 @@ def launch(tmp_path: Path, env: dict[str, str], script: str, args: list[str], wo
     return processes
 
 
-def finish(processes: list[subprocess.Popen], timeout: float = 300) -> list[str]:
+def finish(processes: list[subprocess.Popen], timeout: float = 900) -> list[str]:
     outputs = []
     for process in processes:
         output, _ = process.communicate(timeout=timeout)
@@ -251,11 +251,11 @@ def test_killed_rank_torchrun_restart_and_exact_resume(
     script = tmp_path / "cli_with_faults.py"
     script.write_text(CLI_SCRIPT)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    options = ["--max-restarts", "1", "--monitor-interval", "5"]  # rank 0 must notice before torchrun does
+    options = ["--max-restarts", "1", "--monitor-interval", "10"]  # rank 0 must notice before torchrun does
     cli = [*cli_args(settings(folder, run_dir)), "--sync-bn", "--dist-timeout", str(TIMEOUT), "--resume", "auto"]
     fault = {"HANG_AT": "7", "EXIT_DIR": str(exits)}
     result = subprocess.run(
-        [*torchrun, *options, str(script), *cli], env={**env, **fault}, capture_output=True, text=True, timeout=600
+        [*torchrun, *options, str(script), *cli], env={**env, **fault}, capture_output=True, text=True, timeout=900
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

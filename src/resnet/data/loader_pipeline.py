@@ -157,6 +157,7 @@ class LoaderEvalStream:
     ) -> None:
         self.device, self.channels_last, self.batch_size = device, channels_last, batch_size
         start, stop = shard_bounds(len(dataset), rank, world_size)  # this rank's part; no padding
+        self.rank, self.world_size = rank, world_size
         self.num_samples = stop - start
         self.loader = DataLoader(
             dataset,

@@ -155,6 +155,7 @@ class TensorEvalStream:
     ) -> None:
         start, stop = shard_bounds(len(images), rank, world_size)
         self.images, self.labels = images[start:stop], labels[start:stop]
+        self.rank, self.world_size = rank, world_size
         self.normalizer, self.batch_size = normalizer, batch_size
         self.num_samples = len(self.images)
 

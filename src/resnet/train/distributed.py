@@ -102,10 +102,11 @@ class DistContext:
             _set_timeout(self.timeout)
             self.armed = True
 
-    @property
-    def reducer(self) -> Callable[[Tensor], Tensor] | None:
-        """For :func:`resnet.eval.evaluate`: sums of the rank's shard -> sums of the whole set."""
-        return self.all_reduce if self.is_distributed else None
+    def reducer_for(self, stream: Any) -> Callable[[Tensor], Tensor] | None:
+        """For :func:`resnet.eval.evaluate`: sums of this rank's shard -> sums of the whole set. A stream that is
+        not sharded (data handed to the trainer) is evaluated whole on every rank, never summed twice."""
+        sharded = getattr(stream, "world_size", 1) == self.world_size
+        return self.all_reduce if self.is_distributed and sharded else None
 
 
 SINGLE = DistContext()
@@ -144,6 +145,8 @@ def init_distributed(config: Config) -> DistContext:
         if world == 1:
             return SINGLE
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        if dist.get_backend() == "nccl":
+            torch.cuda.set_device(local)
         return DistContext(dist.get_rank(), world, local, dist.get_backend(), settings.timeout, owns_group=False)
     world = launched_world_size()
     if world <= 1:
@@ -196,15 +199,23 @@ def place(runtime: Runtime, ctx: DistContext) -> Runtime:
 
 @contextlib.contextmanager
 def main_first(ctx: DistContext) -> Iterator[None]:
-    """Rank 0 runs the block first (downloads, tensor caches), then the others (which then find it all done)."""
+    """Rank 0 runs the block first (downloads, tensor caches), then the others, which find it all done — or
+    raise the same user error as rank 0 (a missing dataset) instead of losing contact with it."""
     if not ctx.is_distributed:
         yield
         return
-    if not ctx.is_main:
-        dist.barrier()
-    yield
     if ctx.is_main:
-        dist.barrier()
+        try:
+            yield
+        except ResNetError as error:
+            ctx.broadcast(("error", error))
+            raise
+        ctx.broadcast(("ok", None))
+        return
+    outcome = ctx.broadcast(("ok", None))
+    if outcome[0] == "error":
+        raise outcome[1]
+    yield
 
 
 def prepare_model(model: nn.Module, config: Config, ctx: DistContext, device: torch.device) -> nn.Module:
