@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet.train import load_config, train
 
     overrides = overrides_from_args(args)
-    if args.resume and not args.run_dir:
+    if args.resume and not overrides.get("run_dir"):
         raise ConfigError(f"--resume {args.resume} needs --run-dir DIR: the run directory holding last.pt")
     if args.resume == "yes":
         # The saved configuration is authoritative; only where the run executes may change.
