@@ -296,3 +296,53 @@ def test_python_dash_m_resnet_exists(env: dict[str, str]) -> None:
     command = [sys.executable, "-m", "resnet", "train", "--help"]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0 and "--sync-bn" in result.stdout and "--resume" in result.stdout
+
+
+def test_resume_at_another_world_size_keeps_the_global_batch() -> None:
+    from resnet.errors import ConfigError
+    from resnet.train.distributed import DistContext, resume_at_world_size
+
+    checkpoint = {"world_size": 2, "global_batch": 64, "images_seen": 384, "iteration": 6}
+    for world, per_rank in ((1, 64), (4, 16), (2, 32)):
+        config = load_config("fast", {"data.batch_size": 32})
+        resume_at_world_size(config, config, checkpoint, DistContext(world_size=world))
+        assert config.data.batch_size == per_rank
+    with pytest.raises(ConfigError, match="cannot be split over 3 processes"):
+        resume_at_world_size(config, config, checkpoint, DistContext(world_size=3))
+
+
+def test_the_printed_line_has_the_global_batch_scaled_lr_and_warm_up() -> None:
+    from resnet.train import build_schedule
+    from resnet.train.distributed import DistContext, describe
+
+    config = load_config("imagenet-paper", {"model.name": "resnet50", "data.dataset": "x", "data.batch_size": 64})
+    ctx = DistContext(world_size=8, backend="nccl")
+    line = describe(config, ctx, build_schedule(config, 2500, ctx.world_size))
+    assert "8 processes (nccl), global batch 512 (64 per process), lr 0.1 x 512/256 = 0.2" in line
+    assert "warm-up over 12500 iterations from 0.1" in line  # Goyal et al.: 5 epochs from the unscaled lr
+
+
+def test_a_lost_peer_becomes_one_clear_error() -> None:
+    from resnet.errors import DistributedError
+    from resnet.train.distributed import DistContext, guard
+
+    ctx = DistContext(rank=1, world_size=2, timeout=60)
+    expected = pytest.raises(DistributedError, match=r"rank 1 of 2 lost contact with another rank at iteration 7")
+    with expected, guard(ctx, lambda: "at iteration 7"):
+        raise RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:43667")
+    with pytest.raises(RuntimeError, match="shape mismatch"), guard(ctx, lambda: ""):
+        raise RuntimeError("shape mismatch")  # not a communication error: unchanged
+    with pytest.raises(RuntimeError, match="Connection"), guard(DistContext(), lambda: ""):
+        raise RuntimeError("Connection closed by peer")  # single process: unchanged
+
+
+def test_resume_auto_starts_then_continues(tmp_path: Path) -> None:
+    from test_train_fake_data import make_fake_bundle
+    from test_train_loop import tiny_config
+
+    config = tiny_config(tmp_path, **{"train.epochs": 1})
+    first = train(config, data=make_fake_bundle(), resume="auto")  # nothing to resume: a fresh run
+    assert first["iterations"] == 8
+    config = tiny_config(tmp_path, **{"train.epochs": 2})  # the saved configuration wins on resume
+    again = train(config, data=make_fake_bundle(), resume="auto")
+    assert again["iterations"] == 8 and again["test_error"] == first["test_error"]
