@@ -304,7 +304,7 @@ def test_resume_at_another_world_size_keeps_the_global_batch() -> None:
 
     checkpoint = {"world_size": 2, "global_batch": 64, "images_seen": 384, "iteration": 6}
     for world, per_rank in ((1, 64), (4, 16), (2, 32)):
-        config = load_config("fast", {"data.batch_size": 32})
+        config = load_config("fast", {"data.batch_size": 32}, check=False)
         resume_at_world_size(config, config, checkpoint, DistContext(world_size=world))
         assert config.data.batch_size == per_rank
     with pytest.raises(ConfigError, match="cannot be split over 3 processes"):
