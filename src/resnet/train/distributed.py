@@ -229,6 +229,16 @@ def prepare_model(model: nn.Module, config: Config, ctx: DistContext, device: to
     return convert_sync_batchnorm(model)
 
 
+def check_supported(config: Config, ctx: DistContext) -> None:
+    """Options whose files would be written by every rank are refused under torchrun instead of racing."""
+    keep = config.checkpoint
+    if ctx.is_distributed and (keep.keep_best or keep.average_last):
+        raise ConfigError(
+            "checkpoint.keep_best / checkpoint.average_last are not supported under torchrun yet; "
+            "set them to 0 (last.pt and best.pt are kept by rank 0)"
+        )
+
+
 def wrap_model(model: nn.Module, runtime: Runtime, ctx: DistContext) -> tuple[nn.Module, nn.Module]:
     """``(training forward, evaluation forward)``: DDP for training; evaluation runs on the bare model, because
     each rank evaluates a shard of its own length (DDP's per-forward buffer broadcast would wait on the others)."""
