@@ -262,16 +262,16 @@ def resume_at_world_size(config: Config, given: Config, checkpoint: dict[str, An
     """
     config.distributed.timeout = given.distributed.timeout  # where the run executes may change on resume
     config.distributed.setup_timeout = given.distributed.setup_timeout
-    saved_world = int(checkpoint.get("world_size", 1))
+    saved_world, accum = int(checkpoint.get("world_size", 1)), config.optim.accum_steps
     if saved_world == ctx.world_size:
         return None
-    global_batch = int(checkpoint.get("global_batch", config.data.batch_size * saved_world))
-    if global_batch % ctx.world_size:
+    global_batch = int(checkpoint.get("global_batch", config.data.batch_size * saved_world * accum))
+    if global_batch % (ctx.world_size * accum):
         raise ConfigError(
             f"the checkpoint was trained with a global batch of {global_batch} ({saved_world} process(es)); it "
             f"cannot be split over {ctx.world_size} processes: resume with a number of processes that divides it"
         )
-    config.data.batch_size = global_batch // ctx.world_size
+    config.data.batch_size = global_batch // (ctx.world_size * accum)
     images = checkpoint.get("images_seen", int(checkpoint["iteration"]) * global_batch)
     return (
         f"resuming a {saved_world}-process run with {ctx.world_size}: global batch {global_batch} kept "
@@ -281,16 +281,17 @@ def resume_at_world_size(config: Config, given: Config, checkpoint: dict[str, An
 
 def checkpoint_fields(config: Config, ctx: DistContext, iteration: int) -> dict[str, int]:
     """What a checkpoint records of the launch, so that it resumes at any world size."""
-    global_batch = config.data.batch_size * ctx.world_size
+    global_batch = config.data.batch_size * ctx.world_size * config.optim.accum_steps
     return {"world_size": ctx.world_size, "global_batch": global_batch, "images_seen": iteration * global_batch}
 
 
 def describe(config: Config, ctx: DistContext, schedule: Schedule) -> str:
     """The line a distributed run prints: world size, global batch, lr after the scaling rule, warm-up, BN."""
-    batch = config.data.batch_size
-    global_batch = batch * ctx.world_size
+    batch, accum = config.data.batch_size, config.optim.accum_steps
+    global_batch = batch * ctx.world_size * accum
     lr, reference = scaled_lr(config, ctx.world_size), config.optim.reference_batch_size
-    text = f"distributed: {ctx.world_size} processes ({ctx.backend}), global batch {global_batch} ({batch} per process)"
+    per_rank = f"{batch} per process" + (f" x {accum} accumulation steps" if accum > 1 else "")
+    text = f"distributed: {ctx.world_size} processes ({ctx.backend}), global batch {global_batch} ({per_rank})"
     if reference:
         text += f", lr {config.optim.lr:g} x {global_batch}/{reference} = {lr:.4g} (linear scaling rule)"
     else:

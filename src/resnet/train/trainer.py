@@ -409,7 +409,7 @@ class Trainer:
             )
         params = sum(p.numel() for p in self.model.parameters())
         macs = _macs(self.config, self.data)
-        images = self.iteration * self.config.data.batch_size * self.dist.world_size
+        images = self.iteration * self.config.data.batch_size * self.config.optim.accum_steps * self.dist.world_size
         summary = {
             "model": self.config.model.name,
             "dataset": self.data.name,
