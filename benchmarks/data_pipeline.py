@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -96,18 +97,10 @@ def step_time(in_chans: int, size: int, batch_size: int, steps: int = 6) -> floa
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="root holding fashion-mnist/ (default: the usual lookup, else synthetic)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
-
+def measure(data_dir: str | None, batch_size: int, batches: int, workers: int) -> dict[str, float]:
+    """Images/s of our Fashion-MNIST and CIFAR-shaped tensor pipelines and of the common recipe (Fashion-MNIST)."""
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("RESNET_CACHE", str(Path(tmp) / "cache"))
-        data_dir = args.data_dir
         try:  # the real files wherever the library finds them (--data-dir, $RESNET_DATA, beside the checkout...)
             folder = locate(FASHION_MNIST, "fashion-mnist", data_dir, download=False)[0].parent
             print(f"Fashion-MNIST: {folder}")
@@ -120,17 +113,27 @@ def main() -> None:
 
             registry.FASHION_MNIST = type(registry.FASHION_MNIST)(**{**vars(registry.FASHION_MNIST), "content_md5": {}})
         raw_files = {stem: next(p for p in (folder / f"{stem}.gz", folder / stem) if p.exists()) for stem in FILES}
-        bundle = build_data("fashion-mnist", data_dir=data_dir, batch_size=args.batch_size, in_chans=1)
-        fast = ours(bundle.train, min(args.batches, len(bundle.train) - 1))
-        slow = common_recipe(raw_files, args.batch_size, min(args.batches, 100), args.workers)
+        bundle = build_data("fashion-mnist", data_dir=data_dir, batch_size=batch_size, in_chans=1)
+        fast = ours(bundle.train, min(batches, len(bundle.train) - 1))
+        slow = common_recipe(raw_files, batch_size, min(batches, 100), workers)
 
     cifar_x = torch.randint(0, 256, (50000, 3, 32, 32), dtype=torch.uint8)
-    norm = Normalizer(torch.full((3, 1, 1), 120.0), torch.full((3,), 60.0), 3, channels_last=False)
-    cifar = TensorTrainStream(
-        cifar_x, torch.randint(0, 10, (50000,)), norm, batch_size=args.batch_size, seed=0, augment=True
-    )
-    cifar_rate = ours(cifar, min(args.batches, len(cifar) - 1))
+    norm = Normalizer(torch.full((3, 1, 1), 120.0), torch.full((3,), 60.0), 3, channels_last=True)
+    labels = torch.randint(0, 10, (50000,))
+    cifar = TensorTrainStream(cifar_x, labels, norm, batch_size=batch_size, seed=0, augment=True)
+    return {"fashion_ours": fast, "fashion_common": slow, "cifar_ours": ours(cifar, min(batches, len(cifar) - 1))}
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="root holding fashion-mnist/ (default: the usual lookup, else synthetic)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
+    rates = measure(args.data_dir, args.batch_size, args.batches, args.workers)
+    fast, slow, cifar_rate = rates["fashion_ours"], rates["fashion_common"], rates["cifar_ours"]
     print(f"Fashion-MNIST, pad-4 crop + flip + normalise, {args.batch_size}/batch:")
     print(f"  resnet.data tensor pipeline:           {fast:12,.0f} img/s")
     print(f"  torchvision + PIL + DataLoader ({args.workers} w):  {slow:12,.0f} img/s")
@@ -144,6 +147,21 @@ def main() -> None:
                 f"ResNet-20 step ({label}): {step * 1000:.1f} ms; pipeline {batch_cost * 1000:.2f} ms/batch "
                 f"= {100 * batch_cost / step:.1f}% of a step"
             )
+
+
+def rows(data_dir: str | None, quick: bool, model_rate: float | None) -> list[Any]:
+    """Section 4 of benchmarks/run.py: pipeline rates, and the CIFAR pipeline against ResNet-20's consumption."""
+    from common import Row
+
+    batches = 30 if quick else 200
+    rates = measure(data_dir, 128, batches, os.cpu_count() or 1)
+    out = [
+        Row("4 data", "Fashion-MNIST pad-crop-flip pipeline", rates["fashion_ours"], rates["fashion_common"], "img/s",
+            note="vs torchvision FashionMNIST + PIL + DataLoader"),
+        Row("4 data", "CIFAR tensor pipeline vs ResNet-20 training", rates["cifar_ours"], model_rate, "img/s",
+            note="ratio = how many times faster the data comes than the model consumes it"),
+    ]  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

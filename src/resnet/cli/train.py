@@ -43,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="corrupt images in an image folder: stop naming the file (default), or skip and count them",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: auto (GPU if any)")
-    parser.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), help="autocast (default: bf16 on GPU)")
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "off", "bf16", "fp16"),
+        help="autocast (default auto: bf16 on GPUs and on CPUs with avx512_bf16/AMX, else fp32)",
+    )
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,

@@ -154,11 +154,12 @@ class CheckpointConfig:
 @dataclass
 class SystemConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: str = "auto"  # auto (bf16 on capable GPUs) | off | bf16 | fp16
+    amp: str = "auto"  # auto (bf16 on GPUs and CPUs with native bf16) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on CUDA and CPU) | on | off
     compile: str = "off"  # auto (on GPU) | on | off
     threads: int | None = None  # torch intra-op threads on CPU
     sync_every: int = 0  # GPU host syncs (NaN check, progress); 0: every iteration on CPU, 50 on GPU
+    optimizer_impl: str = "auto"  # auto (fused where torch has it) | fused | foreach | for-loop
 
 
 @dataclass
@@ -215,6 +216,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "system.amp": ("auto", "off", "bf16", "fp16"),
     "system.channels_last": ("auto", "on", "off"),
     "system.compile": ("auto", "on", "off"),
+    "system.optimizer_impl": ("auto", "fused", "foreach", "for-loop"),
     "log.progress": ("auto", "bar", "plain", "none"),
     "distributed.backend": ("auto", "nccl", "gloo"),
 }

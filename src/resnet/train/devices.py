@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -18,6 +19,7 @@ class Runtime:
     channels_last: bool
     compile: bool
     sync_every: int  # iterations between host syncs (NaN check, progress)
+    amp_reason: str = ""  # why this precision: printed at the start of a run and saved in summary.json
 
     @property
     def is_cuda(self) -> bool:
@@ -32,10 +34,13 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.is_cuda else self.device.type
-        amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
-        extras = [amp] + ["channels-last"] * self.channels_last + ["compiled"] * self.compile
+        extras = [self.precision] + ["channels-last"] * self.channels_last + ["compiled"] * self.compile
         return f"{name} ({', '.join(extras)})"
 
 
@@ -57,19 +62,67 @@ def resolve_device(choice: str) -> torch.device:
     return device
 
 
+# CPU flags (as /proc/cpuinfo spells them) that give native bf16 dot products to oneDNN's convolutions and GEMMs.
+# Without them bf16 is emulated through fp32 and runs slower than plain fp32.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags: torch's own cpuinfo probes where it has them, plus ``/proc/cpuinfo`` on Linux."""
+    flags: set[str] = set()
+    probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    for flag, probe in probes.items():
+        check = getattr(torch.cpu, probe, None)
+        with contextlib.suppress(Exception):
+            if check is not None and check():
+                flags.add(flag)
+    with contextlib.suppress(OSError):
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("flags"):
+                flags.update(line.partition(":")[2].split())
+                break
+    return flags
+
+
+def cpu_bf16_choice() -> tuple[bool, str]:
+    """(whether ``--amp auto`` uses bf16 on this CPU, why) from the CPU's flags and torch's CPU capability."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags())
+    if native:
+        return True, f"bf16 autocast: the CPU has native bf16 ({', '.join(native)}; torch kernels {capability})"
+    return False, (
+        f"fp32: the CPU has no native bf16 (no avx512_bf16 or AMX; torch kernels {capability}), "
+        "where bf16 would be emulated and slower"
+    )
+
+
+def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """The autocast dtype (None: fp32) for ``--amp`` on ``device``, and the reason printed with the run."""
+    if amp == "off":
+        return None, "fp32: --amp off"
+    if amp == "bf16":
+        reason = "bf16 autocast: --amp bf16"
+        if device.type == "cpu" and not cpu_bf16_choice()[0]:
+            reason += " (this CPU has no native bf16: expect it to run slower than fp32)"
+        return torch.bfloat16, reason
+    if amp == "fp16":
+        if device.type == "cpu":
+            raise ConfigError("fp16 autocast needs a GPU; on the CPU use --amp bf16 or off")
+        return torch.float16, "fp16 autocast with loss scaling: --amp fp16"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "bf16 autocast: the GPU supports bf16"
+        return None, "fp32: the GPU has no bf16 (use --amp fp16 for mixed precision)"
+    if device.type == "cpu":
+        use_bf16, reason = cpu_bf16_choice()
+        return (torch.bfloat16 if use_bf16 else None), reason
+    return None, f"fp32: --amp auto keeps {device.type} in full precision"
+
+
 def resolve_runtime(system: SystemConfig) -> Runtime:
     device = resolve_device(system.device)
     on_gpu = device.type == "cuda"
-    if system.amp == "auto":
-        amp_dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else None
-    elif system.amp == "off":
-        amp_dtype = None
-    elif system.amp == "bf16":
-        amp_dtype = torch.bfloat16
-    else:
-        if device.type == "cpu":
-            raise ConfigError("fp16 autocast needs a GPU; on the CPU use --amp bf16 or off")
-        amp_dtype = torch.float16
+    amp_dtype, amp_reason = resolve_amp(system.amp, device)
     # Channels-last is faster on GPUs and, measured with oneDNN on 2 CPU cores, ~2x faster for ResNet-20.
     channels_last = device.type in ("cuda", "cpu") if system.channels_last == "auto" else system.channels_last == "on"
     compile_model = on_gpu if system.compile == "auto" else system.compile == "on"
@@ -80,4 +133,4 @@ def resolve_runtime(system: SystemConfig) -> Runtime:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Runtime(device, amp_dtype, channels_last, compile_model, sync_every)
+    return Runtime(device, amp_dtype, channels_last, compile_model, sync_every, amp_reason)

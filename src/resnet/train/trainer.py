@@ -13,6 +13,7 @@ from torch import nn
 
 from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
 from resnet.eval import evaluate
+from resnet.eval.fast import folded_copy
 from resnet.train import distributed
 from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from resnet.train.config import Config, config_from_dict, validate
@@ -231,6 +232,7 @@ class Trainer:
             f"{self.steps_per_epoch} iterations/epoch) for {self.total} iterations on "
             f"{runtime.describe()}; run directory {self.run_dir.path}"
         )
+        self.progress.write(f"precision: {runtime.amp_reason}")
         if self.dist.is_distributed:
             for line in filter(None, (self.world_note, distributed.describe(config, self.dist, self.schedule))):
                 self.progress.write(line)
@@ -371,12 +373,15 @@ class Trainer:
             "test_error": None,
             "test_loss": None,
         }
+        # BN folded for evaluation: same outputs, ~15% faster on the CPU (a compiled forward is kept: no recompiles).
+        runtime = self.runtime
+        forward = self.eval_forward if runtime.compile else folded_copy(self.model, runtime.device, runtime.channels_last)
         if data.val is not None:
-            record["val_error"], record["val_loss"] = self._evaluate(self.eval_forward, data.val)
+            record["val_error"], record["val_loss"] = self._evaluate(forward, data.val)
             self.schedule.observe_validation(self.iteration, record["val_error"])
         test = final or self.config.eval.test == "every"
         if test:
-            record["test_error"], record["test_loss"] = self._evaluate(self.eval_forward, data.test)
+            record["test_error"], record["test_loss"] = self._evaluate(forward, data.test)
         ema_improved = self.extras.evaluate_ema(record, self._evaluate, data, test)
         record["images_per_sec"] = interval["seen"] / interval["time"] if interval["time"] else None
         record["train_time"] = round(self.elapsed, 3)
@@ -430,6 +435,8 @@ class Trainer:
             "images_per_sec": round(images / self.elapsed, 1) if self.elapsed else None,
             "device": self.runtime.describe(),
             "world_size": self.dist.world_size,
+            "amp": self.runtime.precision,
+            "amp_reason": self.runtime.amp_reason,
             "seed": self.config.seed,
             "run_dir": str(self.run_dir.path),
             "curves": str(self.run_dir.file(CURVES_FILE)),
