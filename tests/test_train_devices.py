@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import resnet.train.devices as devices
 from resnet.errors import ConfigError
 from resnet.train import load_config, train
 from resnet.train.config import SystemConfig
@@ -15,7 +16,8 @@ from resnet.train.devices import resolve_runtime
 from test_train_fake_data import make_fake_bundle
 
 
-def test_cpu_defaults() -> None:
+def test_cpu_defaults(monkeypatch) -> None:
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2"})  # an fp32-only CPU (see test_perf_amp_auto.py)
     runtime = resolve_runtime(SystemConfig(device="cpu"))
     assert runtime.device == torch.device("cpu")
     assert runtime.amp_dtype is None and runtime.channels_last and not runtime.compile
