@@ -38,13 +38,15 @@ class Row:
         return self.base / self.ours if self.lower else self.ours / self.base
 
 
-def interleaved(blocks: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+def interleaved(blocks: dict[str, Callable[[], float]], repeats: int, label: str = "") -> dict[str, list[float]]:
     """Run each block ``repeats`` times in ABBA order; return every block's results (one float per call)."""
     names = list(blocks)
     results: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
             results[name].append(blocks[name]())
+            if label:
+                print(f"    {label} {name} block {r + 1}/{repeats}: {results[name][-1]:,.4g}", flush=True)
     return results
 
 

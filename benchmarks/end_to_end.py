@@ -170,7 +170,7 @@ def run(data_dir: str | None, quick: bool) -> list[Row]:
             f"[1] one-time costs: our data setup {ours.setup_s:.1f} s (tensor cache), tar extraction for "
             f"ImageFolder {extract_s:.1f} s, common-recipe first block {startup_s:.1f} s; ours runs on {ours.device}"
         )
-        results = interleaved({"ours": ours.block, "common": common.block}, repeats)
+        results = interleaved({"ours": ours.block, "common": common.block}, repeats, "[1] img/s")
         del common
     for name, rates in results.items():
         print(f"[1] {name}: " + ", ".join(f"{r:.0f}" for r in rates) + " img/s per block")

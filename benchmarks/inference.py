@@ -65,7 +65,7 @@ def run(quick: bool, batch: int = 32) -> list[Row]:
         onnx = _onnxruntime_session(ours, images)
         if onnx is not None:
             blocks["onnxruntime"] = _block(onnx, calls, batch)
-    results = interleaved(blocks, repeats)
+    results = interleaved(blocks, repeats, "[3] img/s")
     base = median(results["base"])
     rows = [
         Row("3 inference", f"ResNet-50 batch {batch} 224x224", median(results["ours"]), base, "img/s", goal=2.0,

@@ -96,7 +96,11 @@ def training_steps(quick: bool) -> list[Row]:
     for name, size, batch in cases:
         ours, base = ours_step(name, size, batch), eager_step(name, size, batch)
         ours(), base()  # warm-up: oneDNN primitive creation, allocator
-        results = interleaved({"ours": rate_block(ours, steps, batch), "base": rate_block(base, steps, batch)}, repeats)
+        results = interleaved(
+            {"ours": rate_block(ours, steps, batch), "base": rate_block(base, steps, batch)},
+            repeats,
+            f"[2] {name} img/s",
+        )
         rows.append(
             Row("2 train step", f"{name} {size}x{size} batch {batch}", median(results["ours"]),
                 median(results["base"]), "img/s", note="ours = resnet train's defaults here")
@@ -105,7 +109,9 @@ def training_steps(quick: bool) -> list[Row]:
     bf16 = ours_step("resnet20", 32, 128, amp="bf16")
     fp32 = ours_step("resnet20", 32, 128, amp="off")
     bf16(), fp32()
-    results = interleaved({"bf16": rate_block(bf16, steps, 128), "fp32": rate_block(fp32, steps, 128)}, repeats)
+    results = interleaved(
+        {"bf16": rate_block(bf16, steps, 128), "fp32": rate_block(fp32, steps, 128)}, repeats, "[2] resnet20 img/s"
+    )
     rows.append(
         Row("2 train step", "resnet20 bf16 autocast vs fp32 (both channels-last)", median(results["bf16"]),
             median(results["fp32"]), "img/s", note="the choice --amp auto makes; >1 only with native bf16")
@@ -148,6 +154,7 @@ def depth_scaling(quick: bool) -> list[Row]:
         rate = rate_block(step, 1 if depth > 200 else steps, batch)()
         activations, states = saved_bytes(name, 128)
         first = first or rate * depth
+        print(f"    [5] {name}: {rate:,.1f} img/s, {activations:,.0f} + {states:,.0f} MiB", flush=True)
         rows.append(
             Row("5 depth", f"{name} step, batch {batch}", rate, None, "img/s",
                 note=f"img/s x depth = {rate * depth / first:.2f} of resnet{depths[0]}'s; memory at batch 128: "
