@@ -3,11 +3,38 @@
 >>> import resnet
 >>> model = resnet.create_model("resnet20")          # CIFAR ResNet-20, option A shortcuts, 10 classes
 >>> resnet.model_info("resnet50")["macs"]             # counted from the model, not stored
+>>> model, classes = resnet.load_model("runs/x/best.pt")   # doctest: +SKIP
 """
 
+from typing import Any
+
 from resnet.errors import ResNetError
-from resnet.models import create_model, list_models, model_info
+from resnet.models import create_model, fuse_conv_bn, list_models, model_info
 
 __version__ = "0.1.0"
 
-__all__ = ["ResNetError", "__version__", "create_model", "list_models", "model_info"]
+__all__ = [
+    "ResNetError",
+    "__version__",
+    "create_model",
+    "fully_convolutional",
+    "fuse_conv_bn",
+    "list_models",
+    "load_model",
+    "model_info",
+    "predict",
+]
+
+_LAZY = {
+    "load_model": "resnet.inference",
+    "predict": "resnet.inference",
+    "fully_convolutional": "resnet.eval.fully_conv",
+}
+
+
+def __getattr__(name: str) -> Any:  # inference and evaluation load on first use (fast `import resnet`)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'resnet' has no attribute {name!r}")

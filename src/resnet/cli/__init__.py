@@ -19,6 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "resnet.cli.data",
     "resnet.cli.experiment",
     "resnet.cli.analyze",
+    "resnet.cli.eval",
+    "resnet.cli.predict",
+    "resnet.cli.export",
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,6 +57,30 @@ class DataBundle:
     location: str
     pipeline: str = "tensor"
     notes: list[str] = field(default_factory=list)
+    # How an image becomes a model input, saved in checkpoints (see resnet.train.meta): colour mode, shorter
+    # side and crop, mean/std in [0, 1] units, and for normalize="pixel" the mean image (C, H, W) in [0, 1].
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+def preprocessing_record(
+    channels: int,
+    in_chans: int,
+    resize: int,
+    crop: tuple[int, int],
+    mean: Tensor,
+    std: Tensor,
+    mean_image: Tensor | None,
+) -> dict[str, Any]:
+    """The preprocessing of a bundle from its statistics in [0, 255] units (as the pipelines hold them)."""
+    return {
+        "mode": "L" if channels == 1 else "RGB",
+        "in_chans": in_chans,
+        "resize": int(resize),
+        "crop": [int(crop[0]), int(crop[1])],
+        "mean": [float(v) for v in (mean.flatten() / 255).tolist()],
+        "std": [float(v) for v in (std.flatten() / 255).tolist()],
+        "mean_image": None if mean_image is None else (mean_image.float() / 255).contiguous(),
+    }
 
 
 def _check(option: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -167,6 +192,15 @@ def _tensor_bundle(
         location=data.location,
         pipeline="tensor",
         notes=[f"skipped {data.skipped} unreadable image(s)"] if data.skipped else [],
+        preprocessing=preprocessing_record(
+            train_x.shape[1],
+            chans,
+            min(train.image_size),
+            train.image_size,
+            mean_c,
+            std_c,
+            mean if normalize == "pixel" else None,
+        ),
     )
 
 
@@ -298,6 +332,7 @@ def _loader_bundle(
         name=name,
         location=str(index.root),
         pipeline="loader",
+        preprocessing=preprocessing_record(3, chans, eval_tf.resize, (crop_size, crop_size), mean, std, None),
     )
 
 

@@ -1,5 +1,25 @@
-"""Evaluation: error rates over single- and multi-view streams."""
+"""Evaluation: top-1/top-5 error over single-view, 10-crop and multi-scale fully-convolutional testing."""
 
-from resnet.eval.evaluate import evaluate, evaluation_mode
+from resnet.eval.evaluate import Metrics, evaluate, evaluate_metrics, evaluation_mode
+from resnet.eval.fully_conv import FullyConvolutional, fully_convolutional
+from resnet.eval.topk import topk_errors, topk_wrong
 
-__all__ = ["evaluate", "evaluation_mode"]
+__all__ = [
+    "FullyConvolutional",
+    "Metrics",
+    "evaluate",
+    "evaluate_metrics",
+    "evaluation_mode",
+    "fully_convolutional",
+    "run_eval",
+    "topk_errors",
+    "topk_wrong",
+]
+
+
+def __getattr__(name: str):  # run_eval pulls in the data package: imported on first use
+    if name == "run_eval":
+        from resnet.eval.run import run_eval
+
+        return run_eval
+    raise AttributeError(name)

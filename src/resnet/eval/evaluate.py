@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from resnet.eval.topk import topk_wrong
 
 
 @contextlib.contextmanager
@@ -23,36 +26,72 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+@dataclass
+class Metrics:
+    """Errors in percent, mean cross-entropy per image, and the number of images."""
+
+    top1_error: float
+    top5_error: float
+    loss: float
+    images: int
+
+
+def batch_scores(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``(scores, are_probabilities)`` of a batch: logits for (B, C, H, W); for (B, V, C, H, W) — 10-crop or other
+    multi-view testing — the softmax probabilities averaged over the V views."""
+    if images.dim() == 5:
+        batch, views = images.shape[:2]
+        logits = model(images.flatten(0, 1)).float().view(batch, views, -1)
+        return logits.softmax(-1).mean(1), True
+    return model(images).float(), False
+
+
+def nll_sum(scores: torch.Tensor, labels: torch.Tensor, probabilities: bool) -> torch.Tensor:
+    """Summed cross-entropy from logits, or from (averaged) probabilities."""
+    if probabilities:
+        picked = scores.gather(1, labels[:, None]).squeeze(1)
+        return -picked.clamp_min(1e-12).log().double().sum()
+    return nn.functional.cross_entropy(scores, labels, reduction="sum").double()
+
+
+def evaluate_metrics(
+    model: nn.Module,
+    stream: Iterable[Any],
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Metrics:
+    """Top-1 / top-5 error and loss over ``stream``. Sums stay on the device: one host sync at the end.
+
+    ``reduce`` sums ``(top-1 wrong, top-5 wrong, loss sum, images)`` over processes when each scores a disjoint
+    shard of the set (distributed evaluation); the result is then the whole set's.
+    """
+    wrong: torch.Tensor | int = 0
+    loss_sum: torch.Tensor | float = 0.0
+    seen = 0
+    device = next((p.device for p in model.parameters()), torch.device("cpu")) if isinstance(model, nn.Module) else None
+    with evaluation_mode(model), autocast():
+        for images, labels in stream:
+            scores, probabilities = batch_scores(model, images)
+            loss_sum = loss_sum + nll_sum(scores, labels, probabilities)
+            wrong = wrong + topk_wrong(scores, labels, (1, 5))
+            seen += labels.numel()
+    wrong1, wrong5 = torch.as_tensor(wrong, dtype=torch.float64).reshape(-1).tolist() if seen else (0.0, 0.0)
+    if reduce is not None:
+        parts = (wrong1, wrong5, loss_sum, seen)
+        totals = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=device) for x in parts])
+        wrong1, wrong5, loss_sum, seen = reduce(totals).tolist()
+        seen = int(seen)
+    if seen == 0:
+        return Metrics(math.nan, math.nan, math.nan, 0)
+    return Metrics(100.0 * wrong1 / seen, 100.0 * wrong5 / seen, float(loss_sum) / seen, seen)
+
+
 def evaluate(
     model: nn.Module,
     stream: Iterable[Any],
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
-    """(top-1 error in percent, mean cross-entropy) over ``stream``.
-
-    Multi-view batches shaped (B, V, C, H, W) — 10-crop or multi-scale testing — are scored by averaging the
-    logits over the V views. Sums stay on the device, so there is one host sync at the end, not one per batch.
-    ``reduce`` sums ``(wrong, loss sum, images)`` over processes when each scores a disjoint shard of the set
-    (distributed evaluation); the result is then the whole set's.
-    """
-    wrong: torch.Tensor | int = 0
-    loss_sum: torch.Tensor | float = 0.0
-    seen = 0
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with evaluation_mode(model), autocast():
-        for images, labels in stream:
-            if images.dim() == 5:
-                batch, views = images.shape[:2]
-                logits = model(images.flatten(0, 1)).float().view(batch, views, -1).mean(1)
-            else:
-                logits = model(images).float()
-            loss_sum = loss_sum + nn.functional.cross_entropy(logits, labels, reduction="sum").double()
-            wrong = wrong + (logits.argmax(1) != labels).sum()
-            seen += labels.numel()
-    if reduce is not None:
-        totals = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=device) for x in (wrong, loss_sum, seen)])
-        wrong, loss_sum, seen = reduce(totals).tolist()
-    if seen == 0:
-        return math.nan, math.nan
-    return 100.0 * float(wrong) / seen, float(loss_sum) / seen
+    """(top-1 error in percent, mean cross-entropy) over ``stream`` (see :func:`evaluate_metrics`)."""
+    metrics = evaluate_metrics(model, stream, autocast, reduce)
+    return metrics.top1_error, metrics.loss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 from typing import Any
 
 import torch
@@ -93,8 +94,21 @@ def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[st
     return resolved
 
 
+def resolve_options(name: str, num_classes: int | None = None, **options: Any) -> dict[str, Any]:
+    """Every option of ``name`` with its default filled in (``num_classes`` and ``in_chans`` included).
+
+    Checkpoints store this, so a model is rebuilt exactly even if a default changes later.
+    """
+    return _validated_options(get_spec(name), num_classes, options)
+
+
 def create_model(
-    name: str, num_classes: int | None = None, *, features_only: bool = False, **options: Any
+    name: str,
+    num_classes: int | None = None,
+    *,
+    features_only: bool = False,
+    weights: str | os.PathLike[str] | None = None,
+    **options: Any,
 ) -> nn.Module:
     """Build a network of the paper by name.
 
@@ -104,18 +118,28 @@ def create_model(
     classifier) and ``drop_path_rate`` (stochastic depth, growing linearly to this rate in the last block).
     ``num_classes`` defaults to 10 for CIFAR nets and 1000 for ImageNet nets. ``features_only=True`` returns a
     backbone whose forward gives the stage outputs, described by its ``feature_info``.
+
+    ``weights=PATH`` loads a torchvision ``.pth`` state dict, one of our checkpoints or a safetensors file
+    (see :func:`resnet.models.weights.load_weights`): strictly, except that a classifier of another size is
+    replaced (fine-tuning).
     """
     spec = get_spec(name)
     resolved = _validated_options(spec, num_classes, options)
     if spec.family == "vgg":
         if features_only:
             raise ConfigError("features_only is available for ResNet and plain networks, not vgg19")
-        return VGG(**resolved)
-    if features_only:
+        model: nn.Module = VGG(**resolved)
+    elif features_only:
         resolved.pop("num_classes")
         resolved.pop("drop_rate")  # no classifier
-        return ResNetFeatures(spec, **resolved)
-    return ResNet(spec, **resolved)
+        model = ResNetFeatures(spec, **resolved)
+    else:
+        model = ResNet(spec, **resolved)
+    if weights is not None:
+        from resnet.models.weights import load_weights
+
+        load_weights(model, weights)
+    return model
 
 
 @functools.lru_cache(maxsize=256)

@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
-from resnet.eval import evaluate
+from resnet.eval import evaluate, evaluate_metrics
 from resnet.eval.fast import folded_copy
 from resnet.train import distributed
 from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from resnet.train.config import Config, config_from_dict, validate
 from resnet.train.devices import resolve_runtime
+from resnet.train.meta import build_meta
 from resnet.train.modern import BEST_EMA_CHECKPOINT, TrainingExtras, modern_data_options
 from resnet.train.optim import build_optimizer, seed_everything
 from resnet.train.plots import plot_curves
@@ -165,6 +166,7 @@ class Trainer:
             "config": self.config.to_dict(),
             **self.extras.state_dict(),
             **distributed.checkpoint_fields(self.config, self.dist, self.iteration),
+            "meta": build_meta(self.config, self.data),
         }
 
     def wall_time(self) -> float:
@@ -372,16 +374,23 @@ class Trainer:
             "val_loss": None,
             "test_error": None,
             "test_loss": None,
+            "val_top5_error": None,
+            "test_top5_error": None,
         }
         # BN folded for evaluation: same outputs, ~15% faster on the CPU (a compiled forward is kept: no recompiles).
         runtime, model = self.runtime, self.model
         forward = self.eval_forward if runtime.compile else folded_copy(model, runtime.device, runtime.channels_last)
         if data.val is not None:
-            record["val_error"], record["val_loss"] = self._evaluate(forward, data.val)
+            val = evaluate_metrics(forward, data.val, self.runtime.autocast, self.dist.reducer_for(data.val))
+            record["val_error"], record["val_loss"] = val.top1_error, val.loss
+            record["val_top5_error"] = val.top5_error
             self.schedule.observe_validation(self.iteration, record["val_error"])
         test = final or self.config.eval.test == "every"
         if test:
-            record["test_error"], record["test_loss"] = self._evaluate(forward, data.test)
+            reducer = self.dist.reducer_for(data.test)
+            metrics = evaluate_metrics(forward, data.test, self.runtime.autocast, reducer)
+            record["test_error"], record["test_loss"] = metrics.top1_error, metrics.loss
+            record["test_top5_error"] = metrics.top5_error
         ema_improved = self.extras.evaluate_ema(record, self._evaluate, data, test)
         record["images_per_sec"] = interval["seen"] / interval["time"] if interval["time"] else None
         record["train_time"] = round(self.elapsed, 3)
@@ -421,6 +430,7 @@ class Trainer:
             "recipe": self.config.recipe,
             "test_error": last.get("test_error"),
             "test_accuracy": _accuracy(last.get("test_error")),
+            "test_top5_error": last.get("test_top5_error"),
             "val_error": last.get("val_error"),
             "train_error": last.get("train_error"),
             "best_val_error": self.best_val_error if self.best_iteration is not None else None,

@@ -1,0 +1,63 @@
+"""`resnet eval`: top-1/top-5 error and loss of a checkpoint (center, 10-crop or multi-scale testing)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint: top-1/top-5 error, loss (center, 10-crop, multi-scale)",
+        description="Evaluate a checkpoint with the model, classes and preprocessing saved in it. The dataset and "
+        "split default to the run's test set.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint (best.pt / last.pt of a run)")
+    parser.add_argument("--dataset", help="registered dataset name or image-folder path (default: the run's)")
+    parser.add_argument("--data-dir", help="where datasets are looked for (default: the run's)")
+    parser.add_argument("--split", choices=("val", "test"), default="test", help="default: test")
+    parser.add_argument(
+        "--views",
+        choices=("center", "10crop", "multiscale"),
+        default="center",
+        help="center: one view; 10crop: corners + center and flips; multiscale: fully-convolutional on whole "
+        "images at several shorter sides, with flips (default: center)",
+    )
+    parser.add_argument(
+        "--scales", type=int, nargs="+", help="shorter sides for multiscale (default: 224 256 384 480 640 "
+        "for 224-pixel crops, 32 40 48 for 32-pixel images)"
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, help="images per batch")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the results as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet.eval.run import run_eval
+
+    result = run_eval(
+        args.checkpoint,
+        dataset=args.dataset,
+        split=args.split,
+        views=args.views,
+        scales=args.scales,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        device=args.device,
+        num_workers=args.workers,
+        json_path=args.json_path,
+    )
+    scales = f" at scales {', '.join(map(str, result['scales']))}" if result["scales"] else ""
+    print(f"{result['model']} on {result['dataset']} {result['split']} ({result['views']}{scales}):")
+    print(
+        f"  top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  loss {result['loss']:.4f}"
+    )
+    print(f"  {result['images']} images in {result['seconds']:.1f} s on {result['device']}")
+    if args.json_path:
+        print(f"  results: {args.json_path}")
+    else:
+        print(json.dumps(result))
+    return 0

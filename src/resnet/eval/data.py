@@ -1,0 +1,185 @@
+"""Evaluation streams built from a checkpoint: its dataset and split by default, always its saved preprocessing.
+
+The normalisation is the one saved at training time (not recomputed), so a checkpoint evaluated on another
+dataset, or with another ``--subset``, still sees its inputs exactly as in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+from resnet.data.augment import EvalTransform
+from resnet.data.build import _default_val, split_indices
+from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream
+from resnet.data.registry import DatasetSpec, dataset_name, resolve
+from resnet.data.sources.folder import FolderSplit, index_folder
+from resnet.data.sources.folder_arrays import folder_arrays
+from resnet.data.tensor_pipeline import Normalizer, TensorEvalStream
+from resnet.errors import ConfigError
+
+VIEWS = ("center", "10crop", "multiscale")
+SPLITS = ("val", "test")
+
+
+def default_scales(crop: int) -> list[int]:
+    """The paper's {224, 256, 384, 480, 640} for 224-pixel crops; proportionate {s, 1.25s, 1.5s} for small images."""
+    if crop >= 112:
+        return [round(crop * s / 224) for s in (224, 256, 384, 480, 640)]
+    return [crop, round(crop * 1.25), round(crop * 1.5)]
+
+
+@dataclass
+class EvalData:
+    """One stream per pass (one pass, or one per scale for multi-scale testing) over the same images."""
+
+    passes: list[Any]
+    num_images: int
+    dataset: str
+    split: str
+    pipeline: str
+    scales: list[int] | None = None
+
+
+class TenCropStream:
+    """10-crop of whole normalised images of a small dataset: zero-pad (as the training crops), the four corners
+    and the center, and their flips -> (B, 10, C, H, W)."""
+
+    def __init__(self, base: TensorEvalStream, pad: int = 4) -> None:
+        self.base, self.pad = base, pad
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self.base:
+            height, width = x.shape[-2:]
+            padded = F.pad(x, (self.pad,) * 4)
+            yield torch.stack(list(TF.ten_crop(padded, [height, width])), dim=1), y
+
+
+class RescaledStream:
+    """Normalised whole images resized so their shorter side is ``side`` (multi-scale testing)."""
+
+    def __init__(self, base: TensorEvalStream, side: int) -> None:
+        self.base, self.side = base, side
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self.base:
+            yield TF.resize(x, [self.side], antialias=True), y
+
+
+def _val_indices(num_train: int, cfg: dict[str, Any], spec_val: int | None, own_val: bool, held_out: str) -> Tensor:
+    """The validation images carved from the training set exactly as training did (same seed, size, subset)."""
+    val_size = cfg.get("val_size")
+    if val_size is None:
+        val_size = spec_val if spec_val is not None else _default_val(num_train, own_val, held_out)
+        val_size = 0 if own_val else val_size
+    _, val = split_indices(num_train, val_size, cfg.get("subset"), cfg.get("seed", 0))
+    return val
+
+
+def _tensor_split(data: Any, split: str, cfg: dict[str, Any], spec_val: int | None) -> tuple[Tensor, Tensor]:
+    if split == "test":
+        return data.test_x, data.test_y
+    own_val = data.val_x is not None
+    if own_val and not cfg.get("val_size"):
+        return data.val_x, data.val_y
+    index = _val_indices(len(data.train_y), cfg, spec_val, own_val, data.test_split)
+    return data.train_x[index], data.train_y[index]
+
+
+def _folder_split(index: Any, split: str, cfg: dict[str, Any]) -> FolderSplit:
+    if split == "test":
+        return index.splits[index.held_out]
+    full = index.splits["train"]
+    own_val = index.held_out == "test" and "val" in index.splits
+    if own_val and not cfg.get("val_size"):
+        return index.splits["val"]
+    chosen = _val_indices(len(full.samples), cfg, None, own_val, index.held_out).tolist()
+    return FolderSplit("val", full.reader, [full.samples[i] for i in chosen], full.source)
+
+
+def build_eval_data(
+    meta: dict[str, Any],
+    config: dict[str, Any],
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    view: str = "center",
+    scales: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    data_dir: str | None = None,
+    device: torch.device | str = "cpu",
+    num_workers: int | None = None,
+) -> EvalData:
+    """The evaluation passes of ``view`` over ``split`` of ``dataset`` (default: the run's own)."""
+    if view not in VIEWS:
+        raise ConfigError(f"views must be one of {', '.join(VIEWS)}, got {view!r}")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    cfg = {**config.get("data", {}), "seed": config.get("seed", 0)}
+    dataset = dataset or cfg.get("dataset")
+    if not dataset:
+        raise ConfigError("the checkpoint names no dataset: pass --dataset NAME or PATH")
+    data_dir = data_dir or cfg.get("data_dir")
+    pre = meta["preprocessing"]
+    crop = int(min(pre["crop"]))
+    scales = list(scales) if scales else (default_scales(crop) if view == "multiscale" else None)
+    device = torch.device(device)
+    target = resolve(dataset)
+    on_bad_image = cfg.get("on_bad_image", "error")
+    bs = batch_size or cfg.get("eval_batch_size") or max(cfg.get("batch_size", 128), 256)
+    trained_on_tensors = meta.get("dataset", {}).get("pipeline", "tensor") == "tensor"
+    if isinstance(target, DatasetSpec) or trained_on_tensors:
+        if isinstance(target, DatasetSpec):
+            name, spec_val = target.name, target.default_val
+            arrays = target.load(data_dir, cfg.get("download", True), on_bad_image)
+        else:
+            name, spec_val = dataset_name(Path(target)), None
+            arrays = folder_arrays(name, index_folder(Path(target)), on_bad_image)
+        x, y = _tensor_split(arrays, split, cfg, spec_val)
+        if len(y) == 0:
+            raise ConfigError(f"{name} has no {split} images (the run had no validation split?); use --split test")
+        channels = 1 if pre["mode"] == "L" else 3
+        if x.shape[1] != channels:
+            raise ConfigError(f"{name} has {x.shape[1]}-channel images; the checkpoint was trained on {channels}")
+        mean = pre["mean_image"] if pre.get("mean_image") is not None else torch.tensor(pre["mean"]).reshape(-1, 1, 1)
+        if mean.dim() == 3 and mean.shape[1:] != x.shape[2:] and mean.shape[1] > 1:
+            raise ConfigError(
+                f"the checkpoint subtracts a {mean.shape[1]}x{mean.shape[2]} mean image; {name} images are "
+                f"{x.shape[2]}x{x.shape[3]}"
+            )
+        norm = Normalizer(mean * 255, torch.tensor(pre["std"]) * 255, pre["in_chans"], False).to(device)
+        base = TensorEvalStream(x.to(device), y.to(device), norm, bs)
+        if view == "center":
+            passes: list[Any] = [base]
+        elif view == "10crop":
+            passes = [TenCropStream(base)]
+        else:
+            passes = [RescaledStream(base, side) for side in scales or []]
+        return EvalData(passes, len(y), name, split, "tensor", scales)
+
+    index = index_folder(Path(target))
+    chosen = _folder_split(index, split, cfg)
+    if not chosen.samples:
+        raise ConfigError(f"{dataset} has no {split} images; use --split test")
+    mean, std = torch.tensor(pre["mean"]) * 255, torch.tensor(pre["std"]) * 255
+    resize = int(pre["resize"])
+
+    def stream(transform: EvalTransform, batch: int) -> LoaderEvalStream:
+        workers = 2 if num_workers is None else num_workers
+        dataset_ = FolderDataset(chosen, transform, mean, std, on_bad_image)
+        return LoaderEvalStream(dataset_, batch_size=batch, device=device, num_workers=workers, channels_last=False)
+
+    if view == "center":
+        passes = [stream(EvalTransform("center", crop, resize), bs)]
+    elif view == "10crop":
+        passes = [stream(EvalTransform("ten-crop", crop, resize), max(1, bs // 10))]
+    else:
+        passes = [stream(EvalTransform("full", crop, side), 1) for side in scales or []]
+    return EvalData(passes, len(chosen.samples), dataset_name(Path(target)), split, "loader", scales)

@@ -1,0 +1,120 @@
+"""``run_eval``: a checkpoint's top-1/top-5 error and loss, single-view, 10-crop or multi-scale."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from resnet.eval.data import EvalData, build_eval_data
+from resnet.eval.evaluate import evaluate_metrics
+from resnet.eval.fully_conv import fully_convolutional
+from resnet.eval.topk import topk_errors
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def multiscale_scores(model: nn.Module, data: EvalData, flip: bool = True) -> tuple[Tensor, Tensor]:
+    """Softmax scores of the fully-convolutional model, averaged over positions, then over scales and flips.
+
+    Returns ``(probabilities (N, classes), labels (N,))``; every pass walks the same images in the same order.
+    """
+    fcn = fully_convolutional(model).eval()
+    total: Tensor | None = None
+    labels: Tensor | None = None
+    with torch.inference_mode():
+        for stream in data.passes:
+            probs, seen = [], []
+            for x, y in stream:
+                p = fcn.pooled(x).float().softmax(1)
+                if flip:
+                    p = (p + fcn.pooled(x.flip(-1)).float().softmax(1)) / 2
+                probs.append(p)
+                seen.append(y)
+            scores = torch.cat(probs)
+            total = scores if total is None else total + scores
+            labels = torch.cat(seen) if labels is None else labels
+    if total is None or labels is None:
+        raise ValueError("no evaluation passes")
+    return total / len(data.passes), labels
+
+
+def run_eval(
+    checkpoint: str | Path,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    views: str = "center",
+    scales: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    data_dir: str | None = None,
+    device: str | torch.device = "auto",
+    num_workers: int | None = None,
+    json_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint with its saved model, classes and preprocessing; the run's dataset by default.
+
+    Returns (and with ``json_path`` writes) top-1/top-5 error in percent, loss, images and seconds.
+    """
+    from resnet.inference import load_model, prepare_for_inference
+
+    loaded = load_model(checkpoint)
+    from resnet.train.meta import require_preprocessing
+
+    require_preprocessing(loaded.meta, loaded.path)
+    device = resolve_device(device)
+    model = prepare_for_inference(loaded.model, device)
+    data = build_eval_data(
+        loaded.meta,
+        loaded.payload.get("config", {}),
+        dataset=dataset,
+        split=split,
+        view=views,
+        scales=scales,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        device=device,
+        num_workers=num_workers,
+    )
+    start = time.perf_counter()
+    if views == "multiscale":
+        probs, labels = multiscale_scores(model, data)
+        top1, top5 = topk_errors(probs, labels)
+        loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()) if len(labels) else math.nan
+        images = len(labels)
+    else:
+        metrics = evaluate_metrics(model, data.passes[0])
+        top1, top5, loss, images = metrics.top1_error, metrics.top5_error, metrics.loss, metrics.images
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "model": loaded.meta["model"]["name"],
+        "dataset": data.dataset,
+        "split": split,
+        "views": views,
+        "scales": data.scales,
+        "top1_error": top1,
+        "top5_error": top5,
+        "top1_accuracy": None if math.isnan(top1) else 100.0 - top1,
+        "loss": loss,
+        "images": images,
+        "seconds": round(seconds, 3),
+        "images_per_sec": round(images / seconds, 1) if seconds > 0 else None,
+        "device": str(device),
+    }
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,235 @@
+"""Using a trained network: ``load_model`` from a checkpoint, its saved preprocessing, and ``predict`` on files.
+
+>>> model, classes = resnet.load_model("runs/resnet20-cifar10/best.pt")       # doctest: +SKIP
+>>> resnet.predict("runs/resnet20-cifar10/best.pt", ["cat.jpg"], top_k=3)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torchvision.transforms.v2 import functional as TF
+
+from resnet.data.sources.folder import IMAGE_EXTENSIONS
+from resnet.errors import CheckpointError, DataError, DataNotFoundError
+
+PathLike = str | os.PathLike[str]
+
+
+class UnreadableImageError(DataError):
+    """An input image that cannot be read or decoded."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"cannot read image {name}: {reason}")
+        self.name = name
+
+
+@dataclass
+class LoadedModel:
+    """A trained network with what it needs to be used: ``model, classes = load_model(path)`` unpacks."""
+
+    model: nn.Module
+    class_names: list[str]
+    meta: dict[str, Any]
+    path: Path
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.model
+        yield self.class_names
+
+    @property
+    def preprocess(self) -> Preprocess:
+        from resnet.train.meta import require_preprocessing
+
+        return Preprocess(require_preprocessing(self.meta, self.path))
+
+
+def strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Remove wrapper prefixes: ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile)."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def _meta_from_sidecar(path: Path) -> dict[str, Any]:
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise CheckpointError(
+            f"'{path}' holds weights only and its sidecar {sidecar.name} (model name, options, classes) is missing; "
+            "export again with `resnet export --format safetensors`, or use create_model(NAME, weights=PATH)"
+        )
+    meta = json.loads(sidecar.read_text())
+    pre = meta.get("preprocessing") or {}
+    if pre.get("mean_image") is not None:
+        pre["mean_image"] = torch.tensor(pre["mean_image"], dtype=torch.float32)
+    return meta
+
+
+def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """The trained network of a checkpoint (``last.pt``/``best.pt``) or of an exported safetensors file with its
+    JSON sidecar, in eval mode, with its class names and metadata (``.meta``: options, preprocessing)."""
+    from resnet.models import create_model
+    from resnet.train.checkpoint import load_checkpoint
+    from resnet.train.meta import read_meta
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        if not path.is_file():
+            raise DataNotFoundError(f"no weights file at '{path}'")
+        meta, payload = _meta_from_sidecar(path), {}
+        state = load_file(str(path))
+    else:
+        payload = load_checkpoint(path)
+        meta = read_meta(payload, path)
+        state = payload["model"]
+    model = create_model(meta["model"]["name"], **meta["model"]["options"])
+    try:
+        model.load_state_dict(strip_prefixes(state))
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {error}") from error
+    model.eval().to(device)
+    return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
+
+
+def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """The single place where a model is made ready for evaluation/prediction (eval mode, device).
+
+    Faster inference paths (memory format, fused BN, compilation) plug in here.
+    """
+    return model.eval().to(device)
+
+
+def read_image(path: PathLike, mode: str) -> Tensor:
+    """An image file as uint8 (C, H, W) in ``mode`` ("RGB" or "L"); grayscale, palette, RGBA and CMYK converted.
+
+    Raises :class:`UnreadableImageError` naming the file when it cannot be read or decoded.
+    """
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise UnreadableImageError(name, f"cannot read the file ({error.strerror or error})") from error
+    if not data:
+        raise UnreadableImageError(name, "the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        if image.mode in ("RGBA", "LA", "P", "PA") and mode == "RGB":
+            image = image.convert("RGBA")
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image)  # transparent pixels shown on white, as viewers do
+        image = image.convert(mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImageError(name, f"refused as a possible decompression bomb ({error})") from error
+    except Image.UnidentifiedImageError as error:
+        raise UnreadableImageError(name, "not a recognised image format") from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise UnreadableImageError(name, str(error) or type(error).__name__) from error
+    return TF.pil_to_tensor(image)
+
+
+class Preprocess:
+    """The checkpoint's evaluation preprocessing: colour mode, shorter side ``resize``, center ``crop``,
+    ``(x - mean) / std`` (or minus the mean image), grayscale expanded to ``in_chans``."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.mode = record.get("mode", "RGB")
+        self.in_chans = int(record.get("in_chans", 1 if self.mode == "L" else 3))
+        self.resize = int(record["resize"])
+        self.crop = [int(v) for v in record["crop"]]
+        self.mean = torch.tensor(record["mean"], dtype=torch.float32).reshape(-1, 1, 1)
+        self.std = torch.tensor(record["std"], dtype=torch.float32).reshape(-1, 1, 1)
+        mean_image = record.get("mean_image")
+        self.mean_image = None if mean_image is None else torch.as_tensor(mean_image, dtype=torch.float32)
+
+    def load(self, path: PathLike) -> Tensor:
+        return self(read_image(path, self.mode))
+
+    def __call__(self, image: Tensor) -> Tensor:
+        """uint8 (C, H, W) -> normalised float (in_chans, crop_h, crop_w)."""
+        if min(image.shape[-2:]) != self.resize:
+            image = TF.resize(image, [self.resize], antialias=True)
+        if list(image.shape[-2:]) != self.crop:
+            image = TF.center_crop(image, self.crop)
+        x = image.float() / 255
+        x = (x - (self.mean_image if self.mean_image is not None else self.mean)) / self.std
+        if x.shape[0] != self.in_chans:
+            x = x.expand(self.in_chans, -1, -1)
+        return x
+
+
+def expand_inputs(inputs: Iterable[PathLike]) -> list[Path]:
+    """Files as given, and the image files inside directories (recursively, sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise DataNotFoundError(f"no image files in directory '{path}'")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def predict(
+    source: PathLike | LoadedModel,
+    inputs: Sequence[PathLike] | PathLike,
+    top_k: int = 5,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> list[dict[str, Any]]:
+    """Per image ``{"path", "predictions": [{"class", "index", "probability"}, ...]}`` (best first), or
+    ``{"path", "error"}`` for a file that cannot be read — the others are still predicted."""
+    loaded = source if isinstance(source, LoadedModel) else load_model(source)
+    preprocess = loaded.preprocess
+    model = prepare_for_inference(loaded.model, device)
+    files = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+    k = max(1, min(top_k, len(loaded.class_names)))
+    results: list[dict[str, Any]] = []
+    pending: list[tuple[int, Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = torch.stack([x for _, x in pending]).to(device)
+        with torch.inference_mode():
+            probs = model(batch).float().softmax(1).cpu()
+        top = probs.topk(k, dim=1)
+        for (slot, _), values, indices in zip(pending, top.values, top.indices, strict=True):
+            results[slot]["predictions"] = [
+                {"class": loaded.class_names[i], "index": i, "probability": float(p)}
+                for p, i in zip(values.tolist(), indices.tolist(), strict=True)
+            ]
+        pending.clear()
+
+    for path in files:
+        results.append({"path": str(path)})
+        try:
+            pending.append((len(results) - 1, preprocess.load(path)))
+        except UnreadableImageError as error:
+            results[-1]["error"] = str(error)
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return results
