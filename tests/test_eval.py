@@ -17,12 +17,14 @@ def _two_class_probe() -> torch.nn.Module:
     return model
 
 
-def test_ten_crop_batches_average_the_views() -> None:
+def test_ten_crop_batches_average_the_softmax_scores() -> None:
     views = torch.zeros(1, 10, 1, 2, 2)
-    views[0, :3, 0, 0, 0] = 5.0  # three views say class 0 strongly ...
-    views[0, 3:, 0, 0, 1] = 1.0  # ... seven say class 1 weakly: the mean logit picks class 0
-    error, loss = evaluate(_two_class_probe(), [(views, torch.tensor([0]))])
-    assert error == 0.0 and math.isfinite(loss)
+    views[0, :3, 0, 0, 0] = 5.0  # three views say class 0 strongly (p0 = 0.993) ...
+    views[0, 3:, 0, 0, 1] = 1.0  # ... seven say class 1 weakly (p1 = 0.731): mean p1 = 0.514 picks class 1,
+    error, loss = evaluate(_two_class_probe(), [(views, torch.tensor([0]))])  # where the mean logit would pick 0
+    p0 = (3 * torch.tensor([5.0, 0.0]).softmax(0)[0] + 7 * torch.tensor([0.0, 1.0]).softmax(0)[0]) / 10
+    assert error == 100.0
+    assert math.isclose(loss, -math.log(float(p0)), rel_tol=1e-5)
 
 
 def test_error_in_percent_and_mode_restored() -> None:

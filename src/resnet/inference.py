@@ -55,17 +55,6 @@ class LoadedModel:
         return Preprocess(require_preprocessing(self.meta, self.path))
 
 
-def strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Remove wrapper prefixes: ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile)."""
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix) :]
-        out[key] = value
-    return out
-
-
 def _meta_from_sidecar(path: Path) -> dict[str, Any]:
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
@@ -84,6 +73,7 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
     """The trained network of a checkpoint (``last.pt``/``best.pt``) or of an exported safetensors file with its
     JSON sidecar, in eval mode, with its class names and metadata (``.meta``: options, preprocessing)."""
     from resnet.models import create_model
+    from resnet.models.weights import strip_wrapper_prefixes
     from resnet.train.checkpoint import load_checkpoint
     from resnet.train.meta import read_meta
 
@@ -101,7 +91,7 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
         state = payload["model"]
     model = create_model(meta["model"]["name"], **meta["model"]["options"])
     try:
-        model.load_state_dict(strip_prefixes(state))
+        model.load_state_dict(strip_wrapper_prefixes(state))
     except RuntimeError as error:
         raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {error}") from error
     model.eval().to(device)

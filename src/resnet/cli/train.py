@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed of initialisation and data order")
     parser.add_argument("--run-dir", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
     parser.add_argument(
+        "--init",
+        metavar="PATH",
+        help="start from these weights: a torchvision .pth, one of our checkpoints or a .safetensors file "
+        "(the classifier is replaced when the number of classes differs)",
+    )
+    parser.add_argument(
         "--resume",
         nargs="?",
         const="yes",
@@ -101,6 +107,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     flags: dict[str, Any] = {
         "model.name": args.model,
+        "model.init": args.init,
         "data.dataset": args.dataset,
         "data.data_dir": args.data_dir,
         "train.epochs": args.epochs,

@@ -26,6 +26,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 class ModelConfig:
     name: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # passed to resnet.create_model(name, **options)
+    init: str | None = None  # start from these weights (torchvision .pth, our checkpoint, .safetensors)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class OptimConfig:
     accum_steps: int = 1  # gradient accumulation: one update per this many batches (--accum-steps)
     loss: str = "ce"  # ce (cross-entropy) | bce (binary cross-entropy on the soft targets, ResNet strikes back)
     bce_target_threshold: float | None = None  # bce: targets above this become 1 (timm's bce_target_thresh)
+    backbone_lr_factor: float = 1.0  # fine-tuning: every layer but the classifier at lr * this factor
 
 
 @dataclass
@@ -134,6 +136,7 @@ class ScheduleConfig:
 class LengthConfig:
     epochs: float | None = None
     iterations: int | None = None
+    freeze: list[str] = field(default_factory=list)  # stages without updates: stem, layer1, ... layer4
 
 
 @dataclass
@@ -261,6 +264,8 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
                 errors.append(error)
         raise errors[0]
     if origin is list:
+        if isinstance(value, str):  # --set train.freeze=stem,layer1
+            value = [item.strip() for item in value.split(",") if item.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"'{key}' in {where} must be a list, got {value!r}")
         (item_hint,) = typing.get_args(hint)
@@ -398,6 +403,8 @@ def validate(config: Config) -> None:
     for key, value in (("timeout", config.distributed.timeout), ("setup_timeout", config.distributed.setup_timeout)):
         if value <= 0:
             raise ConfigError(f"'distributed.{key}' must be a positive number of seconds, got {value}")
+    if not 0 < config.optim.backbone_lr_factor <= 1:
+        raise ConfigError(f"'optim.backbone_lr_factor' must be in (0, 1], got {config.optim.backbone_lr_factor}")
     if config.data.subset is not None and config.data.subset <= 0:
         raise ConfigError(f"'data.subset' must be a positive number of images, got {config.data.subset}")
     from resnet.train.modern import validate_modern

@@ -97,24 +97,32 @@ def sgd_implementation(params: list[nn.Parameter], choice: str = "auto") -> dict
     return {"foreach": True}
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
-    """One group with weight decay and, unless everything decays, one without (norm weights, biases)."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
+def parameter_groups(
+    model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, backbone_lr_factor: float = 1.0
+) -> list[dict]:
+    """Groups by weight decay (none on norm weights and biases unless everything decays) and by ``lr_scale``:
+    ``backbone_lr_factor`` for every parameter but the classifier's (fine-tuning), 1 for the classifier."""
+    from resnet.train.finetune import is_head
+
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        skip = not decay_norm_and_bias and parameter.ndim <= 1
-        (no_decay if skip else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        decay = decay_norm_and_bias or parameter.ndim > 1
+        scale = 1.0 if is_head(name) else backbone_lr_factor
+        groups.setdefault((decay, scale), []).append(parameter)
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
+        for (decay, scale), params in sorted(groups.items(), key=lambda item: (not item[0][0], -item[0][1]))
+    ]
 
 
 def build_optimizer(model: nn.Module, config: Config, lr: float) -> torch.optim.Optimizer:
     """The optimizer ``optim.name`` names (``--opt``), over :func:`parameter_groups`."""
     optim = config.optim
-    groups = parameter_groups(model, optim.weight_decay, optim.decay_norm_and_bias)
+    groups = parameter_groups(model, optim.weight_decay, optim.decay_norm_and_bias, optim.backbone_lr_factor)
+    for group in groups:
+        group["lr"] = lr * group["lr_scale"]
     betas = (float(optim.betas[0]), float(optim.betas[1]))
     if optim.name == "sgd":
         params = [p for group in groups for p in group["params"]]

@@ -18,6 +18,7 @@ from resnet.train import distributed
 from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 from resnet.train.config import Config, config_from_dict, validate
 from resnet.train.devices import resolve_runtime
+from resnet.train.finetune import prepare_finetuning
 from resnet.train.meta import build_meta
 from resnet.train.modern import BEST_EMA_CHECKPOINT, TrainingExtras, modern_data_options
 from resnet.train.optim import build_optimizer, seed_everything
@@ -142,7 +143,9 @@ class Trainer:
 
         model = self.config.model
         options = {"in_chans": self.data.in_chans, **model.options}
-        return create_model(model.name, num_classes=self.data.num_classes, **options)
+        network = create_model(model.name, num_classes=self.data.num_classes, **options)
+        self.notes = prepare_finetuning(network, self.config, resume=self.resume)
+        return network
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -238,6 +241,8 @@ class Trainer:
         if self.dist.is_distributed:
             for line in filter(None, (self.world_note, distributed.describe(config, self.dist, self.schedule))):
                 self.progress.write(line)
+        for note in self.notes:
+            self.progress.write(note)
         try:
             while self.iteration < self.total:
                 self._train_epoch()
@@ -264,7 +269,7 @@ class Trainer:
         for batches in update_batches(self.data.train, epoch, start_batch, accum):
             lr = self.schedule.lr_at(self.iteration)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             detached, wrong, batch = train_step(
                 self.forward,
                 self.criterion,

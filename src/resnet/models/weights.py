@@ -1,0 +1,129 @@
+"""Loading foreign weights into our networks: torchvision ``.pth`` state dicts, our checkpoints, safetensors.
+
+Strict by design: every key must match, except a classifier of another size (fine-tuning on a new label set),
+which is left freshly initialised and reported. Anything else missing or unexpected is an error that lists
+the keys — never a silent ``strict=False``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from resnet.errors import CheckpointError
+
+CLASSIFIER_PREFIXES = ("fc.", "classifier.6.")  # ResNet / plain nets, VGG-19 (its last linear layer)
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DDP, torch.compile
+
+
+@dataclass
+class LoadReport:
+    """What ``load_weights`` did: keys loaded, and the notes worth telling the user (one line each)."""
+
+    loaded: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def strip_wrapper_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        out[key] = value
+    return out
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """The model weights in ``path``: a plain state dict (torchvision ``.pth``), one nested under ``model`` or
+    ``state_dict`` (our checkpoints, many training scripts), or a ``.safetensors`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no weights file at '{path}'")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return strip_wrapper_prefixes(load_file(str(path)))
+        except Exception as error:  # safetensors raises its own error types
+            raise CheckpointError(f"'{path}' is not a readable safetensors file ({error})") from error
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"'{path}' cannot be read as a PyTorch weights file ({error})") from error
+    if isinstance(payload, dict):
+        for key in ("model", "state_dict", "model_state_dict"):
+            if isinstance(payload.get(key), dict):
+                payload = payload[key]
+                break
+    if not isinstance(payload, dict) or not all(isinstance(v, Tensor) for v in payload.values()):
+        raise CheckpointError(f"'{path}' holds no state dict (a mapping of parameter names to tensors)")
+    return strip_wrapper_prefixes(payload)
+
+
+def _is_classifier(key: str) -> bool:
+    return key.startswith(CLASSIFIER_PREFIXES)
+
+
+def _adapt_first_conv(state: dict[str, Tensor], own: dict[str, Tensor], notes: list[str]) -> None:
+    """RGB weights into a grayscale model: sum the stem filters over the colour channels (as timm does)."""
+    key = "conv1.weight"
+    if key in state and key in own and state[key].shape != own[key].shape:
+        theirs, ours = state[key], own[key]
+        if theirs.shape[0] == ours.shape[0] and theirs.shape[2:] == ours.shape[2:] and ours.shape[1] == 1:
+            state[key] = theirs.sum(dim=1, keepdim=True)
+            notes.append(f"stem convolution: {theirs.shape[1]}-channel weights summed for 1-channel input")
+
+
+def load_weights(model: nn.Module, source: str | os.PathLike[str] | dict[str, Tensor]) -> LoadReport:
+    """Load ``source`` into ``model``: strictly, replacing a classifier of another size (or dropping the
+    classifier for a feature extractor). Raises :class:`CheckpointError` listing missing/unexpected keys."""
+    where = "the given state dict" if isinstance(source, dict) else f"'{source}'"
+    state = strip_wrapper_prefixes(dict(source)) if isinstance(source, dict) else read_state_dict(source)
+    own = model.state_dict()
+    report = LoadReport()
+    _adapt_first_conv(state, own, report.notes)
+    has_classifier = any(_is_classifier(k) for k in own)
+    replaced: set[str] = set()
+    theirs_classifier = {k: v for k, v in state.items() if _is_classifier(k)}
+    if theirs_classifier and not has_classifier:
+        state = {k: v for k, v in state.items() if not _is_classifier(k)}
+        report.notes.append("classifier weights ignored (feature extractor)")
+    elif theirs_classifier:
+        mismatched = [k for k, v in theirs_classifier.items() if k in own and own[k].shape != v.shape]
+        if mismatched:
+            state = {k: v for k, v in state.items() if not _is_classifier(k)}
+            replaced = {k for k in own if _is_classifier(k)}
+            weight = next(k for k in own if _is_classifier(k) and k.endswith("weight"))
+            old = theirs_classifier.get(weight)
+            report.notes.append(
+                f"classifier replaced: {old.shape[0] if old is not None else '?'} -> {own[weight].shape[0]} classes "
+                f"({weight.rsplit('.', 1)[0]} freshly initialised)"
+            )
+    missing = sorted(k for k in own if k not in state and k not in replaced)
+    unexpected = sorted(k for k in state if k not in own)
+    wrong_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if keys:
+                modules = list(dict.fromkeys(k.rsplit(".", 1)[0] + ".*" for k in keys))  # one entry per module
+                shown = ", ".join(modules[:8]) + (f", ... ({len(modules)} modules)" if len(modules) > 8 else "")
+                parts.append(f"{label} ({len(keys)} keys): {shown}")
+        name = getattr(model, "arch", type(model).__name__)
+        raise CheckpointError(
+            f"the weights in {where} do not fit {name} ({'; '.join(parts)}); check the model name and its options "
+            "(shortcut, stride_on, preact, in_chans)"
+        )
+    model.load_state_dict(state, strict=not replaced)
+    report.loaded = len(state)
+    return report

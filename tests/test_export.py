@@ -1,0 +1,119 @@
+"""Export formats reproduce PyTorch; BN folding; torchvision layout round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import resnet
+from resnet.errors import ConfigError
+from resnet.export import export_model, torchvision_state_dict
+from resnet.models import resolve_options
+from resnet.models.fuse import count_batchnorms
+
+
+def meta_for(name: str, size: int, **options: object) -> dict:
+    resolved = resolve_options(name, **options)
+    return {
+        "version": 1,
+        "model": {"name": name, "options": resolved},
+        "class_names": [f"c{i}" for i in range(resolved["num_classes"])],
+        "input_size": [resolved["in_chans"], size, size],
+        "preprocessing": {"mode": "RGB", "in_chans": 3, "resize": size, "crop": [size, size], "mean": [0.5] * 3,
+                          "std": [0.25] * 3, "mean_image": None},
+    }  # fmt: skip
+
+
+def trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BN statistics and affine parameters, as after training."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "size"),
+    [("resnet8", {}, 16), ("resnet14", {"shortcut": "B", "preact": True}, 16), ("resnet50", {}, 64)],
+)
+def test_fused_equals_unfused(name: str, options: dict, size: int) -> None:
+    torch.manual_seed(0)
+    model = trained_like(resnet.create_model(name, num_classes=6, **options))
+    fused = resnet.fuse_conv_bn(model)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected = model(x)
+        # 1e-5 of the logits' scale (random deep nets give logits far from O(1), fp32 rounding scales with them)
+        torch.testing.assert_close(fused(x), expected, rtol=0, atol=1e-5 * max(1.0, float(expected.abs().max())))
+    assert count_batchnorms(fused) < count_batchnorms(model)
+    if not options.get("preact"):
+        assert count_batchnorms(fused) == 0  # every BN follows a convolution in post-activation nets
+    assert count_batchnorms(model) > 0, "the original is left untouched"
+
+
+@pytest.mark.parametrize("fuse_bn", [False, True])
+def test_onnx_and_torchscript_equal_pytorch(tmp_path: Path, fuse_bn: bool) -> None:
+    import onnxruntime
+
+    torch.manual_seed(0)
+    model = trained_like(resnet.create_model("resnet8", num_classes=5))
+    meta = meta_for("resnet8", 16, num_classes=5)
+    result = export_model(model, meta, "onnx", tmp_path / "m.onnx", dynamic_batch=True, fuse_bn=fuse_bn)
+    assert result["max_abs_diff"] < 1e-4
+    # independently of the built-in check: onnxruntime on another batch size
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 3, 16, 16)
+    got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(x), rtol=0, atol=1e-4)
+
+    result = export_model(model, meta, "torchscript", tmp_path / "m.ts", fuse_bn=fuse_bn)
+    scripted = torch.jit.load(str(tmp_path / "m.ts"))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=0, atol=1e-5)
+    assert result["max_abs_diff"] < 1e-5
+
+
+def test_torchvision_export_round_trips_strictly(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = trained_like(resnet.create_model("resnet18", num_classes=3))
+    export_model(model, meta_for("resnet18", 64, num_classes=3), "torchvision", tmp_path / "tv.pth")
+    state = torch.load(tmp_path / "tv.pth", weights_only=True)
+    theirs = torchvision.models.resnet18(num_classes=3).eval()
+    theirs.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x), model(x), rtol=0, atol=1e-5)
+    # and back: torchvision's weights load strictly into ours
+    ours = resnet.create_model("resnet18", num_classes=3, weights=tmp_path / "tv.pth").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), [("resnet20", {}), ("resnet18", {"shortcut": "C"}), ("resnet50", {"stride_on": "1x1"})]
+)
+def test_torchvision_export_refuses_what_torchvision_cannot_compute(name: str, options: dict) -> None:
+    with torch.device("meta"):
+        model = resnet.create_model(name, **options)
+    with pytest.raises(ConfigError, match="torchvision"):
+        torchvision_state_dict(model, meta_for(name, 32, **options))
+
+
+def test_safetensors_with_sidecar_loads_back(tmp_path: Path) -> None:
+    model = trained_like(resnet.create_model("resnet8", num_classes=4))
+    result = export_model(model, meta_for("resnet8", 16, num_classes=4), "safetensors", tmp_path / "w.safetensors")
+    assert Path(result["sidecar"]).is_file() and result["max_abs_diff"] == 0.0
+    _, classes = resnet.load_model(tmp_path / "w.safetensors")
+    assert classes == ["c0", "c1", "c2", "c3"]
+    with pytest.raises(ConfigError, match="fuse-bn"):
+        export_model(model, meta_for("resnet8", 16, num_classes=4), "safetensors", tmp_path / "f.st", fuse_bn=True)
