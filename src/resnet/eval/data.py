@@ -6,6 +6,7 @@ dataset, or with another ``--subset``, still sees its inputs exactly as in train
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,8 @@ def build_eval_data(
     resize = int(pre["resize"])
 
     def stream(transform: EvalTransform, batch: int) -> LoaderEvalStream:
-        workers = 2 if num_workers is None else num_workers
+        workers = num_workers if num_workers is not None else cfg.get("num_workers")
+        workers = min(8, os.cpu_count() or 1) if workers is None else workers
         dataset_ = FolderDataset(chosen, transform, mean, std, on_bad_image)
         return LoaderEvalStream(dataset_, batch_size=batch, device=device, num_workers=workers, channels_last=False)
 
