@@ -136,7 +136,11 @@ def build_eval_data(
     on_bad_image = cfg.get("on_bad_image", "error")
     bs = batch_size or cfg.get("eval_batch_size") or max(cfg.get("batch_size", 128), 256)
     trained_on_tensors = meta.get("dataset", {}).get("pipeline", "tensor") == "tensor"
-    if isinstance(target, DatasetSpec) or trained_on_tensors:
+    own_dataset = str(dataset) == str(cfg.get("dataset"))
+    # A folder goes through the tensor pipeline as in training (its own folder, or a per-pixel mean image that
+    # needs same-size images); any other folder through DataLoader workers with the saved resize and crop.
+    tensors = trained_on_tensors and (own_dataset or pre.get("mean_image") is not None)
+    if isinstance(target, DatasetSpec) or tensors:
         if isinstance(target, DatasetSpec):
             name, spec_val = target.name, target.default_val
             arrays = target.load(data_dir, cfg.get("download", True), on_bad_image)
@@ -165,6 +169,11 @@ def build_eval_data(
             passes = [RescaledStream(base, side) for side in scales or []]
         return EvalData(passes, len(y), name, split, "tensor", scales)
 
+    if pre["mode"] != "RGB":
+        raise ConfigError(
+            f"this checkpoint takes {pre['mode']} images; image folders of other sizes are read as RGB. Evaluate "
+            "on a registered dataset or a same-size folder decoded into tensors (the run's own)"
+        )
     index = index_folder(Path(target))
     chosen = _folder_split(index, split, cfg)
     if not chosen.samples:
