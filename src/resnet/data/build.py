@@ -332,7 +332,7 @@ def _loader_bundle(
         name=name,
         location=str(index.root),
         pipeline="loader",
-        preprocessing=preprocessing_record(3, chans, eval_tf.resize, (crop_size, crop_size), mean, std, None),
+        preprocessing=preprocessing_record(3, chans, eval_tf.resize, (eval_tf.crop, eval_tf.crop), mean, std, None),
     )
 
 
