@@ -53,7 +53,8 @@ def serve_cifar(monkeypatch, www: Path, base: str, fmt=CIFAR10, name="CIFAR10", 
     good = md5(archive)
     if corrupt:
         archive.write_bytes(archive.read_bytes()[:-100])  # truncated on the wire: the checksum no longer fits
-    monkeypatch.setattr(registry, name, dataclasses.replace(fmt, url=base + fmt.archive, md5=good))
+    # synthetic members: no published per-file checksums apply
+    monkeypatch.setattr(registry, name, dataclasses.replace(fmt, url=base + fmt.archive, md5=good, member_md5={}))
     return good
 
 

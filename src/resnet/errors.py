@@ -38,3 +38,20 @@ class TrainingDivergedError(ResNetError, RuntimeError):
 
 class DistributedError(ResNetError, RuntimeError):
     """A rank of a distributed run died, raised or hung, or the launch environment is unusable."""
+
+
+class RunDirError(ResNetError, RuntimeError):
+    """A run directory that cannot be used (not writable, a file, damaged metadata)."""
+
+
+class TrainingInterrupted(ResNetError, KeyboardInterrupt):
+    """The run stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class InputError(ResNetError, ValueError):
+    """A tensor a model cannot take (wrong shape, dtype or size)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from resnet.errors import CheckpointError
@@ -18,15 +17,13 @@ from resnet.train.config import Config, config_from_dict
 def load_trained(path: str | Path) -> tuple[nn.Module, Config]:
     """The network a training checkpoint holds (eval mode, on the CPU) and the configuration it was trained with."""
     from resnet.models import create_model
+    from resnet.train.checkpoint import load_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}'; give the last.pt or best.pt of a run directory")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a damaged file
-        raise CheckpointError(f"checkpoint '{path}' cannot be read ({error}); it may be truncated") from error
-    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
+    payload = load_checkpoint(path)  # format and content checksum verified: a flipped bit is an error
+    if "config" not in payload:
         raise CheckpointError(f"'{path}' is not a training checkpoint of this package (no model or configuration)")
     config = config_from_dict(payload["config"], f"the configuration saved in '{path}'")
     state = payload["model"]

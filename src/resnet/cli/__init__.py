@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
-from resnet.errors import ResNetError
+from resnet.errors import ResNetError, TrainingInterrupted
 
 COMMAND_MODULES: tuple[str, ...] = (
     "resnet.cli.models",
@@ -35,11 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``warning: ...`` line, without the source line Python adds."""
+    print(f"warning: {message}", file=file if file is not None else sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _plain_warning
     try:
         return int(args.func(args) or 0)
+    except TrainingInterrupted as stop:
+        print(f"resnet {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except ResNetError as error:
         # Errors the user can act on: one clear message, no traceback.
         print(f"resnet {args.command}: error: {error}", file=sys.stderr)
@@ -51,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and the like: not an error.
         sys.stderr.close()
         return 0
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="error",
         help="unreadable image: stop with its name (default) or skip it and report a count",
     )
+    info.add_argument(
+        "--check",
+        choices=("auto", "all", "sample"),
+        default="auto",
+        help="image folders: decode every image (all; default up to 20,000 images) or a sample of 64 per split",
+    )
     info.add_argument("--json", action="store_true", help="print the description as JSON")
     info.set_defaults(func=run_info)
 
@@ -45,7 +51,11 @@ def run_info(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         info = dataset_info(
-            args.dataset, data_dir=args.data_dir, download=not args.no_download, on_bad_image=args.on_bad_image
+            args.dataset,
+            data_dir=args.data_dir,
+            download=not args.no_download,
+            on_bad_image=args.on_bad_image,
+            check=args.check,
         )
     if args.json:
         print(json.dumps(info))
@@ -66,8 +76,12 @@ def run_info(args: argparse.Namespace) -> int:
             print("  " + label.ljust(width) + "".join(f"  {info['class_counts'][n][i]:7d}" for n in names))
         print(f"mean:        {_fmt(info['mean'])}  (per channel, [0, 1] units, {info['stats_from']})")
         print(f"std:         {_fmt(info['std'])}")
+        if "images_checked" in info:
+            print(f"checked:     {info['images_checked']} image(s) decoded")
         if info.get("skipped"):
-            print(f"skipped:     {info['skipped']} unreadable image(s)")
+            examples = info.get("skipped_examples") or []
+            shown = f", e.g. {examples[0]}" if examples else ""
+            print(f"skipped:     {info['skipped']} unreadable image(s){shown}")
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return 0

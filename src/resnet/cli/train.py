@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,28 @@ from typing import Any
 from resnet.errors import ConfigError
 
 DEFAULT_RECIPE = "fast"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a run of 0 or -3 iterations is a typo, not a request)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (rejects 0, negatives, nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,15 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data-dir", help="where datasets are looked for")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, help="run length in epochs (shortens/lengthens the recipe)")
-    length.add_argument("--iterations", type=int, help="run length in iterations")
-    parser.add_argument("--batch-size", type=int, help="images per batch")
-    parser.add_argument("--lr", type=float, help="(peak) learning rate")
+    length.add_argument("--epochs", type=positive_float, help="run length in epochs (shortens/lengthens the recipe)")
+    length.add_argument("--iterations", type=positive_int, help="run length in iterations")
+    parser.add_argument("--batch-size", type=positive_int, help="images per batch")
+    parser.add_argument("--lr", type=positive_float, help="(peak) learning rate")
     parser.add_argument("--opt", choices=("sgd", "adamw", "lamb", "rmsprop"), help="optimizer (default: the recipe's)")
     parser.add_argument(
-        "--accum-steps", type=int, help="gradient accumulation: one update per N batches (lr scales on N x batch)"
+        "--accum-steps",
+        type=positive_int,
+        help="gradient accumulation: one update per N batches (lr scales on N x batch)",
     )
-    parser.add_argument("--subset", type=int, help="train on a seeded subset of N training images")
+    parser.add_argument("--subset", type=positive_int, help="train on a seeded subset of N training images")
     parser.add_argument(
         "--on-bad-image",
         choices=("error", "skip"),
@@ -142,8 +167,13 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not overrides.get("run_dir"):
         raise ConfigError(f"--resume {args.resume} needs --run-dir DIR: the run directory holding last.pt")
     if args.resume == "yes":
-        # The saved configuration is authoritative; only where the run executes may change.
-        config = load_config(None, overrides, check=False)
+        from resnet.train.resume import merge_resume_config, saved_config
+
+        if args.recipe:
+            raise ConfigError("--resume continues the saved configuration; drop --recipe")
+        # The saved configuration is authoritative; the flags given may change only what resume.py allows.
+        given = load_config(None, overrides, check=False)
+        config = merge_resume_config(saved_config(overrides["run_dir"]), given, explicit=list(overrides))
     else:  # a fresh run, or "auto": the recipe's configuration is used if there is nothing to resume
         config = load_config(args.recipe or DEFAULT_RECIPE, overrides)
     summary = train(config, resume={None: False, "yes": True, "auto": "auto"}[args.resume])

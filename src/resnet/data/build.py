@@ -6,6 +6,7 @@ workers (or, with ``pipeline="tensor"``, are decoded once into tensors when all 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ class DataBundle:
     # How an image becomes a model input, saved in checkpoints (see resnet.train.meta): colour mode, shorter
     # side and crop, mean/std in [0, 1] units, and for normalize="pixel" the mean image (C, H, W) in [0, 1].
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # content identity of the data (a resumed run must find the same)
+    skipped: int = 0  # unreadable images skipped while decoding (loader streams count their own)
 
 
 def preprocessing_record(
@@ -146,7 +149,8 @@ def _tensor_bundle(
         )
     own_val = data.val_x is not None
     if val_size is None:
-        val_size = spec_val if spec_val is not None else _default_val(len(data.train_y), own_val, data.test_split)
+        n = len(data.train_y)  # a registered dataset's default val size, capped at a tenth for small copies
+        val_size = min(spec_val, n // 10) if spec_val is not None else _default_val(n, own_val, data.test_split)
         val_size = 0 if own_val else val_size
     train_idx, val_idx = split_indices(len(data.train_y), val_size, subset, seed)
     train_x, train_y = data.train_x[train_idx], data.train_y[train_idx]
@@ -201,7 +205,30 @@ def _tensor_bundle(
             std_c,
             mean if normalize == "pixel" else None,
         ),
+        fingerprint=tensor_fingerprint(data),
+        skipped=data.skipped,
     )
+
+
+def tensor_fingerprint(data: ArrayDataset) -> str:
+    """SHA-256 over the decoded images, labels and class names: the same data wherever it is stored."""
+    digest = hashlib.sha256("|".join(data.classes).encode())
+    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y, data.val_x, data.val_y):
+        if tensor is not None:
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def folder_fingerprint(index: ImageFolderIndex) -> str:
+    """For folders read by workers (too large to hash): every split's file names, labels and archive sizes."""
+    digest = hashlib.sha256("|".join(index.classes).encode())
+    for name, split in sorted(index.splits.items()):
+        digest.update(name.encode())
+        offsets = getattr(split.reader, "offsets", {})
+        for key, label in split.samples:
+            digest.update(f"{key}|{label}|{offsets.get(key, ('', ''))[1]}\n".encode())
+    return digest.hexdigest()
 
 
 def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tuple[Tensor, Tensor, int]:
@@ -333,6 +360,7 @@ def _loader_bundle(
         location=str(index.root),
         pipeline="loader",
         preprocessing=preprocessing_record(3, chans, eval_tf.resize, (eval_tf.crop, eval_tf.crop), mean, std, None),
+        fingerprint=folder_fingerprint(index),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -55,6 +56,8 @@ def decode_rgb(data: bytes, name: str) -> Tensor:
             except RuntimeError:
                 pass  # let PIL give the definitive verdict (and message) below
         image.load()
+        if image.mode.startswith("I"):  # 16-bit (or 32-bit integer) grayscale: PIL's convert would saturate it
+            return _wide_gray_to_rgb(image)
         if image.mode != "RGB":
             image = image.convert("RGB")
         return pil_to_tensor(image)
@@ -64,3 +67,17 @@ def decode_rgb(data: bytes, name: str) -> Tensor:
         raise BadImageError(name, "not a recognised image format") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise BadImageError(name, str(error) or type(error).__name__) from error
+
+
+def _wide_gray_to_rgb(image: Image.Image) -> Tensor:
+    """Scale 16-bit grayscale to 8 bits by its high byte (``v >> 8``, as PIL and libpng do for 16-bit RGB, so
+    a gray image decodes the same in either form), replicated to three channels.
+
+    PNG's 16-bit grayscale opens as ``I;16`` (or ``I``); 32-bit integer images whose values exceed 16 bits are
+    scaled by their own maximum.
+    """
+    values = np.clip(np.asarray(image).astype(np.int64), 0, None)
+    top = int(values.max()) if values.size else 0
+    scaled = values >> 8 if top <= 65535 else values * 255 // top
+    gray = torch.from_numpy(scaled.astype(np.uint8))
+    return gray.unsqueeze(0).expand(3, -1, -1).contiguous()

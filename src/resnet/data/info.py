@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from resnet.data.build import sample_mean_std
-from resnet.data.decode import check_policy, decode_rgb
+from resnet.data.decode import BadImageError, check_policy, decode_rgb
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
-from resnet.data.sources.folder import index_folder
+from resnet.data.sources.folder import FolderSplit, index_folder
 from resnet.data.stats import channel_mean_std, class_counts
+from resnet.errors import ConfigError, DataError
+
+AUTO_CHECK_LIMIT = 20_000  # image folders up to this size are decoded completely by `resnet data info`
 
 
 def dataset_info(
@@ -19,10 +22,18 @@ def dataset_info(
     data_dir: PathLike | None = None,
     download: bool = True,
     on_bad_image: str = "error",
+    check: str = "auto",
 ) -> dict[str, Any]:
     """Describe a dataset. Mean/std are per channel, [0, 1] units, over the whole training split (for image
-    folders: estimated from a sample of 256 images, and the image size is that sample's range)."""
+    folders: estimated from a sample of 256 images, and the image size is that sample's range).
+
+    Image folders are also checked for unreadable images: every image (``check="all"``; the default for folders
+    of up to 20,000 images) or an even sample of 64 per split (``"sample"``). A bad image stops with its name, or
+    with ``on_bad_image="skip"`` is counted in ``skipped``.
+    """
     check_policy(on_bad_image)
+    if check not in ("auto", "all", "sample"):
+        raise ConfigError(f"check must be auto, all or sample, got {check!r}")
     target = resolve(name_or_path)
     if isinstance(target, DatasetSpec):
         data = target.load(data_dir, download, on_bad_image)
@@ -33,7 +44,10 @@ def dataset_info(
             "description": target.description,
             "location": data.location,
             "splits": {"train": n_train, data.test_split: len(data.test_y)},
-            "default_split": {"train": n_train - target.default_val, "val": target.default_val},
+            "default_split": {
+                "train": n_train - min(target.default_val, n_train // 10),
+                "val": min(target.default_val, n_train // 10),
+            },
             "classes": list(data.classes),
             "class_counts": {
                 "train": class_counts(data.train_y, len(data.classes)),
@@ -49,13 +63,13 @@ def dataset_info(
         return info
     index = index_folder(Path(target))
     train = index.splits["train"]
+    total = sum(len(split.samples) for split in index.splits.values())
+    if check == "auto":
+        check = "all" if total <= AUTO_CHECK_LIMIT else "sample"
+    sizes: list[tuple[int, ...]] = []
+    bad: list[str] = []
+    checked = sum(_check_split(split, on_bad_image, check == "all", bad, sizes) for split in index.splits.values())
     mean, std, used = sample_mean_std(train)
-    sizes = []
-    for key, _ in train.samples[:: max(1, len(train.samples) // 64)][:64]:
-        try:
-            sizes.append(tuple(decode_rgb(train.reader.read(key), key).shape[1:]))
-        except Exception:
-            continue
     label_counts = {
         name: [sum(1 for _, y in split.samples if y == c) for c in range(len(index.classes))]
         for name, split in index.splits.items()
@@ -74,4 +88,30 @@ def dataset_info(
         "std": tuple((std / 255).tolist()),
         "stats_from": f"a seeded sample of {used} training images",
         "ignored_files": len(index.ignored),
+        "images_checked": checked,
+        "skipped": len(bad),
+        "skipped_examples": bad[:3],
     }
+
+
+def _check_split(split: FolderSplit, on_bad_image: str, everything: bool, bad: list[str], sizes: list) -> int:
+    """Decode the split's images (all, or an even sample of 64); a bad one stops with its name or is counted."""
+    keys = [key for key, _ in split.samples]
+    if not everything:
+        keys = keys[:: max(1, len(keys) // 64)][:64]
+    seen = 0
+    try:
+        for key, data in split.reader.iter_bytes(keys):
+            seen += 1
+            try:
+                image = decode_rgb(data, split.reader.describe(key))
+            except BadImageError:
+                if on_bad_image == "error":
+                    raise
+                bad.append(split.reader.describe(key))
+                continue
+            if split.name == "train" and len(sizes) < 64:
+                sizes.append(tuple(image.shape[1:]))
+    except OSError as error:
+        raise DataError(f"cannot read {split.source}: {error}; the file is corrupt or truncated") from error
+    return seen

@@ -7,6 +7,7 @@ sampler runs in the main process, so one persistent DataLoader serves every epoc
 
 from __future__ import annotations
 
+import signal
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -18,6 +19,7 @@ from resnet.data.decode import BadImageError, decode_rgb
 from resnet.data.policies import repeat_samples
 from resnet.data.sources.folder import FolderSplit
 from resnet.data.tensor_pipeline import derive_seed, shard_bounds
+from resnet.errors import DataError
 
 Transform = Callable[[Tensor, torch.Generator | None], Tensor]
 
@@ -32,7 +34,7 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split.samples)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Tensor, int] | None:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Tensor, int] | BadItem | None:
         index, seed = item if isinstance(item, tuple) else (item, None)
         key, label = self.split.samples[index]
         name = self.split.reader.describe(key)
@@ -42,22 +44,45 @@ class FolderDataset(Dataset):
             except OSError as error:
                 raise BadImageError(name, f"cannot read the file ({error})") from error
             image = decode_rgb(data, name)
-        except BadImageError:
-            if self.on_bad_image == "skip":
-                return None
-            raise
+        except BadImageError as error:
+            # Returned, not raised: a worker's exception would reach the user as ~50 lines of worker traceback.
+            return None if self.on_bad_image == "skip" else BadItem(str(error))
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         image = (self.transform(image, gen) - self.mean) / self.std
         return image, label
 
 
-def collate(batch: list[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor, int]:
-    """Stack the readable samples; report how many were skipped."""
+class BadItem:
+    """A sample that could not be read under ``on_bad_image="error"``: its one-line message, raised in the main
+    process."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def collate(batch: list[tuple[Tensor, int] | BadItem | None]) -> tuple[Tensor, Tensor, int]:
+    """Stack the readable samples; report how many were skipped; raise a bad item's error (in the main process
+    when there are no workers; otherwise it travels back as a value and :func:`checked` raises it)."""
+    for item in batch:
+        if isinstance(item, BadItem):
+            return torch.empty(0), torch.empty(0, dtype=torch.int64), item  # type: ignore[return-value]
     good = [item for item in batch if item is not None]
     skipped = len(batch) - len(good)
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.int64), skipped
-    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.int64), skipped
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.int64), skipped  # type: ignore[misc]
+
+
+def checked(bad: int | BadItem) -> int:
+    """The skip count of a collated batch, or the bad image's error as one line."""
+    if isinstance(bad, BadItem):
+        raise DataError(bad.message)
+    return bad
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """Workers leave Ctrl-C to the main process, which checkpoints and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class SeededBatchSampler(Sampler):
@@ -116,6 +141,7 @@ class LoaderTrainStream:
             collate_fn=collate,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
+            worker_init_fn=ignore_sigint if num_workers > 0 else None,
             generator=torch.Generator(),
         )  # worker seeds: not from the global RNG
         self.skipped = 0
@@ -128,7 +154,7 @@ class LoaderTrainStream:
         self.sampler.set_epoch(epoch, start_batch)
         skipped = 0
         for x, y, bad in self.loader:
-            skipped += bad
+            skipped += checked(bad)
             if len(y):
                 yield _finish(x, y, self.device, self.channels_last)
         self.skipped += skipped
@@ -166,6 +192,7 @@ class LoaderEvalStream:
             num_workers=num_workers,
             collate_fn=collate,
             pin_memory=device.type == "cuda",
+            worker_init_fn=ignore_sigint if num_workers > 0 else None,
             generator=torch.Generator(),
         )
         self.skipped = 0
@@ -176,7 +203,7 @@ class LoaderEvalStream:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         skipped = 0
         for x, y, bad in self.loader:
-            skipped += bad
+            skipped += checked(bad)
             if len(y):
                 yield _finish(x, y, self.device, self.channels_last)
         self.skipped = skipped

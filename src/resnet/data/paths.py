@@ -54,7 +54,7 @@ def checkout_shared_datasets() -> Path | None:
     if not (checkout / "pyproject.toml").is_file():
         return None
     shared = checkout.parent / "shared" / "datasets"
-    return shared if shared.is_dir() else None
+    return shared.resolve() if shared.is_dir() else None  # resolved: a symlinked store reads as its target
 
 
 def _writable(path: Path) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from resnet.errors import InputError
 from resnet.models.blocks import block_class
 from resnet.models.droppath import drop_path_rates
 from resnet.models.shortcuts import make_shortcut
@@ -138,9 +139,14 @@ class ResNetTrunk(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
+            raise InputError(
                 f"{self.arch} expects a batch of images shaped (N, {self.in_chans}, H, W), "
                 f"got a tensor of shape {list(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise InputError(
+                f"{self.arch} expects floating-point images, got {x.dtype}; convert uint8 images with "
+                "x.float() / 255 and normalise them as in training"
             )
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:

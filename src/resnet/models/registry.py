@@ -42,6 +42,12 @@ def get_spec(name: str) -> ArchSpec:
     return spec
 
 
+def min_input_size(name: str) -> int:
+    """The smallest image side a network takes: 32 for vgg19 (five 2x2 max-pools), 1 for the ResNets (adaptive
+    pooling after strided stages that pad)."""
+    return 32 if get_spec(name).family == "vgg" else 1
+
+
 def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[str, Any]) -> dict[str, Any]:
     allowed = VGG_OPTIONS if spec.family == "vgg" else RESNET_OPTIONS
     unknown = sorted(set(options) - set(allowed))
@@ -56,7 +62,10 @@ def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[st
         raise ConfigError(f"in_chans must be a positive integer, got {in_chans!r}")
     resolved: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
     if spec.family == "vgg":
-        dropout = float(options.get("dropout", 0.5))
+        dropout = options.get("dropout", 0.5)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise ConfigError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        dropout = float(dropout)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         resolved["dropout"] = dropout
@@ -73,6 +82,11 @@ def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[st
     stride_on = options.get("stride_on", "3x3")
     if stride_on not in STRIDE_PLACEMENTS:
         raise ConfigError(f"stride_on must be '3x3' (torchvision, v1.5) or '1x1' (the paper, v1), got {stride_on!r}")
+    if stride_on != "3x3" and spec.block != "bottleneck":
+        raise ConfigError(
+            f"stride_on={stride_on!r} applies to bottleneck blocks only (resnet50 and deeper); {spec.name} has basic "
+            "blocks, whose stride is always on the first 3x3 convolution: drop the option"
+        )
     zero_init_residual = options.get("zero_init_residual", False)
     preact = options.get("preact", False)
     for key, value in (("zero_init_residual", zero_init_residual), ("preact", preact)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resnet.errors import InputError
 from resnet.models.specs import VGG19_CONFIG
 
 
@@ -30,6 +31,7 @@ class VGG(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.num_features = 512
+        self.min_input_size = 32  # five 2x2 max-pools need at least 32 pixels per side
         self.features = _vgg_features(VGG19_CONFIG, in_chans)
         # Adaptive pooling to 7x7 keeps the 25088-wide head (and torchvision's weights) for any input size.
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
@@ -52,9 +54,19 @@ class VGG(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
+            raise InputError(
                 f"vgg19 expects a batch of images shaped (N, {self.in_chans}, H, W), "
                 f"got a tensor of shape {list(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise InputError(
+                f"vgg19 expects floating-point images, got {x.dtype}; convert uint8 images with x.float() / 255 "
+                "and normalise them as in training"
+            )
+        if x.shape[2] < 32 or x.shape[3] < 32:
+            raise InputError(
+                f"vgg19 needs images of at least 32x32 pixels (five 2x2 max-pools), got {x.shape[2]}x{x.shape[3]}; "
+                "resize them, or use a network for small images (e.g. resnet20)"
             )
         return self.features(x)
 

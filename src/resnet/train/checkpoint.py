@@ -1,16 +1,23 @@
-"""Atomic checkpoints holding everything needed to continue a run exactly.
+"""Atomic, verified checkpoints holding everything needed to continue a run exactly.
 
 A checkpoint is written to a temporary file in the same folder, flushed and fsync'ed, then renamed over the old
 one, so that a crash at any moment leaves either the previous or the new checkpoint, never a torn file. RNG
 states are stored as tensors and plain numbers so that ``torch.load(weights_only=True)`` can read them.
+
+Format 2 adds a SHA-256 ``checksum`` of the whole payload's *content* (every key, number, string and tensor byte,
+whatever keys the trainer puts in), verified on load so that a flipped bit is an error rather than silently
+wrong weights, and the ``run_id`` of the run directory the checkpoint belongs to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
 import pickle
 import random
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,7 +28,9 @@ import torch
 
 from resnet.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CHECKSUM_KEY = "checksum"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -63,23 +72,123 @@ def restore_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(states)
 
 
+def content_checksum(payload: Any) -> str:
+    """SHA-256 of a payload's content, independent of how it is serialised (so it can be checked after loading).
+
+    Dicts are hashed in insertion order (kept by pickle), tensors by dtype, shape and raw bytes.
+    """
+    digest = hashlib.sha256()
+    _hash_into(digest, payload)
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _hash_into(digest, key)
+            _hash_into(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _hash_into(digest, item)
+    elif isinstance(value, bool) or value is None:
+        digest.update(f"B{value}".encode())
+    elif isinstance(value, int):
+        digest.update(f"I{value}".encode())
+    elif isinstance(value, float):
+        digest.update(b"F" + struct.pack("<d", value))
+    elif isinstance(value, str):
+        digest.update(b"S" + value.encode("utf-8", "surrogatepass") + b"\0")
+    elif isinstance(value, (bytes, bytearray)):
+        digest.update(b"Y" + len(value).to_bytes(8, "little") + bytes(value))
+    else:  # torch.Size, numpy scalars, dtypes...: their repr is stable
+        digest.update(f"R{type(value).__name__}:{value!r}".encode())
+
+
+def non_finite_entry(payload: dict[str, Any]) -> str | None:
+    """The first parameter/buffer or optimizer-state tensor holding NaN or inf (``"model.fc.weight"``), else None.
+
+    Checked before every save: a checkpoint must never hold weights from after the run diverged.
+    """
+    for section in ("model", "optimizer"):
+        found = _first_non_finite(payload.get(section), section)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_non_finite(value: Any, where: str) -> str | None:
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.is_complex():
+            return None if bool(torch.isfinite(value).all()) else where
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the complete new one."""
+    """Write ``payload`` to ``path`` so that readers see the old file or the complete new one.
+
+    The format version and a content checksum are added. A failed write (a full disk, a file-size limit, a
+    read-only folder) removes its temporary file, leaves the previous checkpoint untouched and raises a
+    :class:`CheckpointError` that says so.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, **payload}
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    payload = {"format_version": FORMAT_VERSION, **{k: v for k, v in payload.items() if k != CHECKSUM_KEY}}
+    payload[CHECKSUM_KEY] = content_checksum(payload)
+    temp_name = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as stream:
             torch.save(payload, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_name, path)
+    except (OSError, RuntimeError) as error:
+        _remove(temp_name)
+        raise CheckpointError(_write_failure(path, error)) from error
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
+        _remove(temp_name)
         raise
     _fsync_directory(path.parent)
+
+
+def _remove(name: str | None) -> None:
+    if name is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _write_failure(path: Path, error: BaseException) -> str:
+    code = getattr(error, "errno", None)
+    if code is None and isinstance(error.__cause__, OSError):
+        code = error.__cause__.errno
+    previous = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
+    if code in _DISK_FULL or "write failed" in str(error) or "enforce fail" in str(error):
+        what = "the disk is full (or a quota or file-size limit was reached)"
+        action = f"free some space, then continue with `resnet train --resume --run-dir {path.parent}`"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "the run directory is not writable"
+        action = "make it writable or choose another --run-dir"
+    else:
+        what = str(error).splitlines()[0] if str(error) else type(error).__name__
+        action = "check the run directory"
+    return f"cannot write checkpoint {path}: {what}; {previous}; {action}"
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -96,17 +205,35 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu", *, verify: bool = True, mmap: bool = False
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_atomic`; any damage is a one-line :class:`CheckpointError`.
+
+    ``verify`` recomputes the content checksum (a flipped bit anywhere in the content is detected);
+    ``mmap`` maps tensors instead of reading them (cheap when only the configuration is wanted).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}'; check --run-dir, or start the run without --resume")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"checkpoint '{path}' cannot be read ({error}); it may be truncated") from error
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read ({reason}); it may be truncated or corrupt"
+        ) from error
     if not isinstance(payload, dict) or "model" not in payload:
         raise CheckpointError(f"'{path}' is not a training checkpoint of this package")
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint '{path}' has format {version}, this version reads {FORMAT_VERSION}")
+    if verify:
+        stored = payload.get(CHECKSUM_KEY)
+        actual = content_checksum({k: v for k, v in payload.items() if k != CHECKSUM_KEY})
+        if stored != actual:
+            raise CheckpointError(
+                f"checkpoint '{path}' is corrupt: its content checksum does not match (stored {str(stored)[:12]}, "
+                f"computed {actual[:12]}); restore it from a copy, or resume from another checkpoint"
+            )
     return payload

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -397,9 +398,17 @@ def validate(config: Config) -> None:
         raise ConfigError("the run has no length: set train.epochs or train.iterations (--epochs/--iterations)")
     if config.train.epochs is not None and config.train.iterations is not None:
         raise ConfigError("both train.epochs and train.iterations are set: keep one")
-    for key, value in (("data.batch_size", config.data.batch_size), ("optim.lr", config.optim.lr)):
-        if value <= 0:
-            raise ConfigError(f"'{key}' must be positive, got {value}")
+    for key, value in (
+        ("data.batch_size", config.data.batch_size),
+        ("optim.lr", config.optim.lr),
+        ("train.epochs", config.train.epochs),
+        ("train.iterations", config.train.iterations),
+    ):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"'{key}' must be a positive number, got {value}")
+    for key, value in (("optim.momentum", config.optim.momentum), ("optim.weight_decay", config.optim.weight_decay)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"'{key}' must be a finite number >= 0, got {value}")
     for key, value in (("timeout", config.distributed.timeout), ("setup_timeout", config.distributed.setup_timeout)):
         if value <= 0:
             raise ConfigError(f"'distributed.{key}' must be a positive number of seconds, got {value}")

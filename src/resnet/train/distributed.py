@@ -324,6 +324,12 @@ def guard(ctx: DistContext, where: Callable[[], str]) -> Iterator[None]:
 class PassiveRunDir(RunDir):
     """The run directory as seen by ranks other than 0: readable, never written."""
 
+    def acquire(self, *, resume: bool) -> None:
+        """Rank 0 holds the lock."""
+
+    def release(self) -> None:
+        """Rank 0 releases the lock."""
+
     def create(self, config: Config, *, resume: bool) -> None:
         """Rank 0 creates it."""
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import platform
 import time
+import uuid
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from resnet.errors import ConfigError
+from resnet.errors import CheckpointError, ConfigError, RunDirError
 from resnet.train.config import Config
 from resnet.train.recipes import dump_toml
+from resnet.train.run_lock import RunLock
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -22,6 +27,7 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+RUN_FILE = "run.json"  # the run's identity: checkpoints carry the same run_id
 
 
 def default_run_dir(config: Config, root: str | Path = "runs") -> Path:
@@ -41,18 +47,94 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._writer: Any = None
+        self._lock = RunLock(self.path)
+        self._created = False
+        self.run_id: str | None = None
 
-    def create(self, config: Config, *, resume: bool) -> None:
+    def acquire(self, *, resume: bool) -> None:
+        """Check the directory is usable, create it, take its lock and clear a killed run's temporary files.
+
+        Nothing in an existing directory is changed when this refuses (another live run, a finished run without
+        --resume, a file in the way, no write permission).
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"--run-dir '{self.path}' is a file, not a directory; choose another --run-dir")
         if self.path.exists() and not resume and (self.path / LAST_CHECKPOINT).exists():
             raise ConfigError(
                 f"run directory '{self.path}' already holds a run; pass --resume to continue it, "
                 "or choose another --run-dir"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / CONFIG_FILE).write_text(
-            "# Resolved configuration of this run; `resnet train --recipe <this file>` repeats it.\n"
-            + dump_toml(config.to_dict())
-        )
+        if self.path.is_dir() and not (os.access(self.path, os.W_OK) and self.path.stat().st_mode & 0o222):
+            # mode bits as well as access(): root may write anywhere, but a folder without write bits is read-only
+            raise RunDirError(
+                f"run directory '{self.path}' is read-only; make it writable or choose another --run-dir"
+            )
+        try:
+            self._created = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except (PermissionError, OSError) as error:
+            if isinstance(error, ConfigError):
+                raise
+            raise _unwritable(self.path, error) from error
+        if self._lock.stale_owner:
+            warnings.warn(
+                f"{self.path}: took over the lock of process {self._lock.stale_owner.get('pid')}, which is gone",
+                stacklevel=2,
+            )
+        for stale in self.path.glob(".*.pt.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()  # left by a run killed while writing a checkpoint; the checkpoint itself is intact
+
+    def release(self) -> None:
+        """Drop the lock; a directory this run created and left empty is removed again."""
+        self._lock.release()
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only succeeds when empty
+
+    def create(self, config: Config, *, resume: bool) -> None:
+        try:
+            if resume:
+                self.run_id = self.read_run_id()
+                for name in (METRICS_FILE, TRAIN_CURVE_FILE):
+                    read_metrics(self.path, name)  # damage is reported before anything is rewritten
+            else:
+                self.run_id = uuid.uuid4().hex
+                _write_atomic(self.file(RUN_FILE), json.dumps({"run_id": self.run_id, "created": time.time()}) + "\n")
+            _write_atomic(
+                self.file(CONFIG_FILE),
+                "# Resolved configuration of this run; `resnet train --recipe <this file>` repeats it.\n"
+                + dump_toml(config.to_dict()),
+            )
+        except OSError as error:
+            raise _unwritable(self.path, error) from error
+        self._created = False
+
+    def read_run_id(self) -> str:
+        path = self.file(RUN_FILE)
+        try:
+            run_id = json.loads(path.read_text()).get("run_id")
+        except (OSError, ValueError, AttributeError) as error:
+            raise CheckpointError(
+                f"{path} is missing or unreadable, so the checkpoint in '{self.path}' cannot be matched to this run "
+                "directory; --resume only continues a run in its own directory"
+            ) from error
+        if not isinstance(run_id, str) or not run_id:
+            raise CheckpointError(f"{path} holds no run_id; --resume only continues a run in its own directory")
+        return run_id
+
+    def check_checkpoint(self, checkpoint: dict[str, Any], name: str = LAST_CHECKPOINT) -> None:
+        """A checkpoint copied in from another run is refused rather than continued as this one."""
+        run_id = self.read_run_id()
+        if checkpoint.get("run_id") != run_id:
+            config = checkpoint.get("config") or {}
+            model = (config.get("model") or {}).get("name", "?")
+            raise CheckpointError(
+                f"{self.file(name)} belongs to another run (run id {str(checkpoint.get('run_id'))[:12]}, model "
+                f"{model}), not to '{self.path}' (run id {run_id[:12]}); resume that run in its own directory, "
+                "or start a new run"
+            )
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -60,10 +142,13 @@ class RunDir:
     # metrics.jsonl ------------------------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any], name: str = METRICS_FILE) -> None:
         line = json.dumps({k: _json_safe(v) for k, v in record.items()})
-        with open(self.file(name), "a") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.file(name), "a") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:  # a full disk: the checkpoints are intact, a torn line is dropped on resume
+            raise _unwritable(self.path, error) from error
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return read_metrics(self.path)
@@ -72,7 +157,7 @@ class RunDir:
         """On resume, drop evaluations logged after the checkpoint (they will be repeated)."""
         for name in (METRICS_FILE, TRAIN_CURVE_FILE):
             kept = [r for r in read_metrics(self.path, name) if r.get("iteration", 0) <= iteration]
-            self.file(name).write_text("".join(json.dumps(r) + "\n" for r in kept))
+            _write_atomic(self.file(name), "".join(json.dumps(r) + "\n" for r in kept))
 
     # TensorBoard --------------------------------------------------------------------------------------------
     def open_tensorboard(self, purge_step: int | None) -> None:
@@ -98,7 +183,34 @@ class RunDir:
     # summary.json -------------------------------------------------------------------------------------------
     def write_summary(self, summary: dict[str, Any]) -> None:
         text = json.dumps({k: _json_safe(v) for k, v in summary.items()}, indent=2)
-        self.file(SUMMARY_FILE).write_text(text + "\n")
+        try:
+            _write_atomic(self.file(SUMMARY_FILE), text + "\n")
+        except OSError as error:
+            raise _unwritable(self.path, error) from error
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace a small text file so that a kill leaves the old or the new content, never half of it."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+def _unwritable(path: Path, error: OSError) -> RunDirError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return RunDirError(
+            f"cannot write to run directory '{path}': the disk is full; its checkpoints are intact, free some space "
+            f"and continue with `resnet train --resume --run-dir {path}`"
+        )
+    reason = error.strerror or str(error)
+    return RunDirError(
+        f"cannot write to run directory '{path}' ({reason}); make it writable or choose another --run-dir"
+    )
 
 
 def _tensorboard_tag(key: str) -> str:
@@ -110,10 +222,32 @@ def _tensorboard_tag(key: str) -> str:
 
 
 def read_metrics(run_dir: str | Path, name: str = METRICS_FILE) -> list[dict[str, Any]]:
+    """The records of a ``.jsonl`` file. A torn last line (a kill or a full disk during an append) is dropped
+    with a warning; damage anywhere else is an error naming the file and line."""
     path = Path(run_dir) / name
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:
+            if all(not rest.strip() for rest in lines[number:]):
+                warnings.warn(
+                    f"{path}: dropped a torn last line ({number}); it was being written when the run stopped",
+                    stacklevel=2,
+                )
+                break
+            raise RunDirError(
+                f"{path} line {number} is not valid JSON ({error}); repair or remove that line"
+            ) from error
+        records.append(record)
+    return records
 
 
 def versions() -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,14 +12,16 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
+from resnet.errors import CheckpointError, ConfigError
 from resnet.eval import evaluate, evaluate_metrics
 from resnet.eval.fast import folded_copy
-from resnet.train import distributed
+from resnet.train import distributed, divergence, resume
 from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from resnet.train.checks import check_input_size, skipped_images
 from resnet.train.config import Config, config_from_dict, validate
 from resnet.train.devices import resolve_runtime
 from resnet.train.finetune import prepare_finetuning
+from resnet.train.interrupt import InterruptGuard
 from resnet.train.meta import build_meta
 from resnet.train.modern import BEST_EMA_CHECKPOINT, TrainingExtras, modern_data_options
 from resnet.train.optim import build_optimizer, seed_everything
@@ -60,6 +63,8 @@ class Trainer:
         self.interval = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
         self.curve = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
         self.records: list[dict[str, Any]] = []
+        self.saved_iteration: int | None = None  # iteration held by last.pt (None: none written or resumed)
+        self.interrupt = InterruptGuard()
 
     # ---- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -68,10 +73,16 @@ class Trainer:
         self.run_dir = distributed.run_dir_for(ctx, config.run_dir or default_run_dir(config))
         if self.resume == "auto":
             self.resume = ctx.on_main(self.run_dir.file(LAST_CHECKPOINT).exists)
-        checkpoint, self.world_note = None, None
+        checkpoint, saved, self.world_note = None, None, None
+        if not self.resume:
+            validate(config)
+        ctx.on_main(self.run_dir.acquire, resume=bool(self.resume))  # exclusive until run() ends (rank 0)
         if self.resume:
             checkpoint = ctx.on_main(load_checkpoint, self.run_dir.file(LAST_CHECKPOINT))
-            self.config = config = self._config_from_checkpoint(checkpoint, config)
+            ctx.on_main(self.run_dir.check_checkpoint, checkpoint)
+            saved = config_from_dict(checkpoint["config"], "the checkpoint's configuration")
+            self.config = config = resume.merge_resume_config(saved, config)
+            config.run_dir = str(self.run_dir.path)
             self.world_note = distributed.resume_at_world_size(config, given, checkpoint, ctx)
         validate(config)
         self.runtime = distributed.place(resolve_runtime(config.system), ctx)
@@ -79,6 +90,7 @@ class Trainer:
         if self.data is None:
             with distributed.main_first(ctx):
                 self.data = self._build_data()
+        check_input_size(config.model.name, self.data.image_size)
         self.model = distributed.prepare_model(self._build_model(), config, ctx, self.runtime.device)
         self.model = self.model.to(self.runtime.device)
         if self.runtime.channels_last:
@@ -89,6 +101,10 @@ class Trainer:
                 f"the training set ({self.data.num_train} images) is smaller than one update of "
                 f"{config.optim.accum_steps} x {config.data.batch_size}; lower --batch-size or raise --subset"
             )
+        if checkpoint is not None and saved is not None:
+            resume.check_same_data(checkpoint, self.data, getattr(self.data, "location", "the data directory"))
+            done = int(checkpoint["iteration"])
+            self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done)
         self.total = total_iterations(config, self.steps_per_epoch)
         self.schedule: Schedule = build_schedule(config, self.steps_per_epoch, ctx.world_size)
         self.optimizer = build_optimizer(self.model, config, self.schedule.lr_at(0))
@@ -102,14 +118,6 @@ class Trainer:
         self.forward, self.eval_forward = distributed.wrap_model(self.model, self.runtime, ctx)
         if config.log.tensorboard:
             self.run_dir.open_tensorboard(purge_step=self.iteration + 1 if self.resume else None)
-
-    def _config_from_checkpoint(self, checkpoint: dict[str, Any], given: Config) -> Config:
-        """A resumed run keeps its saved configuration; only where it runs (device, progress) may change."""
-        saved = config_from_dict(checkpoint["config"], "the checkpoint's configuration")
-        saved.system.device = given.system.device
-        saved.log.progress = given.log.progress
-        saved.run_dir = str(self.run_dir.path)
-        return saved
 
     def _build_data(self) -> Any:
         from resnet.data import build_data
@@ -170,6 +178,8 @@ class Trainer:
             **self.extras.state_dict(),
             **distributed.checkpoint_fields(self.config, self.dist, self.iteration),
             "meta": build_meta(self.config, self.data),
+            "run_id": self.run_dir.run_id,
+            "data_fingerprint": getattr(self.data, "fingerprint", ""),
         }
 
     def wall_time(self) -> float:
@@ -177,8 +187,13 @@ class Trainer:
 
     def save(self, name: str = LAST_CHECKPOINT) -> Path:
         path = self.run_dir.file(name)
+        state = self.state_dict()
+        lr = self.schedule.lr_at(max(0, self.iteration - 1))  # never overwrite a good checkpoint with NaN weights:
+        divergence.check_finite(state, self.iteration, lr, self.run_dir.file(LAST_CHECKPOINT), self.saved_iteration)
         if self.dist.is_main:
-            save_atomic(self.state_dict(), path)
+            save_atomic(state, path)
+        if name == LAST_CHECKPOINT:
+            self.saved_iteration = self.iteration
         self.last_save_time = time.monotonic()
         return path
 
@@ -201,7 +216,7 @@ class Trainer:
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.scaler.load_state_dict(checkpoint["grad_scaler"])
         restore_rng_state(checkpoint["rng"])
-        self.iteration = int(checkpoint["iteration"])
+        self.iteration = self.saved_iteration = int(checkpoint["iteration"])
         self.best_val_error = float(checkpoint["best_val_error"])
         self.best_iteration = checkpoint["best_iteration"]
         self.elapsed = float(checkpoint["elapsed"])
@@ -227,36 +242,40 @@ class Trainer:
         return f"at iteration {self.iteration}{last}"
 
     def _run(self) -> dict[str, Any]:
-        self.setup()
-        config, runtime = self.config, self.runtime
-        self.last_save_time = time.monotonic()
-        mode = config.log.progress if self.dist.is_main else "none"
-        self.progress = Progress(mode, self.total, self.iteration, config.log.every_iterations)
-        self.progress.write(
-            f"training {config.model.name} on {self.data.name} ({self.data.num_train} images, "
-            f"{self.steps_per_epoch} iterations/epoch) for {self.total} iterations on "
-            f"{runtime.describe()}; run directory {self.run_dir.path}"
-        )
-        self.progress.write(f"precision: {runtime.amp_reason}")
-        if self.dist.is_distributed:
-            for line in filter(None, (self.world_note, distributed.describe(config, self.dist, self.schedule))):
-                self.progress.write(line)
-        for note in self.notes:
-            self.progress.write(note)
         try:
-            while self.iteration < self.total:
-                self._train_epoch()
-            if (
-                not self.records
-                or self.records[-1]["iteration"] != self.total
-                or self.records[-1].get("test_error") is None
-            ):
-                self._evaluate_and_log(final=True)
-                self.save()
+            self.setup()
+            config, runtime = self.config, self.runtime
+            self.last_save_time = time.monotonic()
+            mode = config.log.progress if self.dist.is_main else "none"
+            self.progress = Progress(mode, self.total, self.iteration, config.log.every_iterations)
+            self.progress.write(
+                f"training {config.model.name} on {self.data.name} ({self.data.num_train} images, "
+                f"{self.steps_per_epoch} iterations/epoch) for {self.total} iterations on "
+                f"{runtime.describe()}; run directory {self.run_dir.path}"
+            )
+            self.progress.write(f"precision: {runtime.amp_reason}")
+            if self.dist.is_distributed:
+                for line in filter(None, (self.world_note, distributed.describe(config, self.dist, self.schedule))):
+                    self.progress.write(line)
+            for note in self.notes:
+                self.progress.write(note)
+            with self.interrupt:
+                while self.iteration < self.total:
+                    self._train_epoch()
+                if (
+                    not self.records
+                    or self.records[-1]["iteration"] != self.total
+                    or self.records[-1].get("test_error") is None
+                ):
+                    self._evaluate_and_log(final=True)
+                    self.save()
+            return self._finish()
         finally:
-            self.progress.close()
-            self.run_dir.close()
-        return self._finish()
+            if hasattr(self, "progress"):
+                self.progress.close()
+            if hasattr(self, "run_dir"):
+                self.run_dir.close()
+                self.run_dir.release()
 
     def _train_epoch(self) -> None:
         runtime, model = self.runtime, self.model
@@ -292,7 +311,8 @@ class Trainer:
             self.extras.after_update(model, self.iteration)
             end_of_epoch = self.iteration % self.steps_per_epoch == 0
             done = self.iteration >= self.total
-            checkpoint_now = end_of_epoch or done or self._checkpoint_due()
+            stop = self.interrupt.requested is not None
+            checkpoint_now = end_of_epoch or done or stop or self._checkpoint_due()
             evaluate_now = done or self._evaluation_due(end_of_epoch)
             if checkpoint_now or evaluate_now or (self.iteration - window_start) % runtime.sync_every == 0:
                 now = time.perf_counter()
@@ -305,6 +325,9 @@ class Trainer:
                 self._evaluate_and_log(final=done)
             if checkpoint_now:
                 self.save()
+            if stop:
+                path, where = self.run_dir.file(LAST_CHECKPOINT), self.run_dir.path
+                raise self.interrupt.error(self.iteration, str(path), shlex.quote(str(where)))
             if evaluate_now or checkpoint_now:
                 tick = time.perf_counter()  # images/s counts training only
             if done:
@@ -318,11 +341,8 @@ class Trainer:
         loss_sum, wrong, seen = window.tolist()
         bad = int(first_bad.item())
         if bad >= 0 or not math.isfinite(loss_sum):
-            raise TrainingDivergedError(
-                f"the training loss became NaN or infinite at iteration {bad if bad >= 0 else self.iteration - 1} "
-                f"(lr {lr:.4g}); stopped. The last good checkpoint is {self.run_dir.file(LAST_CHECKPOINT)}; "
-                "lower the learning rate (--lr) or use a warm-up"
-            )
+            at = bad if bad >= 0 else self.iteration - 1
+            raise divergence.loss_diverged(at, lr, self.run_dir.file(LAST_CHECKPOINT), self.saved_iteration)
         error = 100.0 * wrong / max(seen, 1)
         self.schedule.observe_training(self.iteration - 1, error * iterations, iterations)
         for key, value in (
@@ -457,6 +477,7 @@ class Trainer:
             "curves": str(self.run_dir.file(CURVES_FILE)),
             "last_checkpoint": str(self.run_dir.file(LAST_CHECKPOINT)),
             "best_checkpoint": str(self.run_dir.file(BEST_CHECKPOINT)) if self.best_iteration is not None else None,
+            "skipped_images": skipped_images(self.data),
             "versions": versions(),
         }
         summary.update(

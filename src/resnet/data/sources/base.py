@@ -7,6 +7,8 @@ second.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import warnings
@@ -60,13 +62,22 @@ def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], Array
         except Exception as error:  # a corrupt cache is rebuilt, never trusted
             warnings.warn(f"ignoring unreadable tensor cache {path} ({error}); rebuilding it", stacklevel=2)
     data = build()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         torch.save(vars(data), tmp)
         os.replace(tmp, path)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        text = str(error)
+        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or (
+            isinstance(error, RuntimeError) and ("write failed" in text or "inline_container" in text)
+        )
+        reason = "the disk is full (or a quota or file-size limit was reached)" if full else text.splitlines()[0]
         warnings.warn(
-            f"cannot write tensor cache {path} ({error}); set RESNET_CACHE to a writable directory", stacklevel=2
+            f"cannot write the tensor cache {path} ({reason}); using the decoded data from memory this time "
+            "(free space or set RESNET_CACHE to a writable directory to cache it)",
+            stacklevel=2,
         )
     return data

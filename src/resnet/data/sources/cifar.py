@@ -6,9 +6,9 @@ needs no extraction); downloaded from the official URL when missing.
 
 from __future__ import annotations
 
-import pickle
+import hashlib
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 from resnet.data.download import download_file, extract, file_md5
 from resnet.data.paths import PathLike, data_roots, download_root
 from resnet.data.sources.base import ArrayDataset, cached_arrays, hash_files
+from resnet.data.sources.safe_pickle import safe_loads
 from resnet.errors import ChecksumError, DataError, DataNotFoundError
 
 
@@ -33,6 +34,8 @@ class CifarFormat:
     meta_file: str
     label_key: str
     names_key: str
+    num_classes: int = 10
+    member_md5: dict[str, str] = field(default_factory=dict)  # published MD5 of each extracted file
 
 
 CIFAR10 = CifarFormat(
@@ -45,6 +48,16 @@ CIFAR10 = CifarFormat(
     meta_file="batches.meta",
     label_key="labels",
     names_key="label_names",
+    num_classes=10,
+    member_md5={  # as published with torchvision's CIFAR10
+        "data_batch_1": "c99cafc152244af753f735de768cd75f",
+        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+        "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+        "test_batch": "40351d587109b95175f43aff81a1287e",
+        "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+    },
 )
 CIFAR100 = CifarFormat(
     folder="cifar-100-python",
@@ -56,6 +69,12 @@ CIFAR100 = CifarFormat(
     meta_file="meta",
     label_key="fine_labels",
     names_key="fine_label_names",
+    num_classes=100,
+    member_md5={
+        "train": "16019d7e3df5f24257cddd939b257f8d",
+        "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+        "meta": "7973b15100ade9c7d40fb424638fde48",
+    },
 )
 
 
@@ -90,7 +109,8 @@ def _read_members(fmt: CifarFormat, source: Path) -> dict[str, bytes]:
     try:
         if source.is_dir():
             for member in wanted:
-                blobs[member] = (source / member).read_bytes()
+                if (source / member).is_file():
+                    blobs[member] = (source / member).read_bytes()
         else:
             with tarfile.open(source) as tar:
                 for info in tar:
@@ -101,32 +121,77 @@ def _read_members(fmt: CifarFormat, source: Path) -> dict[str, bytes]:
         raise DataError(f"cannot read {source}: {error}; delete it and download again") from error
     missing = [m for m in wanted if m not in blobs]
     if missing:
-        raise DataError(f"{source} lacks {', '.join(missing)}: not the official {fmt.folder} layout")
+        raise DataError(
+            f"{source} lacks {', '.join(missing)}: not the complete official {fmt.folder}; delete the folder to "
+            f"download it again, or put the official {fmt.archive} there"
+        )
     return blobs
 
 
+def verify_members(fmt: CifarFormat, source: Path, blobs: dict[str, bytes]) -> None:
+    """Extracted files must be the published ones (where a checksum is published): a modified or crafted batch is
+    refused before it is unpickled."""
+    for member, expected in fmt.member_md5.items():
+        if member in blobs and hashlib.md5(blobs[member]).hexdigest() != expected:
+            raise ChecksumError(
+                f"{source / member} is not the official {fmt.folder} file (its MD5 differs from the published "
+                f"{expected}); delete {source} to download it again, or replace the file from the official "
+                f"{fmt.archive}"
+            )
+
+
+def _unpickle(source: Path, member: str, blob: bytes) -> dict:
+    try:
+        entry = safe_loads(blob)
+    except Exception as error:  # UnpicklingError, EOFError, UnsafePickleError, ...
+        raise DataError(f"{source / member} is not a CIFAR python batch ({error}); replace it") from error
+    if not isinstance(entry, dict):
+        raise DataError(f"{source / member} is not a CIFAR python batch (no dict inside); replace it")
+    return entry
+
+
 def _parse(fmt: CifarFormat, source: Path, blobs: dict[str, bytes]) -> ArrayDataset:
+    meta = _unpickle(source, fmt.meta_file, blobs[fmt.meta_file])
+    names = meta.get(fmt.names_key)
+    if not isinstance(names, list) or not names:
+        raise DataError(f"{source / fmt.meta_file} has no '{fmt.names_key}' list; replace it")
+
     def batch(files: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for member in files:
+            entry = _unpickle(source, member, blobs[member])
             try:
-                entry = pickle.loads(blobs[member], encoding="latin1")
-                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                ys.append(np.asarray(entry[fmt.label_key], dtype=np.int64))
-            except Exception as error:
-                raise DataError(f"{source}: {member} is not a CIFAR python batch ({error})") from error
+                x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                y = np.asarray(entry[fmt.label_key], dtype=np.int64).reshape(-1)
+            except (KeyError, ValueError, TypeError) as error:
+                raise DataError(f"{source / member} is not a CIFAR python batch ({error!r}); replace it") from error
+            if len(x) != len(y):
+                raise DataError(f"{source / member} holds {len(x)} images but {len(y)} labels; replace it")
+            bad = (y < 0) | (y >= len(names))
+            if bad.any():
+                raise DataError(
+                    f"{source / member}: label {int(y[bad][0])} is out of range for {len(names)} classes; replace "
+                    "the file"
+                )
+            xs.append(x)
+            ys.append(y)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     train_x, train_y = batch(fmt.train_files)
     test_x, test_y = batch(fmt.test_files)
-    meta = pickle.loads(blobs[fmt.meta_file], encoding="latin1")
-    return ArrayDataset(train_x, train_y, test_x, test_y, list(meta[fmt.names_key]), str(source))
+    return ArrayDataset(train_x, train_y, test_x, test_y, [str(n) for n in names], str(source))
 
 
 def load_cifar(fmt: CifarFormat, name: str, data_dir: PathLike | None, download: bool) -> ArrayDataset:
     """Locate (or download), verify and decode a CIFAR dataset, through the tensor cache."""
     source = locate(fmt, name, data_dir, download)
     if source.is_dir():
+        missing = [m for m in [*fmt.train_files, *fmt.test_files, fmt.meta_file] if not (source / m).is_file()]
+        if missing:  # named before anything is read
+            raise DataError(
+                f"{source} lacks {', '.join(missing)}: not the complete official {fmt.folder}; delete the folder "
+                f"to download it again, or put the official {fmt.archive} there"
+            )
         key = hash_files(source / m for m in [*fmt.train_files, *fmt.test_files, fmt.meta_file])
     else:
         key = file_md5(source)
@@ -137,7 +202,10 @@ def load_cifar(fmt: CifarFormat, name: str, data_dir: PathLike | None, download:
             )
 
     def build() -> ArrayDataset:
-        return _parse(fmt, source, _read_members(fmt, source))
+        blobs = _read_members(fmt, source)
+        if source.is_dir():  # an archive was verified as a whole above
+            verify_members(fmt, source, blobs)
+        return _parse(fmt, source, blobs)
 
     data = cached_arrays(name, [key], build)
     data.location = str(source.resolve())

@@ -164,49 +164,67 @@ def _group(entries: list[tuple[str, list[str]]], where: str, ignored: list[str])
     return by_class
 
 
+def _check_no_empty_class(where: str, folders: set[str], by_class: dict[str, list[str]]) -> None:
+    """A class folder without images (empty, or only ``.DS_Store``/text files) is an error, never dropped."""
+    empty = sorted(folders - set(by_class))
+    if empty:
+        raise DataError(
+            f"{where}: class folder(s) {', '.join(empty[:5])} hold no images; "
+            "remove them or add images (a class is never dropped silently)"
+        )
+
+
 def _scan_dir(split_dir: Path, root: Path, ignored: list[str]) -> dict[str, list[str]]:
     entries = []
-    empty = []
+    folders: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(split_dir, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not _skip(d))
         rel_dir = Path(dirpath).relative_to(split_dir).parts
-        if len(rel_dir) == 1 and not filenames and not dirnames:
-            empty.append(rel_dir[0])
+        if len(rel_dir) == 0:
+            folders.update(dirnames)
         for name in filenames:
             entries.append((str(Path(dirpath, name).relative_to(root)), [*rel_dir, name]))
     by_class = _group(entries, str(split_dir), ignored)
-    if empty:
-        raise DataError(
-            f"{split_dir}: class folder(s) {', '.join(sorted(empty))} hold no images; "
-            "remove them or add images (a class is never dropped silently)"
-        )
+    _check_no_empty_class(str(split_dir), folders, by_class)
     return by_class
 
 
 def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, dict[str, tuple[int, int]]]:
     """Index an archive: per split, class -> member names; plus member offsets."""
     found: dict[str, list[tuple[str, list[str]]]] = {}
+    folders: dict[str, set[str]] = {}  # per split, every class folder seen (as a directory or a path component)
     offsets: dict[str, tuple[int, int]] = {}
     try:
         with tarfile.open(path) as tar:
             for info in tar:
-                if not info.isfile():
+                if not (info.isfile() or info.isdir()):
                     continue
                 parts = [p for p in info.name.split("/") if p not in ("", ".")]
-                offsets[info.name] = (info.offset_data, info.size)
+                if not parts:
+                    continue
                 if split is not None:  # a per-split archive: [split/]<class>/<image>
-                    rel = parts[1:] if len(parts) > 2 and parts[0] == split else parts
-                    found.setdefault(split, []).append((info.name, rel))
-                    continue
-                idx = next((i for i, p in enumerate(parts[:-1]) if p in SPLITS), None)
-                if idx is None:
-                    if Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS and not any(_skip(p) for p in parts):
-                        raise DataError(f"{path}: image {info.name} is not under a train/val/test folder; {LAYOUT}")
-                    continue
-                found.setdefault(parts[idx], []).append((info.name, parts[idx + 1 :]))
+                    rel = parts[1:] if parts[0] == split and (len(parts) > 2 or info.isdir()) else parts
+                    where = split
+                else:
+                    idx = next((i for i, p in enumerate(parts[:-1] if info.isfile() else parts) if p in SPLITS), None)
+                    if idx is None:
+                        image = Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS
+                        if info.isfile() and image and not any(_skip(p) for p in parts):
+                            raise DataError(
+                                f"{path}: image {info.name} is not under a train/val/test folder; {LAYOUT}"
+                            )
+                        continue
+                    where, rel = parts[idx], parts[idx + 1 :]
+                if rel and not _skip(rel[0]) and (info.isdir() or len(rel) > 1):
+                    folders.setdefault(where, set()).add(rel[0])
+                if info.isfile():
+                    offsets[info.name] = (info.offset_data, info.size)
+                    found.setdefault(where, []).append((info.name, rel))
     except (OSError, tarfile.TarError, EOFError) as error:
         raise DataError(f"cannot read archive {path}: {error}; it is corrupt or truncated, replace it") from error
     grouped = {s: _group(entries, f"{path}", ignored) for s, entries in found.items()}
+    for split_name, names in folders.items():
+        _check_no_empty_class(f"{path} ({split_name})", names, grouped.get(split_name, {}))
     return grouped, offsets
 
 

@@ -1,0 +1,63 @@
+"""Ctrl-C and SIGTERM end a run cleanly: the loop checkpoints at the current iteration, then stops.
+
+The first SIGINT/SIGTERM only sets a flag that the training loop reads after each update (so the checkpoint holds
+a consistent state, never half an update); a second one restores the default handlers and interrupts at once.
+Handlers can be installed from the main thread only; elsewhere the guard is inert.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from resnet.errors import TrainingInterrupted
+
+SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+
+
+class InterruptGuard:
+    """Installs the two-step handlers while active; ``requested`` is the first signal received, or None."""
+
+    def __init__(self) -> None:
+        self.requested: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None:  # the second signal: stop now, without a checkpoint
+            self.restore()
+            raise KeyboardInterrupt
+        self.requested = signum
+        name = signal.Signals(signum).name
+        print(
+            f"\n{name} received: writing a checkpoint at the current iteration, then stopping "
+            "(press Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def error(self, iteration: int, checkpoint: str, run_dir: str) -> TrainingInterrupted:
+        """The exception the loop raises once the checkpoint is written."""
+        signum = self.requested or signal.SIGINT
+        return TrainingInterrupted(
+            f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint written to {checkpoint}; "
+            f"continue with: resnet train --resume --run-dir {run_dir}",
+            signum,
+        )

@@ -1,0 +1,551 @@
+"""Bad inputs and faults around a run: cases 1-3, 6, 10-13, 16-17 of issue 7 (see docs/bad-inputs.md).
+
+Every refused command must exit 2 with one line and leave every earlier file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bad_inputs import TRAIN, image_folder, one_error_line, run_cli, snapshot
+from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
+from resnet.train import Trainer, load_config, train
+from resnet.train.checkpoint import content_checksum, load_checkpoint
+from resnet.train.interrupt import InterruptGuard
+from resnet.train.resume import extend_schedule, merge_resume_config
+from resnet.train.run_dir import read_metrics
+from resnet.train.run_lock import RunDirLockedError, RunLock
+from test_train_fake_data import make_fake_bundle
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+MULTISTEP = ["--set", "schedule.kind=multistep", "--set", "schedule.milestones=[1]"]  # epoch 1 = iteration 2
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    image_folder(root / "folder")
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 4-iteration CLI run (2 iterations per epoch, multistep with a milestone at iteration 2)."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("RESNET_CACHE")
+    os.environ["RESNET_CACHE"] = str(cache)
+    try:
+        from resnet.cli import main
+
+        code = main(
+            [*TRAIN, *MULTISTEP, "--dataset", str(corpus / "folder"), "--iterations", "4", "--run-dir", str(run_dir)]
+        )
+    finally:
+        if old is None:
+            os.environ.pop("RESNET_CACHE", None)
+        else:
+            os.environ["RESNET_CACHE"] = old
+    assert code == 0
+    return run_dir
+
+
+@pytest.fixture
+def run_copy(finished: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished run (tests may damage it)."""
+    return Path(shutil.copytree(finished, tmp_path / "run"))
+
+
+def resume(run_dir: Path, *extra: str) -> list[str]:
+    return [*TRAIN[:1], "--resume", "--run-dir", str(run_dir), "--progress", "none", *extra]
+
+
+# --- 1. two runs on one run directory --------------------------------------------------------------------------
+
+
+def test_a_held_run_directory_refuses_a_second_run(capsys, corpus: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with RunLock(run_dir):
+        before = snapshot(run_dir)
+        code, _, err = run_cli(
+            capsys, *TRAIN, "--dataset", str(corpus / "folder"), "--iterations", "2", "--run-dir", str(run_dir)
+        )
+        assert code == 2
+        line = one_error_line(err)
+        assert f"is in use by process {os.getpid()}" in line and "--run-dir" in line
+        assert snapshot(run_dir) == before
+        with pytest.raises(RunDirLockedError):  # a second lock on the same file, even from this process
+            RunLock(run_dir).acquire()
+    assert not (run_dir / "run.lock").exists()  # released
+
+
+def test_a_stale_lock_of_a_killed_process_is_taken_over(capsys, corpus: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen(  # another process holding the lock as RunLock does (without importing torch)
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import fcntl, json, os, time
+            fd = os.open({str(run_dir / "run.lock")!r}, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, json.dumps({{"pid": os.getpid(), "host": "here", "started": time.time()}}).encode())
+            print("locked", flush=True)
+            time.sleep(120)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirLockedError, match=f"process {holder.pid} on here"):
+            RunLock(run_dir).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run_dir / "run.lock").exists()  # left behind by the SIGKILL
+    code, _, err = run_cli(
+        capsys, *TRAIN, "--dataset", str(corpus / "folder"), "--iterations", "2", "--run-dir", str(run_dir)
+    )
+    assert code == 0, err
+    assert f"took over the lock of process {holder.pid}" in err
+    assert not (run_dir / "run.lock").exists()
+
+
+# --- 2. never a checkpoint of diverged weights ---------------------------------------------------------------------
+
+
+class PoisonWeights:
+    """NaN in the weights right before a checkpoint, with a finite loss so far (as --lr 1e6 does)."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def on_iteration_end(self, trainer: Trainer, iteration: int) -> None:
+        if iteration == self.iteration:
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(math.nan)
+
+
+def tiny(run_dir: Path, **overrides: object):
+    settings = {
+        "model.name": "resnet8",
+        "data.dataset": "fake",
+        "data.batch_size": 32,
+        "train.iterations": 8,
+        "run_dir": str(run_dir),
+        "log.progress": "none",
+        "log.tensorboard": False,
+        "checkpoint.every_iterations": 2,
+        **overrides,
+    }
+    return load_config("fast", settings)
+
+
+def test_diverged_weights_are_never_checkpointed(tmp_path: Path) -> None:
+    with pytest.raises(TrainingDivergedError) as caught:
+        train(tiny(tmp_path), data=make_fake_bundle(), callbacks=[PoisonWeights(4)])
+    message = str(caught.value)
+    assert "weights became NaN or infinite by iteration 4" in message
+    assert f"The last good checkpoint is {tmp_path / 'last.pt'} (iteration 2)" in message
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["iteration"] == 2
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+
+
+def test_divergence_before_any_checkpoint_names_none(tmp_path: Path) -> None:
+    with pytest.raises(TrainingDivergedError, match="No checkpoint was written before that") as caught:
+        train(tiny(tmp_path), data=make_fake_bundle(), callbacks=[PoisonWeights(1)])
+    assert "last.pt" not in str(caught.value)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_huge_learning_rate_from_the_cli(capsys, corpus: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys,
+        *TRAIN,
+        "--dataset",
+        str(corpus / "folder"),
+        "--iterations",
+        "6",
+        "--lr",
+        "1e6",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "checkpoint.every_iterations=1",
+    )
+    assert code == 2
+    line = one_error_line(err)
+    assert "NaN or infinite" in line
+    if (run_dir / "last.pt").exists():  # whatever was written is finite, and the message names it
+        checkpoint = load_checkpoint(run_dir / "last.pt")
+        assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+        assert f"{run_dir / 'last.pt'} (iteration {checkpoint['iteration']})" in line
+    else:
+        assert "No checkpoint was written" in line
+
+
+# --- 6. arguments rejected at parse time ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--epochs", "0"),
+        ("--epochs", "-1"),
+        ("--iterations", "-3"),
+        ("--iterations", "0"),
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--lr", "-0.1"),
+        ("--batch-size", "0"),
+    ],
+)
+def test_bad_numbers_are_rejected_at_parse_time(capsys, tmp_path: Path, flag: str, value: str) -> None:
+    code, out, err = run_cli(
+        capsys, "train", "--model", "resnet8", "--dataset", "fake", flag, value, "--run-dir", str(tmp_path / "r")
+    )
+    assert code == 2 and out == ""
+    assert f"argument {flag}: " in one_error_line(err)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("assignment", ["optim.lr=nan", "train.epochs=0", "train.iterations=-3", "optim.momentum=-1"])
+def test_bad_numbers_in_settings_are_rejected(capsys, tmp_path: Path, assignment: str) -> None:
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        "resnet8",
+        "--dataset",
+        "fake",
+        "--set",
+        assignment,
+        "--run-dir",
+        str(tmp_path / "r"),
+    )
+    assert code == 2
+    assert f"'{assignment.split('=')[0]}' must be" in one_error_line(err)
+    assert not (tmp_path / "r").exists()
+
+
+# --- 3. a checkpoint of another run --------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_of_another_run_is_refused(capsys, run_copy: Path, tmp_path: Path) -> None:
+    other = Path(shutil.copytree(run_copy, tmp_path / "other"))
+    (other / "run.json").write_text(json.dumps({"run_id": "f" * 32}))  # the same files, another run's identity
+    before = snapshot(other)
+    code, _, err = run_cli(capsys, *resume(other))
+    assert code == 2
+    line = one_error_line(err)
+    assert "belongs to another run" in line and "model resnet8" in line
+    assert snapshot(other) == before
+
+    bare = tmp_path / "bare"  # a last.pt dropped into a folder that never held a run
+    bare.mkdir()
+    shutil.copy(run_copy / "last.pt", bare / "last.pt")
+    before = snapshot(bare)
+    code, _, err = run_cli(capsys, *resume(bare))
+    assert code == 2 and "run.json is missing" in one_error_line(err)
+    assert snapshot(bare) == before
+
+
+# --- 10. what --resume may change ----------------------------------------------------------------------------------
+
+
+def test_resume_refuses_changes_it_cannot_honour(capsys, run_copy: Path) -> None:
+    before = snapshot(run_copy)
+    for flags, key in (
+        (["--lr", "0.5"], "optim.lr"),
+        (["--model", "resnet14"], "model.name"),
+        (["--batch-size", "4"], "data.batch_size"),
+    ):
+        code, _, err = run_cli(capsys, *resume(run_copy, *flags))
+        assert code == 2
+        line = one_error_line(err)
+        assert f"--resume cannot change {key}" in line and "may change only: --iterations (longer only)" in line
+    code, _, err = run_cli(capsys, *resume(run_copy, "--iterations", "3"))
+    assert code == 2 and "can only extend the run" in one_error_line(err)
+    assert snapshot(run_copy) == before
+
+
+def test_resume_extends_a_finished_run_keeping_its_milestones(capsys, run_copy: Path) -> None:
+    code, _, err = run_cli(capsys, *resume(run_copy, "--iterations", "8"))
+    assert code == 0, err
+    checkpoint = load_checkpoint(run_copy / "last.pt")
+    assert checkpoint["iteration"] == 8
+    schedule = checkpoint["config"]["schedule"]
+    # the milestone stays at iteration 2 (it would move to 4 if rescaled to the new length)
+    assert (schedule["milestones"], schedule["reference_iterations"], schedule["rescale_milestones"]) == (
+        [2.0],
+        4,
+        False,
+    )
+    lrs = {r["iteration"]: r["lr"] for r in read_metrics(run_copy)}
+    assert lrs[8] == pytest.approx(lrs[4])  # the extension runs at the final learning rate
+
+
+def test_resume_finds_the_same_data_elsewhere_and_refuses_other_data(
+    capsys, run_copy: Path, corpus: Path, tmp_path: Path
+) -> None:
+    moved = Path(shutil.copytree(corpus / "folder", tmp_path / "moved"))
+    code, _, err = run_cli(capsys, *resume(run_copy, "--dataset", str(moved), "--iterations", "6"))
+    assert code == 0, err
+    changed = Path(shutil.copytree(corpus / "folder", tmp_path / "changed"))
+    victim = sorted((changed / "train" / "a").iterdir())[0]
+    shutil.copy(sorted((changed / "train" / "b").iterdir())[0], victim)
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, *resume(run_copy, "--dataset", str(changed), "--iterations", "8"))
+    assert code == 2 and "differs from the data this run was trained on" in one_error_line(err)
+    assert snapshot(run_copy) == before
+
+
+def test_whole_run_schedules_are_not_extended() -> None:
+    saved = load_config("fast", {"model.name": "resnet8", "data.dataset": "x", "train.iterations": 10})
+    longer = merge_resume_config(saved, load_config(None, {"train.iterations": 20}, check=False), ["train.iterations"])
+    with pytest.raises(ConfigError, match="onecycle schedule spans the whole run"):
+        extend_schedule(saved, longer, steps_per_epoch=5, done=10)
+
+
+# --- 11. Ctrl-C and SIGTERM ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_checkpoint_the_current_iteration_and_print_the_resume_command(
+    capsys, corpus: Path, tmp_path: Path, signum: int
+) -> None:
+    run_dir = tmp_path / "run"
+
+    def send_when_training() -> None:  # as a user would: once the run is well under way
+        deadline = time.monotonic() + 60
+        while len(read_metrics(run_dir, "train_curve.jsonl")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signum)
+
+    sender = threading.Thread(target=send_when_training, daemon=True)
+    sender.start()
+    argv = [*TRAIN, "--dataset", str(corpus / "folder"), "--iterations", "100000", "--run-dir", str(run_dir)]
+    code, _, err = run_cli(capsys, *argv, "--set", "log.every_iterations=1", "--set", "checkpoint.every_minutes=0")
+    sender.join()
+    assert code == 128 + signum
+    checkpoint = load_checkpoint(run_dir / "last.pt")
+    name = signal.Signals(signum).name
+    assert f"{name} received: writing a checkpoint" in err
+    assert one_error_line(err.split("to stop at once)")[-1]) == (
+        f"resnet train: stopped by {name} at iteration {checkpoint['iteration']}; checkpoint written to "
+        f"{run_dir / 'last.pt'}; continue with: resnet train --resume --run-dir {run_dir}"
+    )
+    assert checkpoint["iteration"] >= 3 and not (run_dir / "run.lock").exists()
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # handlers restored
+
+
+def test_a_second_ctrl_c_stops_at_once() -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    with InterruptGuard() as guard, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        assert guard.requested == signal.SIGINT  # the first one only asks the loop to checkpoint and stop
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+# --- 12. a torn metrics line and a killed checkpoint's temporary file ---------------------------------------------
+
+
+def test_torn_last_metrics_line_is_dropped_and_temporary_files_removed(capsys, run_copy: Path) -> None:
+    with open(run_copy / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 2.5, "iteration": 5, "train_lo')  # a kill during the append
+    (run_copy / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    code, _, err = run_cli(capsys, *resume(run_copy, "--iterations", "6"))
+    assert code == 0, err
+    assert "warning:" in err and "dropped a torn last line" in err and "UserWarning" not in err
+    assert [r["iteration"] for r in read_metrics(run_copy)] == [2, 4, 6]
+    assert not list(run_copy.glob(".*.tmp"))
+
+
+def test_damaged_metrics_line_in_the_middle_is_named(capsys, run_copy: Path) -> None:
+    lines = (run_copy / "metrics.jsonl").read_text().splitlines()
+    (run_copy / "metrics.jsonl").write_text("\n".join(["{not json", *lines]) + "\n")
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, *resume(run_copy, "--iterations", "6"))
+    assert code == 2 and "metrics.jsonl line 1 is not valid JSON" in one_error_line(err)
+    assert snapshot(run_copy) == before
+
+
+# --- 13. a flipped bit in a checkpoint -------------------------------------------------------------------------------
+
+
+def test_a_flipped_bit_in_the_weights_is_detected(capsys, run_copy: Path) -> None:
+    path = run_copy / "last.pt"
+    payload = load_checkpoint(path)
+    data = bytearray(path.read_bytes())
+    weights = payload["model"]["fc.weight"].numpy().tobytes()
+    position = data.find(weights)
+    assert position > 0
+    data[position + len(weights) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    before = snapshot(run_copy)
+    with pytest.raises(CheckpointError, match="is corrupt: its content checksum does not match"):
+        load_checkpoint(path)
+    code, _, err = run_cli(capsys, *resume(run_copy, "--iterations", "6"))
+    assert code == 2 and "is corrupt" in one_error_line(err)
+    assert snapshot(run_copy) == before
+
+
+def test_any_flipped_bit_is_detected_or_harmless(finished: Path) -> None:
+    original = (finished / "best.pt").read_bytes()
+    expected = content_checksum({k: v for k, v in load_checkpoint(finished / "best.pt").items() if k != "checksum"})
+    generator = torch.Generator().manual_seed(0)
+    positions = torch.randint(0, len(original) * 8, (24,), generator=generator).tolist()
+    target = finished.parent / "flipped.pt"
+    for bit in positions:
+        data = bytearray(original)
+        data[bit // 8] ^= 1 << (bit % 8)
+        target.write_bytes(bytes(data))
+        try:
+            loaded = load_checkpoint(target)
+        except CheckpointError:
+            continue  # detected
+        # undetected only where the content is unchanged (zip padding, unused header bytes)
+        assert content_checksum({k: v for k, v in loaded.items() if k != "checksum"}) == expected
+
+
+# --- 16. disk full while writing a checkpoint ---------------------------------------------------------------------
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(capsys, run_copy: Path) -> None:
+    before = (run_copy / "last.pt").read_bytes()
+    limit = (64 << 10, resource.getrlimit(resource.RLIMIT_FSIZE)[1])
+    saved_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    saved_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        code, _, err = run_cli(capsys, *resume(run_copy, "--iterations", "6"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, saved_limit)
+        signal.signal(signal.SIGXFSZ, saved_handler)
+    assert code == 2
+    line = one_error_line(err)
+    assert "the disk is full" in line and "the previous last.pt is intact" in line and "--resume" in line
+    assert (run_copy / "last.pt").read_bytes() == before
+    assert not list(run_copy.glob(".*.tmp"))
+
+
+# --- 17. run directories that cannot be used; a model too big for the images ----------------------------------------
+
+
+def test_run_dir_that_is_a_file_or_read_only(capsys, corpus: Path, tmp_path: Path) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("not a run")
+    code, _, err = run_cli(
+        capsys, *TRAIN, "--dataset", str(corpus / "folder"), "--iterations", "2", "--run-dir", str(target)
+    )
+    assert code == 2 and "is a file, not a directory" in one_error_line(err)
+    assert target.read_text() == "not a run"
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        code, _, err = run_cli(
+            capsys, *TRAIN, "--dataset", str(corpus / "folder"), "--iterations", "2", "--run-dir", str(read_only)
+        )
+        assert code == 2 and "is read-only" in one_error_line(err)
+        assert list(read_only.iterdir()) == []
+    finally:
+        read_only.chmod(0o755)
+
+
+def test_vgg19_on_images_below_its_minimum(capsys, corpus: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = [*TRAIN, "--dataset", str(corpus / "folder"), "--iterations", "2", "--run-dir", str(run_dir)]
+    argv[argv.index("resnet8")] = "vgg19"
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert "vgg19 needs images of at least 32x32 pixels, the data has 8x8" in one_error_line(err)
+    assert not run_dir.exists()  # nothing left behind
+
+
+# --- 12/13. SIGKILL while checkpoints are written ------------------------------------------------------------------
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    from test_train_fake_data import make_fake_bundle
+    from resnet.train import load_config, train
+
+    run_dir, resume = Path(sys.argv[1]), sys.argv[2] == "resume"
+    config = load_config("fast", {{
+        "model.name": "resnet8", "data.dataset": "fake", "data.batch_size": 32, "train.iterations": 100000,
+        "run_dir": str(run_dir), "log.progress": "none", "log.tensorboard": False,
+        "checkpoint.every_iterations": 1, "checkpoint.every_minutes": 0,
+    }})
+    train(config, data=make_fake_bundle(), resume=resume)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_while_checkpointing_never_leaves_a_bad_checkpoint(tmp_path: Path) -> None:
+    script = tmp_path / "kill_me.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(Path(__file__).resolve().parent)))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    generator = torch.Generator().manual_seed(7)
+    iterations = []
+
+    def wait_until(condition, process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 180  # generous: CI machines are slow to import torch under load
+        while not condition():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the training subprocess did not get going: {process.communicate()[1][-2000:]}")
+            time.sleep(0.05)
+
+    def iteration() -> int:
+        try:
+            return load_checkpoint(run_dir / "last.pt", verify=False, mmap=True)["iteration"]
+        except CheckpointError:  # not written yet
+            return -1
+
+    for round_ in range(3):
+        mode = "resume" if round_ else "fresh"
+        start = iteration()
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(run_dir), mode],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda start=start: iteration() >= start + 2, process)
+        time.sleep(float(torch.rand((), generator=generator)) * 0.2)  # somewhere in a write, most likely
+        process.kill()
+        process.wait()
+        checkpoint = load_checkpoint(run_dir / "last.pt")  # verified: never torn, never a flipped bit
+        iterations.append(checkpoint["iteration"])
+        assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+    assert iterations == sorted(iterations) and iterations[-1] > iterations[0]
+    records = read_metrics(run_dir)  # every line parses (a torn one is dropped with a warning on resume)
+    assert all(r["iteration"] <= iterations[-1] + 1 for r in records)
