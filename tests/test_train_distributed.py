@@ -337,12 +337,15 @@ def test_a_lost_peer_becomes_one_clear_error() -> None:
 
 
 def test_resume_auto_starts_then_continues(tmp_path: Path) -> None:
+    from resnet.errors import ConfigError
     from test_train_fake_data import make_fake_bundle
     from test_train_loop import tiny_config
 
     config = tiny_config(tmp_path, **{"train.epochs": 1})
     first = train(config, data=make_fake_bundle(), resume="auto")  # nothing to resume: a fresh run
     assert first["iterations"] == 8
-    config = tiny_config(tmp_path, **{"train.epochs": 2})  # the saved configuration wins on resume
-    again = train(config, data=make_fake_bundle(), resume="auto")
+    again = train(config, data=make_fake_bundle(), resume="auto")  # the finished run is continued, not redone
     assert again["iterations"] == 8 and again["test_error"] == first["test_error"]
+    longer = tiny_config(tmp_path, **{"train.epochs": 2})  # a change --resume cannot honour is refused (issue 7)
+    with pytest.raises(ConfigError, match="onecycle schedule spans the whole run"):
+        train(longer, data=make_fake_bundle(), resume="auto")
