@@ -64,6 +64,8 @@ class Trainer(RunReporting):
     def setup(self) -> None:
         config = given = self.config
         ctx = self.dist
+        if getattr(self, "run_dir", None) is not None:
+            self.run_dir.release()  # setup() called again (e.g. by run() after a manual setup()): one lock per run
         self.run_dir = distributed.run_dir_for(ctx, config.run_dir or default_run_dir(config))
         if self.resume == "auto":
             self.resume = ctx.on_main(self.run_dir.file(LAST_CHECKPOINT).exists)
