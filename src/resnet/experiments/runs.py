@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +111,6 @@ class ExperimentRunner:
     make_config: Callable[[PlannedRun], Config]
     say: Callable[[str], None] = print
     train_fn: Callable[..., dict[str, Any]] | None = None  # resnet.train.train; replaceable in tests
-    started: float = field(default_factory=time.monotonic)
 
     def run(self) -> list[dict[str, Any]]:
         from resnet.train import train
