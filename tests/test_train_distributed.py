@@ -240,11 +240,6 @@ def test_loader_sampler_shards_each_epoch_disjointly_in_one_seeded_order() -> No
     assert not seen[0] & seen[1]
 
 
-@pytest.mark.skipif(
-    os.environ.get("RESNET_TEST_TORCHRUN_RESTART") != "1",
-    reason="torchrun's restart hangs in gloo's connect on this CPU machine (both restarted workers wait in "
-    "init_process_group); opt in with RESNET_TEST_TORCHRUN_RESTART=1 — see the closing note of issue 11",
-)
 def test_killed_rank_torchrun_restart_and_exact_resume(
     tmp_path: Path, folder: Path, env: dict[str, str], reference: dict[str, object]
 ) -> None:

@@ -137,6 +137,22 @@ def _set_timeout(seconds: float) -> None:
         warnings.warn(f"cannot set the collective timeout to {seconds:g} s ({error})", stacklevel=2)
 
 
+def _attempt_store(timeout: datetime.timedelta) -> dist.Store | None:
+    """The agent's store, with a key prefix of its own for every torchrun restart (None: plain ``env://``).
+
+    torchrun keeps one TCP store for every restart of a job (``TORCHELASTIC_USE_AGENT_STORE``), and ``env://``
+    joins it without a prefix: after ``--max-restarts`` the new workers would read the keys of the attempt that
+    died (gloo's peer addresses, the barrier counters) and wait for processes that no longer exist.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    client = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout
+    )
+    return dist.PrefixStore(f"resnet/attempt-{attempt}", client)
+
+
 def init_distributed(config: Config) -> DistContext:
     """Join the process group torchrun describes (or the one the caller made); :data:`SINGLE` without one."""
     settings = config.distributed
@@ -170,10 +186,13 @@ def init_distributed(config: Config) -> DistContext:
     backend = settings.backend if settings.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
     if backend == "nccl" and device.type != "cuda":
         raise ConfigError("distributed.backend 'nccl' needs GPUs; on the CPU use gloo (the default, 'auto')")
+    timeout = datetime.timedelta(seconds=settings.setup_timeout)
     try:
-        dist.init_process_group(
-            backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=settings.setup_timeout)
-        )
+        store = _attempt_store(timeout)
+        if store is None:
+            dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout)
+        else:
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
     except (RuntimeError, ValueError) as error:
         raise DistributedError(
             f"rank {rank} of {world} could not join the process group at "
