@@ -121,3 +121,42 @@ def test_analyses_from_a_tiny_run(tmp_path: Path):
     assert [g["label"] for g in grads] == ["resnet8 (trained)", "plain8 (initialisation)", "resnet8 (initialisation)"]
     assert (out / "gradients.png").stat().st_size > 0
     assert main(["analyze", "responses", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+
+
+def _fake_run(path: Path, recipe: str, errors: list[float], minutes_per_epoch: float) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.toml").write_text(f'recipe = "{recipe}"\n[model]\nname = "resnet20"\n[data]\ndataset = "c"\n')
+    records = [{"epoch": 1.0, "iteration": 5, "train_loss": 2.0}]  # a training-only record: not a point
+    for epoch, error in enumerate(errors, 1):
+        wall = epoch * minutes_per_epoch * 60
+        records.append({"epoch": float(epoch), "iteration": epoch * 10, "test_error": error, "wall_time": wall})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_curves_report_time_and_epoch_to_each_target_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture):
+    slow = _fake_run(tmp_path / "paper", "cifar-paper", [40.0, 21.0, 14.5, 12.0], minutes_per_epoch=2.0)
+    quick = _fake_run(tmp_path / "fast", "fast", [35.0, 19.0, 16.0], minutes_per_epoch=1.5)
+    assert main(["analyze", "curves", str(slow), str(quick), "--target", "80", "--target", "86",
+                 "--out", str(tmp_path / "out")]) == 0  # fmt: skip
+    numbers = json.loads((tmp_path / "out" / "curves.json").read_text())
+    paper, fast = numbers["runs"]
+    assert paper["reached"]["80"] == {"epoch": 3.0, "minutes": 6.0}  # epoch 2's 79% is not 80%
+    assert paper["reached"]["86"] == {"epoch": 4.0, "minutes": 8.0}
+    assert fast["reached"]["80"] == {"epoch": 2.0, "minutes": 3.0}
+    assert fast["reached"]["86"] is None
+    assert (paper["best_test_error"], fast["final_test_error"], fast["epochs"]) == (12.0, 16.0, 3.0)
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 10_000
+    table = capsys.readouterr().out
+    assert "| paper | cifar-paper | 4 | 8.0 | 12.00 | 12.00 | 6.0 min (epoch 3) | 8.0 min (epoch 4) |" in table
+    assert "not reached" in table
+
+
+def test_curves_of_a_run_without_test_errors_is_one_clear_error(tmp_path: Path):
+    from resnet.analysis import read_run
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no evaluation with a test error yet"):
+        read_run(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_run(tmp_path / "missing")

@@ -92,7 +92,8 @@ def cli_args(values: dict[str, object]) -> list[str]:
 
 
 # Each rank runs the CLI. With HANG_AT set, rank 1 copies the run directory aside and SIGKILLs itself after that
-# iteration on torchrun's first attempt; every rank records how and when its CLI call ended.
+# iteration on torchrun's first attempt; with SIGNAL_AT, rank 1 sends itself SIGTERM after that iteration. Every
+# rank records how and when its CLI call ended.
 CLI_SCRIPT = textwrap.dedent("""
     import json, os, shutil, signal, sys, time
     from pathlib import Path
@@ -105,6 +106,8 @@ CLI_SCRIPT = textwrap.dedent("""
                 shutil.copytree(trainer.run_dir.path, str(trainer.run_dir.path) + "-snapshot")
                 Path(str(trainer.run_dir.path) + "-killed").write_text(str(time.time()))
                 os.kill(os.getpid(), signal.SIGKILL)
+            if iteration == int(os.environ.get("SIGNAL_AT", -1)) and os.environ["RANK"] == "1":
+                os.kill(os.getpid(), signal.SIGTERM)  # this rank alone: rank 0 learns of it at the next sync
 
     original = trainer_module.Trainer.__init__
     def patched(self, *args, **kwargs):
@@ -292,6 +295,30 @@ def test_killed_rank_torchrun_restart_and_exact_resume(
     assert max_difference(weights(snapshot), expected["model"]) < TOLERANCE
 
 
+def test_sigterm_to_one_rank_stops_all_at_one_iteration_and_resumes_exactly(
+    tmp_path: Path, folder: Path, env: dict[str, str], reference: dict[str, object]
+) -> None:
+    """A scheduler's SIGTERM may reach one rank first: every rank stops after the same update, rank 0 writes the
+    checkpoint, both exit with SIGTERM's code, and the resumed run ends bit-identical to the uninterrupted one."""
+    run_dir, exits = tmp_path / "run", tmp_path / "exits"
+    exits.mkdir()
+    cli = [*cli_args(settings(folder, run_dir)), "--sync-bn"]
+    processes = launch(tmp_path, {**env, "SIGNAL_AT": "4", "EXIT_DIR": str(exits)}, CLI_SCRIPT, cli, 2)
+    outputs = [process.communicate(timeout=900)[0] for process in processes]
+    assert [process.returncode for process in processes] == [128 + 15, 128 + 15], outputs
+    assert "SIGTERM received" in outputs[1] and "SIGTERM received" not in outputs[0]
+    assert "stopped by SIGTERM (sent to another rank) at iteration 5" in outputs[0], outputs[0]
+    assert "stopped by SIGTERM at iteration 5" in outputs[1], outputs[1]
+    assert load_checkpoint(run_dir / "last.pt")["iteration"] == 5
+
+    resume = ["train", "--resume", "--run-dir", str(run_dir), "--progress", "plain"]  # as the message says
+    finish(launch(tmp_path, {**env, "EXIT_DIR": str(exits)}, CLI_SCRIPT, resume, 2))
+    expected, actual = load_checkpoint(Path(reference["sync"]) / "last.pt"), load_checkpoint(run_dir / "last.pt")
+    assert actual["iteration"] == 8
+    for name, tensor in expected["model"].items():
+        assert torch.equal(tensor, actual["model"][name]), name
+
+
 def test_python_dash_m_resnet_exists(env: dict[str, str]) -> None:
     command = [sys.executable, "-m", "resnet", "train", "--help"]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -349,3 +376,40 @@ def test_resume_auto_starts_then_continues(tmp_path: Path) -> None:
     longer = tiny_config(tmp_path, **{"train.epochs": 2})  # a change --resume cannot honour is refused (issue 7)
     with pytest.raises(ConfigError, match="onecycle schedule spans the whole run"):
         train(longer, data=make_fake_bundle(), resume="auto")
+
+
+def test_accumulated_update_all_reduces_once_with_the_same_gradient(tmp_path: Path) -> None:
+    """DDP + accumulation: the first k-1 backward passes run in ``no_sync``; the update is unchanged."""
+    from contextlib import nullcontext
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from resnet.train.step import train_step
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+        twin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+        twin.load_state_dict(net.state_dict())
+        ddp = DistributedDataParallel(net)
+        reductions = []
+
+        def counting_hook(state, bucket):  # unannotated: DDP rejects annotations other than its own
+            reductions.append(bucket.index())
+            return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda f: f.value()[0])
+
+        ddp.register_comm_hook(None, counting_hook)
+        images, labels = torch.randn(12, 1, 3, 4), torch.randint(0, 3, (12,))
+        batches = [(images[i : i + 4], labels[i : i + 4]) for i in (0, 4, 8)]
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        for model, forward in ((net, ddp), (twin, twin)):
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+            train_step(forward, torch.nn.CrossEntropyLoss(), batches, optimizer, scaler, autocast=nullcontext)
+        assert len(reductions) == 1  # one bucket, reduced once for the 3 accumulated batches
+        for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    finally:
+        dist.destroy_process_group()

@@ -1,5 +1,7 @@
-"""Analyses of trained and untrained nets: layer responses (Fig. 7) and per-layer gradient norms."""
+"""Analyses of trained and untrained nets: layer responses (Fig. 7), per-layer gradient norms, and runs compared
+by their curves (time to accuracy)."""
 
+from resnet.analysis.curves import RunCurve, compare_runs, read_run
 from resnet.analysis.gradients import GradientNorms, gradient_norms, weight_layers
 from resnet.analysis.reports import analyze_gradients, analyze_responses
 from resnet.analysis.responses import Responses, measure_responses, response_layers
@@ -7,10 +9,13 @@ from resnet.analysis.responses import Responses, measure_responses, response_lay
 __all__ = [
     "GradientNorms",
     "Responses",
+    "RunCurve",
     "analyze_gradients",
     "analyze_responses",
+    "compare_runs",
     "gradient_norms",
     "measure_responses",
+    "read_run",
     "response_layers",
     "weight_layers",
 ]

@@ -1,4 +1,5 @@
-"""`resnet analyze`: layer responses (Fig. 7) and per-layer gradient norms, from checkpoints or new nets."""
+"""`resnet analyze`: layer responses (Fig. 7) and per-layer gradient norms, from checkpoints or new nets; runs
+side by side (test error against epochs and wall-clock minutes)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("analyze", help="layer responses (Fig. 7), gradient norms per layer")
+    parser = subparsers.add_parser(
+        "analyze", help="layer responses (Fig. 7), gradient norms per layer, runs compared (time to accuracy)"
+    )
     commands = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     responses = commands.add_parser(
         "responses",
@@ -30,6 +33,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gradients.add_argument("--seed", type=int, default=0, help="initialisation and batch seed")
     gradients.add_argument("--out", default="analysis", help="output folder (default: analysis)")
     gradients.set_defaults(func=run_gradients)
+    curves = commands.add_parser(
+        "curves", help="runs side by side: test error against epochs and wall-clock minutes: curves.png/.json"
+    )
+    curves.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories of `resnet train`")
+    curves.add_argument("--label", action="append", metavar="NAME", help="one per run (default: folder names)")
+    curves.add_argument(
+        "--target", action="append", type=float, metavar="ACC",
+        help="test accuracy (%%) whose time of arrival is reported; repeatable (default: 80, 85, 90)",
+    )  # fmt: skip
+    curves.add_argument("--title", default="", help="figure title")
+    curves.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    curves.set_defaults(func=run_curves)
 
 
 def run_responses(args: argparse.Namespace) -> int:
@@ -57,4 +72,14 @@ def run_gradients(args: argparse.Namespace) -> int:
         print(f"{result.label}: first layer {result.norms[0]:.3g}, last conv {result.norms[-2]:.3g}, "
               f"classifier {result.norms[-1]:.3g}")  # fmt: skip
     print(f"figure: {args.out}/gradients.png  numbers: {args.out}/gradients.json")
+    return 0
+
+
+def run_curves(args: argparse.Namespace) -> int:
+    from resnet.analysis.curves import DEFAULT_TARGETS, compare_runs, format_table
+
+    targets = args.target or DEFAULT_TARGETS
+    curves = compare_runs(args.run_dirs, args.out, labels=args.label, targets=targets, title=args.title)
+    print(format_table(curves, targets))
+    print(f"figure: {args.out}/curves.png  numbers: {args.out}/curves.json")
     return 0

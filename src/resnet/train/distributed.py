@@ -92,15 +92,21 @@ class DistContext:
             raise outcome[1]
         return outcome[1]
 
-    def reduce_window(self, window: Tensor, first_bad: Tensor) -> None:
-        """Training sums over the global batch, so that progress, NaN stops and schedules agree on every rank."""
+    def reduce_window(self, window: Tensor, first_bad: Tensor, requests: tuple[int, ...] = ()) -> tuple[int, ...]:
+        """Training sums over the global batch, so that progress, NaN stops and schedules agree on every rank;
+        ``requests`` (what one rank may see alone: a signal number, the checkpoint clock) come back as their
+        maximum over the ranks."""
         if not self.is_distributed:
-            return
+            return requests
         self.all_reduce(window)
-        self.all_reduce(first_bad, "max")
+        flags = torch.cat([first_bad.reshape(1), torch.tensor(requests, dtype=first_bad.dtype).to(first_bad.device)])
+        self.all_reduce(flags, "max")
+        first_bad.copy_(flags[0])
+        agreed = tuple(int(flag) for flag in flags[1:].tolist())
         if not self.armed:  # the first step (compilation, worker start-up) is behind us: a short bound from now on
             _set_timeout(self.timeout)
             self.armed = True
+        return agreed
 
     def reducer_for(self, stream: Any) -> Callable[[Tensor], Tensor] | None:
         """For :func:`resnet.eval.evaluate`: sums of this rank's shard -> sums of the whole set. A stream that is

@@ -23,6 +23,7 @@ class InterruptGuard:
 
     def __init__(self) -> None:
         self.requested: int | None = None
+        self.from_peer = False  # the signal reached another rank of a distributed run, not this process
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> InterruptGuard:
@@ -53,11 +54,19 @@ class InterruptGuard:
             flush=True,
         )
 
+    def agree(self, signum: int) -> bool:
+        """Whether to stop now, given the signal the ranks agreed on (0: none); a signal that reached another
+        rank stops this one too, with the same exit code."""
+        if signum and self.requested is None:
+            self.requested, self.from_peer = signum, True
+        return bool(signum)
+
     def error(self, iteration: int, checkpoint: str, run_dir: str) -> TrainingInterrupted:
         """The exception the loop raises once the checkpoint is written."""
         signum = self.requested or signal.SIGINT
         return TrainingInterrupted(
-            f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint written to {checkpoint}; "
+            f"stopped by {signal.Signals(signum).name}{' (sent to another rank)' if self.from_peer else ''} at "
+            f"iteration {iteration}; checkpoint written to {checkpoint}; "
             f"continue with: resnet train --resume --run-dir {run_dir}",
             signum,
         )

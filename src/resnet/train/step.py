@@ -8,6 +8,7 @@ without BatchNorm, whose statistics are per batch). An iteration of the trainer 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,10 +56,11 @@ def train_step(
         targets = labels
         if transform is not None:
             images, targets = transform(images, labels, first_index + offset)
-        with autocast():
-            logits = forward(images)
-            loss = criterion(logits.float(), targets)
-        scaler.scale(loss / steps if steps > 1 else loss).backward()
+        with _gradient_sync(forward, last=offset == steps - 1):
+            with autocast():
+                logits = forward(images)
+                loss = criterion(logits.float(), targets)
+            scaler.scale(loss / steps if steps > 1 else loss).backward()
         loss_sum += loss.detach().double()
         wrong += (logits.detach().argmax(1) != labels).sum()
         seen += labels.numel()
@@ -68,3 +70,10 @@ def train_step(
     scaler.step(optimizer)
     scaler.update()
     return loss_sum / steps, wrong, seen
+
+
+def _gradient_sync(forward: Callable[[Tensor], Tensor], *, last: bool) -> contextlib.AbstractContextManager[Any]:
+    """Under DistributedDataParallel the gradients are all-reduced once per update, after its last batch:
+    the other backward passes of an accumulated update run in ``no_sync`` (same result, 1/k of the traffic)."""
+    no_sync = getattr(forward, "no_sync", None)
+    return contextlib.nullcontext() if last or no_sync is None else no_sync()

@@ -307,14 +307,21 @@ class Trainer(RunReporting):
             self.extras.after_update(model, self.iteration)
             end_of_epoch = self.iteration % self.steps_per_epoch == 0
             done = self.iteration >= self.total
-            stop = self.interrupt.requested is not None
-            checkpoint_now = end_of_epoch or done or stop or self._checkpoint_due()
             evaluate_now = done or self._evaluation_due(end_of_epoch)
-            if checkpoint_now or evaluate_now or (self.iteration - window_start) % runtime.sync_every == 0:
+            scheduled = end_of_epoch or done or evaluate_now or self._checkpoint_scheduled()
+            # A signal or the checkpoint clock is seen by one process at a time: under torchrun they act only at
+            # a host sync, where every rank learns of them together (a rank stopping alone would strand the others).
+            requests = (self.interrupt.requested or 0, int(self._checkpoint_time_due()))
+            lone = any(requests) and not self.dist.is_distributed
+            if scheduled or lone or (self.iteration - window_start) % runtime.sync_every == 0:
                 now = time.perf_counter()
-                self._sync(window, first_bad, self.iteration - window_start, now - tick, epoch, lr)
+                requests = self._sync(window, first_bad, self.iteration - window_start, now - tick, epoch, lr, requests)
                 window.zero_()
                 window_start, tick = self.iteration, now
+            else:
+                requests = (0, 0)
+            stop = self.interrupt.agree(requests[0])
+            checkpoint_now = end_of_epoch or done or stop or bool(requests[1]) or self._checkpoint_scheduled()
             for callback in self.callbacks:
                 callback.on_iteration_end(self, self.iteration)
             if evaluate_now:
@@ -330,10 +337,18 @@ class Trainer(RunReporting):
                 break
 
     def _sync(
-        self, window: torch.Tensor, first_bad: torch.Tensor, iterations: int, seconds: float, epoch: int, lr: float
-    ) -> None:
-        """The one host sync per window: NaN check, schedule feedback, progress."""
-        self.dist.reduce_window(window, first_bad)
+        self,
+        window: torch.Tensor,
+        first_bad: torch.Tensor,
+        iterations: int,
+        seconds: float,
+        epoch: int,
+        lr: float,
+        requests: tuple[int, int],
+    ) -> tuple[int, int]:
+        """The one host sync per window: NaN check, schedule feedback, progress; returns ``requests`` (a signal
+        number or 0, checkpoint by the clock) as agreed by every rank."""
+        requests = self.dist.reduce_window(window, first_bad, requests)
         loss_sum, wrong, seen = window.tolist()
         bad = int(first_bad.item())
         if bad >= 0 or not math.isfinite(loss_sum):
@@ -354,12 +369,15 @@ class Trainer(RunReporting):
         if self.curve["iterations"] >= self.config.log.every_iterations:
             self._log_train_curve(lr)
         self.progress.update(self.iteration, epoch + 1, loss_sum / max(seen, 1), error, int(seen), seconds, lr)
+        return requests
 
-    def _checkpoint_due(self) -> bool:
-        every = self.config.checkpoint
-        if every.every_iterations and self.iteration % every.every_iterations == 0:
-            return True
-        return bool(every.every_minutes) and time.monotonic() - self.last_save_time >= every.every_minutes * 60
+    def _checkpoint_scheduled(self) -> bool:
+        every = self.config.checkpoint.every_iterations
+        return bool(every) and self.iteration % every == 0
+
+    def _checkpoint_time_due(self) -> bool:
+        minutes = self.config.checkpoint.every_minutes
+        return bool(minutes) and time.monotonic() - self.last_save_time >= minutes * 60
 
     def _evaluation_due(self, end_of_epoch: bool) -> bool:
         every = self.config.eval
