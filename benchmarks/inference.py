@@ -1,103 +1,99 @@
 """Section 3: ResNet-50 inference, batch 32 at 224x224: ``prepare_for_inference`` vs torchvision eager fp32 NCHW.
 
 Ours folds BN into the convolutions, runs channels-last, in bf16 where the CPU has native bf16, under
-``torch.inference_mode``. The full run also times ``torch.compile`` of the prepared model (compile time reported
-apart) and ONNX Runtime when it is installed, so that docs/performance.md can say which is faster here.
+``torch.inference_mode``. Each of its backends is a row of its own, interleaved with the same baseline:
+
+- ``eager`` (the default of ``resnet eval``/``predict``);
+- ``onnxruntime``: the folded model exported to ONNX, one CPU session with torch's thread count (fp32);
+- ``compile``: ``torch.compile`` with inductor freezing (oneDNN prepacked weights), full run only;
+- ``jit.freeze``: ``torch.jit.optimize_for_inference(torch.jit.freeze(trace))`` of the plain model, the
+  TorchScript route (not a backend of the library: a reference point).
+
+One-time costs (session creation, tracing, compilation = the first call) are printed apart, never counted in a rate;
+every variant's outputs are checked against the baseline's before timing (max abs difference printed).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 
 import torch
 
 from common import Row, interleaved, median
+from steps import rate_block
 
 
-def _block(fn: Callable[[], object], calls: int, batch: int) -> Callable[[], float]:
-    def block() -> float:
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return batch / median(times)
-
-    return block
+def _timed(label: str, make: Callable[[], Callable[[], torch.Tensor]]) -> tuple[Callable[[], torch.Tensor], float]:
+    """``make()`` and its first call (where compilers compile), timed together as the one-time cost."""
+    start = time.perf_counter()
+    fn = make()
+    fn()
+    seconds = time.perf_counter() - start
+    print(f"[3] {label}: set-up and first call {seconds:.1f} s (not counted)", flush=True)
+    return fn, seconds
 
 
 def run(quick: bool, batch: int = 32) -> list[Row]:
     import torchvision
 
     import resnet
+    from resnet.eval.backends import has_cpp_compiler
     from resnet.eval.fast import describe, prepare_for_inference
 
-    calls, repeats = (1, 2) if quick else (3, 5)
+    calls, repeats = (1, 3) if quick else (3, 5)
     images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
     baseline = torchvision.models.resnet50().eval()
-    ours = prepare_for_inference(resnet.create_model("resnet50"), "cpu")
-    print(f"[3] ours: {describe(ours.choices)}")
+    model = resnet.create_model("resnet50").eval()
+    model.load_state_dict(baseline.state_dict())  # the same weights: outputs comparable across variants
 
-    def plain() -> object:
-        with torch.no_grad():
-            return baseline(images)
-
-    def fast() -> object:
-        with torch.inference_mode():
-            return ours(images)
-
-    plain(), fast()  # warm-up
-    blocks = {"ours": _block(fast, calls, batch), "base": _block(plain, calls, batch)}
-    extra: list[Row] = []
-    if not quick:
-        compiled = prepare_for_inference(resnet.create_model("resnet50"), "cpu", compile=True)
-
-        def fast_compiled() -> object:
+    def infer(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
             with torch.inference_mode():
-                return compiled(images)
+                return fn(images)
 
-        start = time.perf_counter()
-        fast_compiled()
-        compile_s = time.perf_counter() - start
-        print(f"[3] torch.compile of the prepared ResNet-50 (first call): {compile_s:.1f} s")
-        blocks["compiled"] = _block(fast_compiled, calls, batch)
-        onnx = _onnxruntime_session(ours, images)
-        if onnx is not None:
-            blocks["onnxruntime"] = _block(onnx, calls, batch)
+        return call
+
+    plain, _ = _timed("baseline (torchvision eager fp32 NCHW)", lambda: infer(baseline))
+    expected = plain()
+    variants: dict[str, tuple[Callable[[], torch.Tensor], float, str]] = {}
+    ours = prepare_for_inference(model, "cpu")
+    print(f"[3] ours: {describe(ours.choices)}")
+    variants["ours"] = (*_timed("ours eager", lambda: infer(ours)), "eager: " + describe(ours.choices).split(";")[0])
+    try:
+        make = lambda: infer(prepare_for_inference(model, "cpu", backend="onnxruntime", example=images[:2]))  # noqa: E731
+        variants["onnxruntime"] = (*_timed("ONNX Runtime (export + session)", make), "fp32, folded")
+    except resnet.ResNetError as error:
+        print(f"[3] ONNX Runtime: skipped ({error})")
+    variants["jit.freeze"] = (*_timed("torch.jit freeze", lambda: infer(_jit_frozen(model, images))), "plain model")
+    if not quick and has_cpp_compiler():
+        compiled = prepare_for_inference(model, "cpu", backend="compile")
+        variants["compile"] = (*_timed("torch.compile (freezing)", lambda: infer(compiled)), "inductor, freezing")
+    elif not quick:
+        print("[3] torch.compile: skipped (no C++ compiler)")
+    for name, (fn, _, _) in variants.items():
+        diff = (fn() - expected).abs().max().item()
+        print(f"[3] {name}: max abs difference to the baseline {diff:.2e} (logits up to {expected.abs().max():.1f})")
+
+    blocks = {"base": rate_block(plain, calls, batch)}
+    blocks.update({name: rate_block(fn, calls, batch) for name, (fn, _, _) in variants.items()})
     results = interleaved(blocks, repeats, "[3] img/s")
     base = median(results["base"])
-    rows = [
-        Row("3 inference", f"ResNet-50 batch {batch} 224x224", median(results["ours"]), base, "img/s", goal=2.0,
-            note="ours: " + describe(ours.choices).split(";")[0])
-    ]  # fmt: skip
-    if "compiled" in results:
-        extra.append(
-            Row("3 inference", "  + torch.compile (inductor)", median(results["compiled"]), base, "img/s",
-                note=f"compile {compile_s:.0f} s, not counted")
-        )  # fmt: skip
-    if "onnxruntime" in results:
-        extra.append(Row("3 inference", "  ONNX Runtime (folded model)", median(results["onnxruntime"]), base, "img/s"))
-    return rows + extra
+    rows = []
+    for name, (_, setup, note) in variants.items():
+        label = f"ResNet-50 batch {batch} 224x224" if name == "ours" else f"  {name}"
+        note = note if name == "ours" else f"{note}; set-up {setup:.0f} s"
+        rows.append(Row("3 inference", label, median(results[name]), base, "img/s", goal=2.0, note=note))
+    return rows
 
 
-def _onnxruntime_session(model: torch.nn.Module, images: torch.Tensor) -> Callable[[], object] | None:
-    """An ONNX Runtime run of the prepared model, or None (with a line) when onnx/onnxruntime are missing."""
-    try:
-        import copy
-        import io
+def _jit_frozen(model: torch.nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The TorchScript inference route: trace, freeze (folds BN itself), optimize_for_inference (oneDNN layouts)."""
+    import warnings
 
-        import onnxruntime
-    except ImportError:
-        print("[3] ONNX Runtime: skipped (pip install onnxruntime onnx to include it)")
-        return None
-    buffer = io.BytesIO()
-    try:
-        torch.onnx.export(copy.deepcopy(model.model).float(), images, buffer, input_names=["images"], dynamo=False)
-    except Exception as error:  # the exporter's dependencies vary between torch versions
-        print(f"[3] ONNX Runtime: skipped, export failed ({type(error).__name__}: {error})")
-        return None
-    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    feed = {"images": images.numpy()}
-    session.run(None, feed)
-    return lambda: session.run(None, feed)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+        traced = torch.jit.trace(copy.deepcopy(model).eval(), images[:2])
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced))

@@ -121,6 +121,27 @@ def test_analyses_from_a_tiny_run(tmp_path: Path):
     assert [g["label"] for g in grads] == ["resnet8 (trained)", "plain8 (initialisation)", "resnet8 (initialisation)"]
     assert (out / "gradients.png").stat().st_size > 0
     assert main(["analyze", "responses", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    _load_trained_reads_the_meta(Path(checkpoints[1]), tmp_path)
+
+
+def _load_trained_reads_the_meta(checkpoint: Path, tmp_path: Path) -> None:
+    """The model comes from the checkpoint's meta (as resnet.load_model), also when its keys carry a torch.compile
+    prefix; a checkpoint without meta (older versions) still loads from its configuration and weight shapes."""
+    from resnet.analysis.loading import load_trained
+    from resnet.train.checkpoint import load_checkpoint, save_atomic
+
+    reference = resnet.load_model(checkpoint).model
+    payload = load_checkpoint(checkpoint)
+    payload["model"] = {f"_orig_mod.{k}": v for k, v in payload["model"].items()}
+    save_atomic(payload, tmp_path / "compiled.pt")
+    payload["model"] = load_checkpoint(checkpoint)["model"]
+    payload.pop("meta")
+    save_atomic(payload, tmp_path / "old.pt")
+    for path in (checkpoint, tmp_path / "compiled.pt", tmp_path / "old.pt"):
+        model, config = load_trained(path)
+        assert config.model.name == "resnet8" and not model.training
+        for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
 
 
 def _fake_run(path: Path, recipe: str, errors: list[float], minutes_per_epoch: float) -> Path:

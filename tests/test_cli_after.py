@@ -13,6 +13,7 @@ import resnet
 from resnet.cli import main
 from resnet.data.sources.folder import index_folder
 from resnet.data.synthetic import image_bytes, write_image_folder
+from resnet.inference import Predictor
 
 CLASSES = ("ant", "bee", "cow")
 
@@ -158,3 +159,50 @@ def test_checkpoint_without_meta_gets_a_clear_message(tensor_run: Path, tmp_path
     save_atomic(payload, tmp_path / "old.pt")
     assert main(["eval", "--checkpoint", str(tmp_path / "old.pt")]) == 2
     assert "written by an older version" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("views", ["center", "10crop", "multiscale"])
+def test_eval_fast_path_scores_like_the_plain_model(
+    views: str, tensor_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`resnet eval` runs BN-folded channels-last by default: the same top-1/top-5 and loss as --no-fast."""
+    fast = eval_json(tensor_run, tmp_path, "--views", views)
+    plain = eval_json(tensor_run, tmp_path, "--views", views, "--no-fast")
+    choices = fast["inference_choices"]
+    assert choices["folded_batchnorms"] == 7 and choices["channels_last"] and choices["backend"] == "eager"
+    assert choices["precision"] in ("fp32", "bf16") and choices["precision_reason"]
+    assert plain["inference_choices"]["plain"] and plain["inference_choices"]["folded_batchnorms"] == 0
+    if choices["precision"] == "fp32":  # a bf16 CPU rounds differently; the predictions are checked elsewhere
+        assert (fast["top1_error"], fast["top5_error"]) == (plain["top1_error"], plain["top5_error"])
+        assert fast["loss"] == pytest.approx(plain["loss"], rel=1e-4)
+    out = capsys.readouterr().out
+    assert "inference path: cpu (" in out and "7 BN folded" in out and "plain: the eval-mode model" in out
+
+
+def test_eval_onnxruntime_backend_and_flag_errors(tensor_run: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    plain = eval_json(tensor_run, tmp_path, "--no-fast")
+    ort = eval_json(tensor_run, tmp_path, "--backend", "onnxruntime")
+    assert ort["inference_choices"]["backend"] == "onnxruntime" and "ONNX Runtime" in ort["inference"]
+    assert ort["top1_error"] == plain["top1_error"] and ort["loss"] == pytest.approx(plain["loss"], rel=1e-4)
+    capsys.readouterr()
+    checkpoint = str(tensor_run / "last.pt")
+    assert main(["eval", "--checkpoint", checkpoint, "--no-fast", "--precision", "bf16"]) == 2
+    assert "drop --precision/--backend" in capsys.readouterr().err
+    assert main(["predict", "any.jpg", "--checkpoint", checkpoint, "--backend", "onnxruntime", "--precision",
+                 "bf16"]) == 2  # fmt: skip
+    assert "onnxruntime backend runs fp32 only" in capsys.readouterr().err
+
+
+def test_predict_fast_path_gives_the_plain_predictions(tensor_run: Path, tmp_path: Path, capsys) -> None:
+    files = write_inputs(tmp_path / "inputs")[:-1]  # the readable ones
+    loaded = resnet.load_model(tensor_run / "last.pt")
+    predictor = Predictor(loaded)  # the default: the fast path, prepared once
+    assert predictor.choices["folded_batchnorms"] == 7 and not predictor.choices["plain"]
+    fast, plain = predictor(files, top_k=3), resnet.predict(loaded, files, top_k=3, fast=False)
+    for a, b in zip(fast, plain, strict=True):
+        assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
+        got, want = ([p["probability"] for p in r["predictions"]] for r in (a, b))
+        assert got == pytest.approx(want, abs=1e-4 if predictor.choices["precision"] == "fp32" else 2e-2)
+    assert main(["predict", str(files[0]), "--checkpoint", str(tensor_run / "last.pt"), "--no-fast"]) == 0
+    assert "inference path: cpu (plain" in capsys.readouterr().err

@@ -4,6 +4,7 @@
 >>> model = resnet.create_model("resnet20")          # CIFAR ResNet-20, option A shortcuts, 10 classes
 >>> resnet.model_info("resnet50")["macs"]             # counted from the model, not stored
 >>> model, classes = resnet.load_model("runs/x/best.pt")   # doctest: +SKIP
+>>> fast = resnet.prepare_for_inference(model, "cpu")      # doctest: +SKIP  (BN folded, channels-last, bf16 if native)
 """
 
 from typing import Any
@@ -23,12 +24,14 @@ __all__ = [
     "load_model",
     "model_info",
     "predict",
+    "prepare_for_inference",
 ]
 
 _LAZY = {
     "load_model": "resnet.inference",
     "predict": "resnet.inference",
     "fully_convolutional": "resnet.eval.fully_conv",
+    "prepare_for_inference": "resnet.eval.fast",
 }
 
 

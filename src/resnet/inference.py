@@ -2,6 +2,9 @@
 
 >>> model, classes = resnet.load_model("runs/resnet20-cifar10/best.pt")       # doctest: +SKIP
 >>> resnet.predict("runs/resnet20-cifar10/best.pt", ["cat.jpg"], top_k=3)     # doctest: +SKIP
+
+Prediction runs on the inference fast path (``prepare_for_inference``, re-exported here from
+``resnet.eval.fast``): BN folded, channels-last, bf16 where the hardware has it; ``fast=False`` runs the plain model.
 """
 
 from __future__ import annotations
@@ -22,6 +25,21 @@ from torchvision.transforms.v2 import functional as TF
 
 from resnet.data.sources.folder import IMAGE_EXTENSIONS
 from resnet.errors import CheckpointError, DataError, DataNotFoundError
+from resnet.eval.fast import InferenceModel, describe, inference_options, prepare_for_inference
+
+__all__ = [
+    "LoadedModel",
+    "Predictor",
+    "Preprocess",
+    "UnreadableImageError",
+    "describe",
+    "expand_inputs",
+    "load_model",
+    "model_from_meta",
+    "predict",
+    "prepare_for_inference",
+    "read_image",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -54,6 +72,11 @@ class LoadedModel:
 
         return Preprocess(require_preprocessing(self.meta, self.path))
 
+    def for_inference(self, device: str | torch.device = "cpu", **options: Any) -> InferenceModel:
+        """The model on the inference fast path (``prepare_for_inference(self.model, device, **options)``): BN
+        folded, channels-last, bf16 where native; ``.model`` stays the plain one (for fine-tuning, export)."""
+        return prepare_for_inference(self.model, device, **options)
+
 
 def _meta_from_sidecar(path: Path) -> dict[str, Any]:
     sidecar = path.with_suffix(".json")
@@ -72,8 +95,6 @@ def _meta_from_sidecar(path: Path) -> dict[str, Any]:
 def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """The trained network of a checkpoint (``last.pt``/``best.pt``) or of an exported safetensors file with its
     JSON sidecar, in eval mode, with its class names and metadata (``.meta``: options, preprocessing)."""
-    from resnet.models import create_model
-    from resnet.models.weights import strip_wrapper_prefixes
     from resnet.train.checkpoint import load_checkpoint
     from resnet.train.meta import read_meta
 
@@ -89,21 +110,22 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
         payload = load_checkpoint(path)
         meta = read_meta(payload, path)
         state = payload["model"]
+    model = model_from_meta(meta, state, path).to(device)
+    return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
+
+
+def model_from_meta(meta: dict[str, Any], state: dict[str, Tensor], path: PathLike) -> nn.Module:
+    """The network ``meta`` names (every option resolved at training time) with ``state`` loaded, in eval mode;
+    the prefixes of DDP/compile wrappers are stripped from the keys."""
+    from resnet.models import create_model
+    from resnet.models.weights import strip_wrapper_prefixes
+
     model = create_model(meta["model"]["name"], **meta["model"]["options"])
     try:
         model.load_state_dict(strip_wrapper_prefixes(state))
     except RuntimeError as error:
         raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {error}") from error
-    model.eval().to(device)
-    return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
-
-
-def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """The single place where a model is made ready for evaluation/prediction (eval mode, device).
-
-    Faster inference paths (memory format, fused BN, compilation) plug in here.
-    """
-    return model.eval().to(device)
+    return model.eval()
 
 
 def read_image(path: PathLike, mode: str) -> Tensor:
@@ -182,44 +204,75 @@ def expand_inputs(inputs: Iterable[PathLike]) -> list[Path]:
     return files
 
 
+class Predictor:
+    """A checkpoint ready to classify files: its preprocessing and classes, and its model prepared once (fast path by
+    default) for any number of ``__call__``s. ``choices`` (``describe(choices)``) says which path runs."""
+
+    def __init__(
+        self,
+        source: PathLike | LoadedModel,
+        device: str | torch.device = "cpu",
+        *,
+        fast: bool = True,
+        precision: str = "auto",
+        backend: str = "eager",
+    ) -> None:
+        self.loaded = source if isinstance(source, LoadedModel) else load_model(source)
+        self.preprocess = self.loaded.preprocess
+        self.model = self.loaded.for_inference(device, **inference_options(fast, precision, backend))
+        self.choices = self.model.choices
+
+    def __call__(
+        self, inputs: Sequence[PathLike] | PathLike, top_k: int = 5, batch_size: int = 64
+    ) -> list[dict[str, Any]]:
+        """Per image ``{"path", "predictions": [{"class", "index", "probability"}, ...]}`` (best first), or
+        ``{"path", "error"}`` for a file that cannot be read — the others are still predicted."""
+        class_names = self.loaded.class_names
+        files = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+        k = max(1, min(top_k, len(class_names)))
+        results: list[dict[str, Any]] = []
+        pending: list[tuple[int, Tensor]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            with torch.inference_mode():
+                probs = self.model(torch.stack([x for _, x in pending])).softmax(1).cpu()
+            top = probs.topk(k, dim=1)
+            for (slot, _), values, indices in zip(pending, top.values, top.indices, strict=True):
+                results[slot]["predictions"] = [
+                    {"class": class_names[i], "index": i, "probability": float(p)}
+                    for p, i in zip(values.tolist(), indices.tolist(), strict=True)
+                ]
+            pending.clear()
+
+        for path in files:
+            results.append({"path": str(path)})
+            try:
+                pending.append((len(results) - 1, self.preprocess.load(path)))
+            except UnreadableImageError as error:
+                results[-1]["error"] = str(error)
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+        return results
+
+
 def predict(
     source: PathLike | LoadedModel,
     inputs: Sequence[PathLike] | PathLike,
     top_k: int = 5,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    *,
+    fast: bool = True,
+    precision: str = "auto",
+    backend: str = "eager",
 ) -> list[dict[str, Any]]:
     """Per image ``{"path", "predictions": [{"class", "index", "probability"}, ...]}`` (best first), or
-    ``{"path", "error"}`` for a file that cannot be read — the others are still predicted."""
-    loaded = source if isinstance(source, LoadedModel) else load_model(source)
-    preprocess = loaded.preprocess
-    model = prepare_for_inference(loaded.model, device)
-    files = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
-    k = max(1, min(top_k, len(loaded.class_names)))
-    results: list[dict[str, Any]] = []
-    pending: list[tuple[int, Tensor]] = []
+    ``{"path", "error"}`` for a file that cannot be read — the others are still predicted.
 
-    def flush() -> None:
-        if not pending:
-            return
-        batch = torch.stack([x for _, x in pending]).to(device)
-        with torch.inference_mode():
-            probs = model(batch).float().softmax(1).cpu()
-        top = probs.topk(k, dim=1)
-        for (slot, _), values, indices in zip(pending, top.values, top.indices, strict=True):
-            results[slot]["predictions"] = [
-                {"class": loaded.class_names[i], "index": i, "probability": float(p)}
-                for p, i in zip(values.tolist(), indices.tolist(), strict=True)
-            ]
-        pending.clear()
-
-    for path in files:
-        results.append({"path": str(path)})
-        try:
-            pending.append((len(results) - 1, preprocess.load(path)))
-        except UnreadableImageError as error:
-            results[-1]["error"] = str(error)
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    return results
+    Runs the fast path (``fast=False``: the plain fp32 model); for repeated calls build a :class:`Predictor` once.
+    """
+    predictor = Predictor(source, device, fast=fast, precision=precision, backend=backend)
+    return predictor(inputs, top_k=top_k, batch_size=batch_size)

@@ -15,7 +15,11 @@ from resnet.train.config import Config, config_from_dict
 
 
 def load_trained(path: str | Path) -> tuple[nn.Module, Config]:
-    """The network a training checkpoint holds (eval mode, on the CPU) and the configuration it was trained with."""
+    """The network a training checkpoint holds (eval mode, on the CPU) and the configuration it was trained with.
+
+    The model is built from the checkpoint's ``meta`` (what ``resnet.load_model`` reads); checkpoints older than
+    ``meta`` fall back to the configuration, with ``in_chans``/``num_classes`` read from the weights' shapes.
+    """
     from resnet.models import create_model
     from resnet.train.checkpoint import load_checkpoint
 
@@ -26,6 +30,12 @@ def load_trained(path: str | Path) -> tuple[nn.Module, Config]:
     if "config" not in payload:
         raise CheckpointError(f"'{path}' is not a training checkpoint of this package (no model or configuration)")
     config = config_from_dict(payload["config"], f"the configuration saved in '{path}'")
+    if isinstance(payload.get("meta"), dict):  # the model name and every resolved option, as resnet.load_model
+        from resnet.inference import model_from_meta
+        from resnet.train.meta import read_meta
+
+        return model_from_meta(read_meta(payload, path), payload["model"], path), config
+    # Checkpoints written before `meta` existed: in_chans and num_classes from the weights' shapes.
     state = payload["model"]
     first_conv = next((v for k, v in state.items() if k.endswith("weight") and v.dim() == 4), None)
     classifier = state.get("fc.weight")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
     parser.add_argument("--workers", type=int, help="DataLoader workers for image folders")
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the results as JSON")
+    add_inference_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.workers,
         json_path=args.json_path,
+        **inference_kwargs(args),
     )
     scales = f" at scales {', '.join(map(str, result['scales']))}" if result["scales"] else ""
     print(f"{result['model']} on {result['dataset']} {result['split']} ({result['views']}{scales}):")
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         f"  top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  loss {result['loss']:.4f}"
     )
     print(f"  {result['images']} images in {result['seconds']:.1f} s on {result['device']}")
+    print(f"  inference path: {result['inference']}")
     if args.json_path:
         print(f"  results: {args.json_path}")
     else:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,13 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    add_inference_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from resnet.inference import predict
+    from resnet.inference import Predictor, describe
 
-    results = predict(args.checkpoint, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device)
+    predictor = Predictor(args.checkpoint, args.device, **inference_kwargs(args))
+    print(f"resnet predict: inference path: {describe(predictor.choices)}", file=sys.stderr)
+    results = predictor(args.inputs, top_k=args.top_k, batch_size=args.batch_size)
     failed = [r for r in results if "error" in r]
     if args.json:
         print(json.dumps(results, indent=2))

@@ -1,28 +1,50 @@
-"""The inference fast path: BN folded into convolutions, channels-last, bf16 where the hardware has it, compiled
-on request.
+"""The inference fast path: BN folded into convolutions, channels-last, bf16 where the hardware has it, run by
+eager PyTorch, ``torch.compile`` or ONNX Runtime.
 
-``prepare_for_inference`` wraps a trained model so that callers (evaluation, prediction, benchmarks) feed ordinary
-fp32 NCHW batches and get fp32 logits back, while the work inside runs in the fastest layout and precision that
-keeps the predictions: each choice is recorded in ``.choices`` and checked against the plain model in the tests.
+``prepare_for_inference`` wraps a trained model so that callers (``resnet eval``/``predict``, ``LoadedModel``,
+benchmarks) feed ordinary fp32 NCHW batches and get fp32 outputs back, while the work inside runs in the fastest
+layout and precision that keeps the predictions: each choice is recorded in ``.choices`` (``describe`` prints it)
+and checked against the plain model in the tests. ``PLAIN`` gives the reference path (the eval-mode model as
+trained, fp32 NCHW) through the same wrapper.
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from typing import Any
 
 import torch
 from torch import nn
 
 from resnet.errors import ConfigError
+from resnet.eval.backends import BACKENDS, OnnxRuntimeRunner, check_backend, compiled_runner, example_input
 from resnet.models.fuse import fuse_conv_bn
 
 PRECISIONS = ("auto", "fp32", "bf16")
+PLAIN: dict[str, Any] = {"precision": "fp32", "channels_last": False, "fold_bn": False, "backend": "eager"}
+
+__all__ = [
+    "BACKENDS",
+    "PLAIN",
+    "PRECISIONS",
+    "InferenceModel",
+    "describe",
+    "folded_copy",
+    "inference_options",
+    "inference_precision",
+    "prepare_for_inference",
+]
 
 
-def inference_precision(precision: str, device: torch.device) -> tuple[torch.dtype, str]:
+def inference_precision(precision: str, device: torch.device, backend: str = "eager") -> tuple[torch.dtype, str]:
     """The weight/activation dtype for ``precision`` on ``device`` and why (bf16 only where it is native)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend == "onnxruntime":
+        if precision == "bf16":
+            raise ConfigError("the onnxruntime backend runs fp32 only; use --precision auto/fp32 or another backend")
+        return torch.float32, "fp32: the onnxruntime backend runs fp32"
     if precision == "fp32":
         return torch.float32, "fp32 (requested)"
     if precision == "bf16":
@@ -35,12 +57,24 @@ def inference_precision(precision: str, device: torch.device) -> tuple[torch.dty
         from resnet.train.devices import cpu_bf16_choice
 
         native, reason = cpu_bf16_choice()
-        return (torch.bfloat16, "bf16: " + reason) if native else (torch.float32, reason)
+        return (torch.bfloat16, "bf16: " + reason.partition(": ")[2]) if native else (torch.float32, reason)
     return torch.float32, f"fp32 on {device.type}"
 
 
+def inference_options(fast: bool = True, precision: str = "auto", backend: str = "eager") -> dict[str, Any]:
+    """Keyword arguments of ``prepare_for_inference`` for ``resnet eval``/``predict``: the fast path with this
+    precision and backend, or (``fast=False``) the plain eval-mode model, which takes neither."""
+    if fast:
+        return {"precision": precision, "backend": backend}
+    if precision != "auto" or backend != "eager":
+        raise ConfigError(
+            "the plain path (--no-fast) runs the model as trained in fp32 eager; drop --precision/--backend"
+        )
+    return dict(PLAIN)
+
+
 class InferenceModel(nn.Module):
-    """A prepared model: takes fp32 images in any layout on any device, returns fp32 outputs."""
+    """A prepared model: takes fp32 images in any layout on any device, returns fp32 outputs, never autograd."""
 
     def __init__(
         self, model: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool, choices: dict[str, Any]
@@ -51,12 +85,13 @@ class InferenceModel(nn.Module):
         self.dtype = dtype
         self.channels_last = channels_last
         self.choices = choices
-        self.compiled: Any = None  # torch.compile's wrapper of ``model`` (kept out of the module tree)
+        self.runner: Any = None  # a compiled or ONNX Runtime form of ``model`` (kept out of the module tree)
 
     def forward(self, images: torch.Tensor) -> Any:
         memory_format = torch.channels_last if self.channels_last and images.dim() == 4 else torch.preserve_format
         images = images.to(self.device, self.dtype, non_blocking=True, memory_format=memory_format)
-        out = (self.compiled or self.model)(images)
+        with torch.no_grad():  # inductor's freezing needs it; nothing here is trained
+            out = (self.runner or self.model)(images)
         if isinstance(out, torch.Tensor):
             return out.float()
         return [o.float() for o in out]  # a features_only backbone
@@ -74,19 +109,26 @@ def prepare_for_inference(
     precision: str = "auto",
     channels_last: bool | None = None,
     fold_bn: bool = True,
-    compile: bool = False,
+    backend: str = "eager",
+    example: torch.Tensor | None = None,
 ) -> InferenceModel:
     """A fast inference copy of ``model`` (the original is left untouched).
 
     ``precision="auto"`` uses bf16 on GPUs and on CPUs with native bf16 (avx512_bf16/AMX), fp32 elsewhere;
-    ``channels_last=None`` turns it on for CPU and CUDA (oneDNN and cuDNN are faster in NHWC); ``compile``
-    runs ``torch.compile`` (worth it for long jobs: benchmarks/run.py measures whether it pays on a machine).
+    ``channels_last=None`` turns it on for CPU and CUDA (oneDNN and cuDNN are faster in NHWC). ``backend``:
+    ``"eager"`` (default), ``"compile"`` (``torch.compile`` with inductor freezing; compiles on the first call,
+    worth it for long jobs) or ``"onnxruntime"`` (CPU, fp32; exported with ``example``'s channels, any size).
+    ``PLAIN`` (``**PLAIN``) gives the unfolded fp32 NCHW eager model as the reference.
     """
     device = torch.device(device)
-    dtype, reason = inference_precision(precision, device)
+    check_backend(backend, device)
+    dtype, reason = inference_precision(precision, device, backend)
     if channels_last is None:
-        channels_last = device.type in ("cpu", "cuda")
-    prepared = fuse_conv_bn(model) if fold_bn else _eval_copy(model)
+        channels_last = device.type in ("cpu", "cuda") and backend != "onnxruntime"
+    elif channels_last and backend == "onnxruntime":
+        raise ConfigError("the onnxruntime backend takes NCHW inputs (it picks its own layout); drop channels_last")
+    start = time.perf_counter()
+    prepared = fuse_conv_bn(model) if fold_bn else copy.deepcopy(model).eval()
     prepared = prepared.to(device=device, dtype=dtype)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
@@ -98,11 +140,16 @@ def prepare_for_inference(
         "precision_reason": reason,
         "channels_last": channels_last,
         "folded_batchnorms": getattr(prepared, "folded_batchnorms", 0),
-        "compiled": compile,
+        "backend": backend,
+        "plain": not fold_bn and not channels_last and dtype == torch.float32 and backend == "eager",
     }
     wrapper = InferenceModel(prepared, device, dtype, channels_last, choices).eval()
-    if compile:
-        object.__setattr__(wrapper, "compiled", torch.compile(prepared))
+    if backend == "compile":
+        object.__setattr__(wrapper, "runner", compiled_runner(prepared))
+    elif backend == "onnxruntime":
+        runner = OnnxRuntimeRunner(prepared, example if example is not None else example_input(prepared))
+        object.__setattr__(wrapper, "runner", runner)
+    choices["setup_seconds"] = round(time.perf_counter() - start, 3)  # compile time comes with the first call
     return wrapper
 
 
@@ -112,15 +159,11 @@ def folded_copy(model: nn.Module, device: torch.device, channels_last: bool) -> 
 
 
 def describe(choices: dict[str, Any]) -> str:
-    """One line for logs: what the fast path chose."""
+    """One line for logs: what the inference path chose and why."""
+    if choices.get("plain"):
+        return f"{choices['device']} (plain: the eval-mode model as trained, fp32 NCHW, eager)"
     parts = [choices["precision"], "channels-last" if choices["channels_last"] else "NCHW"]
     parts.append(f"{choices['folded_batchnorms']} BN folded")
-    if choices["compiled"]:
-        parts.append("compiled")
+    backend = choices.get("backend", "eager")
+    parts.append({"compile": "torch.compile", "onnxruntime": "ONNX Runtime"}.get(backend, backend))
     return f"{choices['device']} ({', '.join(parts)}); {choices['precision_reason']}"
-
-
-def _eval_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model).eval()

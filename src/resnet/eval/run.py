@@ -29,16 +29,21 @@ def multiscale_scores(model: nn.Module, data: EvalData, flip: bool = True) -> tu
 
     Returns ``(probabilities (N, classes), labels (N,))``; every pass walks the same images in the same order.
     """
-    fcn = fully_convolutional(model).eval()
+    return averaged_score_maps(fully_convolutional(model).eval(), data, flip)
+
+
+def averaged_score_maps(score_maps: nn.Module, data: EvalData, flip: bool = True) -> tuple[Tensor, Tensor]:
+    """:func:`multiscale_scores` for a network that already gives (N, classes, h, w) score maps, such as a
+    fully-convolutional model prepared for inference."""
     total: Tensor | None = None
     labels: Tensor | None = None
     with torch.inference_mode():
         for stream in data.passes:
             probs, seen = [], []
             for x, y in stream:
-                p = fcn.pooled(x).float().softmax(1)
+                p = score_maps(x).mean(dim=(2, 3)).float().softmax(1)
                 if flip:
-                    p = (p + fcn.pooled(x.flip(-1)).float().softmax(1)) / 2
+                    p = (p + score_maps(x.flip(-1)).mean(dim=(2, 3)).float().softmax(1)) / 2
                 probs.append(p)
                 seen.append(y)
             scores = torch.cat(probs)
@@ -61,19 +66,24 @@ def run_eval(
     device: str | torch.device = "auto",
     num_workers: int | None = None,
     json_path: str | Path | None = None,
+    fast: bool = True,
+    precision: str = "auto",
+    backend: str = "eager",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint with its saved model, classes and preprocessing; the run's dataset by default.
 
-    Returns (and with ``json_path`` writes) top-1/top-5 error in percent, loss, images and seconds.
+    The model runs on the inference fast path (BN folded, channels-last, bf16 where native; ``backend`` eager,
+    compile or onnxruntime), or with ``fast=False`` as trained. Returns (and with ``json_path`` writes) top-1/top-5
+    error in percent, loss, images, seconds and the inference path used (``inference``, ``inference_choices``).
     """
-    from resnet.inference import load_model, prepare_for_inference
-
-    loaded = load_model(checkpoint)
+    from resnet.eval.fast import describe, inference_options, prepare_for_inference
+    from resnet.inference import load_model
     from resnet.train.meta import require_preprocessing
 
+    options = inference_options(fast, precision, backend)
+    loaded = load_model(checkpoint)
     require_preprocessing(loaded.meta, loaded.path)
     device = resolve_device(device)
-    model = prepare_for_inference(loaded.model, device)
     data = build_eval_data(
         loaded.meta,
         loaded.payload.get("config", {}),
@@ -86,9 +96,11 @@ def run_eval(
         device=device,
         num_workers=num_workers,
     )
+    target = fully_convolutional(loaded.model) if views == "multiscale" else loaded.model
+    model = prepare_for_inference(target, device, **options)  # the first call compiles with backend="compile"
     start = time.perf_counter()
     if views == "multiscale":
-        probs, labels = multiscale_scores(model, data)
+        probs, labels = averaged_score_maps(model, data)
         top1, top5 = topk_errors(probs, labels)
         loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()) if len(labels) else math.nan
         images = len(labels)
@@ -113,6 +125,8 @@ def run_eval(
         "seconds": round(seconds, 3),
         "images_per_sec": round(images / seconds, 1) if seconds > 0 else None,
         "device": str(device),
+        "inference": describe(model.choices),
+        "inference_choices": model.choices,
     }
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,31 @@
+"""The inference-path flags shared by `resnet eval` and `resnet predict` (not a subcommand)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from resnet.eval.fast import BACKENDS, PRECISIONS
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "inference path", "default: BN folded into the convolutions, channels-last, bf16 where native, eager PyTorch"
+    )
+    group.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="auto (default): bf16 on GPUs and on CPUs with native bf16 (avx512_bf16/AMX), fp32 elsewhere",
+    )  # fmt: skip
+    group.add_argument(
+        "--backend", choices=BACKENDS, default="eager",
+        help="eager (default); compile: torch.compile with weight freezing (compiles on the first batch); "
+        "onnxruntime: ONNX Runtime on the CPU, fp32 (needs onnx, onnxruntime)",
+    )  # fmt: skip
+    group.add_argument(
+        "--no-fast", dest="fast", action="store_false",
+        help="run the model as trained (fp32, NCHW, BN unfolded, eager): the reference path",
+    )  # fmt: skip
+
+
+def inference_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"fast": args.fast, "precision": args.precision, "backend": args.backend}

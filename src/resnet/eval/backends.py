@@ -1,0 +1,102 @@
+"""What runs a prepared (BN-folded) model: eager PyTorch, ``torch.compile`` (inductor) or ONNX Runtime.
+
+``prepare_for_inference(..., backend=...)`` picks one; each returns a callable from a batch (already in the
+prepared dtype, device and memory format) to the network's raw outputs. benchmarks/inference.py measures them
+against each other and against torchvision's eager fp32 NCHW ResNet-50 (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet.errors import ConfigError
+
+BACKENDS = ("eager", "compile", "onnxruntime")
+
+Runner = Callable[[torch.Tensor], Any]
+
+
+def check_backend(backend: str, device: torch.device) -> None:
+    """A clear error for a backend that cannot run here, before any work is done."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise ConfigError(f"the onnxruntime backend runs on the CPU only, not {device}; use eager or compile")
+        try:
+            import onnx  # noqa: F401  # the exporter writes through it
+            import onnxruntime  # noqa: F401
+        except ImportError as error:
+            raise ConfigError(
+                f"the onnxruntime backend needs onnx and onnxruntime ({error.name} is missing): "
+                "`pip install onnx onnxruntime`, or use --backend eager"
+            ) from error
+    if backend == "compile" and device.type == "cpu" and not has_cpp_compiler():
+        raise ConfigError(
+            "torch.compile on the CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); install one, "
+            "or use --backend eager"
+        )
+
+
+def has_cpp_compiler() -> bool:
+    """Whether inductor can build its CPU kernels here."""
+    import os
+
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++", "c++") if name)
+
+
+def compiled_runner(model: nn.Module) -> Runner:
+    """``torch.compile`` with inductor's freezing: weights become constants, so convolutions get oneDNN's
+    prepacked weights on the CPU and constant folding runs once. Compiles on the first call (and once more, with
+    dynamic shapes, when the input shape first changes); callers run it without autograd."""
+    return torch.compile(model, options={"freezing": True})
+
+
+class OnnxRuntimeRunner:
+    """The model exported to ONNX in memory and run by an ONNX Runtime CPU session with torch's thread count.
+
+    Batch, height and width are dynamic, so the last (smaller) batch and multi-scale inputs need no new session.
+    Inputs are fp32 NCHW on the CPU; outputs come back as torch tensors (one, or a list for a feature backbone).
+    """
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, opset: int = 17) -> None:
+        import onnxruntime as ort
+
+        model = model.eval().float().cpu()
+        with torch.no_grad():
+            reference = model(example)
+        self.many = not isinstance(reference, torch.Tensor)
+        outputs = [f"output{i}" for i in range(len(reference))] if self.many else ["output"]
+        axes: dict[str, dict[int, str]] = {"input": {0: "batch", 2: "height", 3: "width"}}
+        axes.update({name: {0: "batch"} for name in outputs})
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer notes
+            torch.onnx.export(
+                model, (example,), buffer, dynamo=False, opset_version=opset, input_names=["input"],
+                output_names=outputs, dynamic_axes=axes,
+            )  # fmt: skip
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, images: torch.Tensor) -> Any:
+        feed = {"input": images.detach().cpu().float().contiguous().numpy()}
+        outputs = [torch.from_numpy(o) for o in self.session.run(None, feed)]
+        return outputs if self.many else outputs[0]
+
+
+def example_input(model: nn.Module, size: int = 64) -> torch.Tensor:
+    """A small batch the model accepts (its ``in_chans``), for tracing the ONNX graph."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = conv.in_channels if conv is not None else 3
+    return torch.zeros(2, channels, size, size)
