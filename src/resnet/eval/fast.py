@@ -91,7 +91,7 @@ class InferenceModel(nn.Module):
         memory_format = torch.channels_last if self.channels_last and images.dim() == 4 else torch.preserve_format
         images = images.to(self.device, self.dtype, non_blocking=True, memory_format=memory_format)
         with torch.no_grad():  # inductor's freezing needs it; nothing here is trained
-            out = (self.runner or self.model)(images)
+            out = (self.model if self.runner is None else self.runner)(images)
         if isinstance(out, torch.Tensor):
             return out.float()
         return [o.float() for o in out]  # a features_only backbone
