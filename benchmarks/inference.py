@@ -35,7 +35,8 @@ def _timed(label: str, make: Callable[[], Callable[[], torch.Tensor]]) -> tuple[
     return fn, seconds
 
 
-def run(quick: bool, batch: int = 32) -> list[Row]:
+def run(quick: bool, batch: int = 32, compile: bool | None = None) -> list[Row]:
+    """The rows of section 3; ``compile`` (default: the full run only) adds the torch.compile backend."""
     import torchvision
 
     import resnet
@@ -68,10 +69,11 @@ def run(quick: bool, batch: int = 32) -> list[Row]:
     except resnet.ResNetError as error:
         print(f"[3] ONNX Runtime: skipped ({error})")
     variants["jit.freeze"] = (*_timed("torch.jit freeze", lambda: infer(_jit_frozen(model, images))), "plain model")
-    if not quick and has_cpp_compiler():
+    compile = not quick if compile is None else compile
+    if compile and has_cpp_compiler():
         compiled = prepare_for_inference(model, "cpu", backend="compile")
         variants["compile"] = (*_timed("torch.compile (freezing)", lambda: infer(compiled)), "inductor, freezing")
-    elif not quick:
+    elif compile:
         print("[3] torch.compile: skipped (no C++ compiler)")
     for name, (fn, _, _) in variants.items():
         diff = (fn() - expected).abs().max().item()

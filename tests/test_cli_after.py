@@ -165,27 +165,26 @@ def test_checkpoint_without_meta_gets_a_clear_message(tensor_run: Path, tmp_path
 def test_eval_fast_path_scores_like_the_plain_model(
     views: str, tensor_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """`resnet eval` runs BN-folded channels-last by default: the same top-1/top-5 and loss as --no-fast."""
-    fast = eval_json(tensor_run, tmp_path, "--views", views)
+    """`resnet eval` runs BN folded, ONNX Runtime for fp32 on the CPU (`--backend auto`) or channels-last eager:
+    the same top-1/top-5 and loss as --no-fast, the model as trained."""
     plain = eval_json(tensor_run, tmp_path, "--views", views, "--no-fast")
-    choices = fast["inference_choices"]
-    assert choices["folded_batchnorms"] == 7 and choices["channels_last"] and choices["backend"] == "eager"
-    assert choices["precision"] in ("fp32", "bf16") and choices["precision_reason"]
     assert plain["inference_choices"]["plain"] and plain["inference_choices"]["folded_batchnorms"] == 0
-    if choices["precision"] == "fp32":  # a bf16 CPU rounds differently; the predictions are checked elsewhere
-        assert (fast["top1_error"], fast["top5_error"]) == (plain["top1_error"], plain["top5_error"])
-        assert fast["loss"] == pytest.approx(plain["loss"], rel=1e-4)
+    auto = eval_json(tensor_run, tmp_path, "--views", views)
+    eager = eval_json(tensor_run, tmp_path, "--views", views, "--backend", "eager")
+    fp32 = auto["inference_choices"]["precision"] == "fp32"
+    assert auto["inference_choices"]["backend"] == ("onnxruntime" if fp32 else "eager")
+    assert eager["inference_choices"]["channels_last"] and eager["inference_choices"]["backend"] == "eager"
+    for fast in (auto, eager):
+        choices = fast["inference_choices"]
+        assert choices["folded_batchnorms"] == 7 and choices["precision_reason"] and not choices["plain"]
+        if fp32:  # a bf16 CPU rounds differently; the predictions are checked elsewhere
+            assert (fast["top1_error"], fast["top5_error"]) == (plain["top1_error"], plain["top5_error"])
+            assert fast["loss"] == pytest.approx(plain["loss"], rel=1e-4)
     out = capsys.readouterr().out
     assert "inference path: cpu (" in out and "7 BN folded" in out and "plain: the eval-mode model" in out
 
 
-def test_eval_onnxruntime_backend_and_flag_errors(tensor_run: Path, tmp_path: Path, capsys) -> None:
-    pytest.importorskip("onnxruntime")
-    plain = eval_json(tensor_run, tmp_path, "--no-fast")
-    ort = eval_json(tensor_run, tmp_path, "--backend", "onnxruntime")
-    assert ort["inference_choices"]["backend"] == "onnxruntime" and "ONNX Runtime" in ort["inference"]
-    assert ort["top1_error"] == plain["top1_error"] and ort["loss"] == pytest.approx(plain["loss"], rel=1e-4)
-    capsys.readouterr()
+def test_inference_flag_errors(tensor_run: Path, capsys) -> None:
     checkpoint = str(tensor_run / "last.pt")
     assert main(["eval", "--checkpoint", checkpoint, "--no-fast", "--precision", "bf16"]) == 2
     assert "drop --precision/--backend" in capsys.readouterr().err
@@ -194,10 +193,11 @@ def test_eval_onnxruntime_backend_and_flag_errors(tensor_run: Path, tmp_path: Pa
     assert "onnxruntime backend runs fp32 only" in capsys.readouterr().err
 
 
-def test_predict_fast_path_gives_the_plain_predictions(tensor_run: Path, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("backend", ["auto", "eager"])
+def test_predict_fast_path_gives_the_plain_predictions(backend: str, tensor_run: Path, tmp_path: Path, capsys) -> None:
     files = write_inputs(tmp_path / "inputs")[:-1]  # the readable ones
     loaded = resnet.load_model(tensor_run / "last.pt")
-    predictor = Predictor(loaded)  # the default: the fast path, prepared once
+    predictor = Predictor(loaded, backend=backend)  # the fast path, prepared once for any number of calls
     assert predictor.choices["folded_batchnorms"] == 7 and not predictor.choices["plain"]
     fast, plain = predictor(files, top_k=3), resnet.predict(loaded, files, top_k=3, fast=False)
     for a, b in zip(fast, plain, strict=True):

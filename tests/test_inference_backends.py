@@ -39,6 +39,7 @@ def test_plain_path_is_the_model_as_trained() -> None:
         assert torch.equal(plain(images), model(images))
     assert inference_options(fast=False) == PLAIN
     assert inference_options(precision="fp32", backend="onnxruntime") == {"precision": "fp32", "backend": "onnxruntime"}
+    assert inference_options() == {"precision": "auto", "backend": "auto"}
     with pytest.raises(ConfigError, match="drop --precision/--backend"):
         inference_options(fast=False, backend="compile")
 
@@ -72,9 +73,31 @@ def test_onnxruntime_backend_scores_a_fully_convolutional_model() -> None:
         _close(fast(images), fcn(images))
 
 
+def test_auto_backend_is_onnxruntime_for_fp32_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    model = _model()
+    fp32 = prepare_for_inference(model, "cpu", backend="auto", precision="fp32")
+    assert fp32.choices["backend"] == "onnxruntime" and "fastest for fp32" in describe(fp32.choices)
+    bf16 = prepare_for_inference(model, "cpu", backend="auto", precision="bf16")
+    assert bf16.choices["backend"] == "eager" and bf16.choices["channels_last"]
+    assert backends.resolve_backend("auto", torch.device("cuda"), torch.bfloat16)[0] == "eager"
+
+    def broken_export(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("untraceable")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)  # auto falls back to eager, and says why
+    fallback = prepare_for_inference(model, "cpu", backend="auto", precision="fp32")
+    assert fallback.choices["backend"] == "eager" and "export failed (untraceable)" in describe(fallback.choices)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        _close(fallback(images), model(images))
+    with pytest.raises(ConfigError, match="could not export this model"):
+        prepare_for_inference(model, "cpu", backend="onnxruntime")
+
+
 def test_backend_options_that_cannot_run_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
     model = _model()
-    with pytest.raises(ConfigError, match="backend must be one of eager, compile, onnxruntime"):
+    with pytest.raises(ConfigError, match="backend must be one of auto, eager, compile, onnxruntime"):
         prepare_for_inference(model, "cpu", backend="tensorrt")
     with pytest.raises(ConfigError, match="runs on the CPU only"):
         prepare_for_inference(model, "cuda", backend="onnxruntime")

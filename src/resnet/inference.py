@@ -4,7 +4,8 @@
 >>> resnet.predict("runs/resnet20-cifar10/best.pt", ["cat.jpg"], top_k=3)     # doctest: +SKIP
 
 Prediction runs on the inference fast path (``prepare_for_inference``, re-exported here from
-``resnet.eval.fast``): BN folded, channels-last, bf16 where the hardware has it; ``fast=False`` runs the plain model.
+``resnet.eval.fast``): BN folded, bf16 where the hardware has it, ONNX Runtime for fp32 on the CPU and channels-last
+eager PyTorch elsewhere (``backend="auto"``); ``fast=False`` runs the plain model.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class Predictor:
         *,
         fast: bool = True,
         precision: str = "auto",
-        backend: str = "eager",
+        backend: str = "auto",
     ) -> None:
         self.loaded = source if isinstance(source, LoadedModel) else load_model(source)
         self.preprocess = self.loaded.preprocess
@@ -267,7 +268,7 @@ def predict(
     *,
     fast: bool = True,
     precision: str = "auto",
-    backend: str = "eager",
+    backend: str = "auto",
 ) -> list[dict[str, Any]]:
     """Per image ``{"path", "predictions": [{"class", "index", "probability"}, ...]}`` (best first), or
     ``{"path", "error"}`` for a file that cannot be read — the others are still predicted.

@@ -10,20 +10,22 @@ from resnet.eval.fast import BACKENDS, PRECISIONS
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "inference path", "default: BN folded into the convolutions, channels-last, bf16 where native, eager PyTorch"
-    )
+        "inference path", "default: BN folded into the convolutions, bf16 where native, channels-last eager or "
+        "ONNX Runtime (fp32 on the CPU)"
+    )  # fmt: skip
     group.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
         help="auto (default): bf16 on GPUs and on CPUs with native bf16 (avx512_bf16/AMX), fp32 elsewhere",
     )  # fmt: skip
     group.add_argument(
-        "--backend", choices=BACKENDS, default="eager",
-        help="eager (default); compile: torch.compile with weight freezing (compiles on the first batch); "
-        "onnxruntime: ONNX Runtime on the CPU, fp32 (needs onnx, onnxruntime)",
+        "--backend", choices=BACKENDS, default="auto",
+        help="auto (default): onnxruntime for fp32 on the CPU (measured fastest there), eager elsewhere; eager: "
+        "PyTorch, channels-last; compile: torch.compile with weight freezing (compiles on the first batch); "
+        "onnxruntime: ONNX Runtime on the CPU, fp32",
     )  # fmt: skip
     group.add_argument(
         "--no-fast", dest="fast", action="store_false",
-        help="run the model as trained (fp32, NCHW, BN unfolded, eager): the reference path",
+        help="run the model as trained (fp32, NCHW, BN unfolded, PyTorch eager): the reference path",
     )  # fmt: skip
 
 

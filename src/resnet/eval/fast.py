@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.eval.backends import BACKENDS, OnnxRuntimeRunner, check_backend, compiled_runner, example_input
+from resnet.eval.backends import (
+    BACKENDS,
+    OnnxRuntimeRunner,
+    check_backend,
+    compiled_runner,
+    example_input,
+    resolve_backend,
+)
 from resnet.models.fuse import fuse_conv_bn
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -61,12 +68,12 @@ def inference_precision(precision: str, device: torch.device, backend: str = "ea
     return torch.float32, f"fp32 on {device.type}"
 
 
-def inference_options(fast: bool = True, precision: str = "auto", backend: str = "eager") -> dict[str, Any]:
+def inference_options(fast: bool = True, precision: str = "auto", backend: str = "auto") -> dict[str, Any]:
     """Keyword arguments of ``prepare_for_inference`` for ``resnet eval``/``predict``: the fast path with this
     precision and backend, or (``fast=False``) the plain eval-mode model, which takes neither."""
     if fast:
         return {"precision": precision, "backend": backend}
-    if precision != "auto" or backend != "eager":
+    if precision != "auto" or backend not in ("auto", "eager"):
         raise ConfigError(
             "the plain path (--no-fast) runs the model as trained in fp32 eager; drop --precision/--backend"
         )
@@ -116,13 +123,15 @@ def prepare_for_inference(
 
     ``precision="auto"`` uses bf16 on GPUs and on CPUs with native bf16 (avx512_bf16/AMX), fp32 elsewhere;
     ``channels_last=None`` turns it on for CPU and CUDA (oneDNN and cuDNN are faster in NHWC). ``backend``:
-    ``"eager"`` (default), ``"compile"`` (``torch.compile`` with inductor freezing; compiles on the first call,
-    worth it for long jobs) or ``"onnxruntime"`` (CPU, fp32; exported with ``example``'s channels, any size).
-    ``PLAIN`` (``**PLAIN``) gives the unfolded fp32 NCHW eager model as the reference.
+    ``"eager"`` (default); ``"compile"`` (``torch.compile`` with inductor freezing; compiles on the first call,
+    worth it for long jobs); ``"onnxruntime"`` (CPU, fp32; traced at ``example``'s channels, runs any size);
+    ``"auto"``: ONNX Runtime for fp32 on the CPU (measured fastest there), eager elsewhere or if an export fails.
+    ``**PLAIN`` gives the unfolded fp32 NCHW eager model as the reference.
     """
     device = torch.device(device)
     check_backend(backend, device)
     dtype, reason = inference_precision(precision, device, backend)
+    backend, backend_reason = resolve_backend(backend, device, dtype)
     if channels_last is None:
         channels_last = device.type in ("cpu", "cuda") and backend != "onnxruntime"
     elif channels_last and backend == "onnxruntime":
@@ -141,16 +150,33 @@ def prepare_for_inference(
         "channels_last": channels_last,
         "folded_batchnorms": getattr(prepared, "folded_batchnorms", 0),
         "backend": backend,
+        "backend_reason": backend_reason,
         "plain": not fold_bn and not channels_last and dtype == torch.float32 and backend == "eager",
     }
     wrapper = InferenceModel(prepared, device, dtype, channels_last, choices).eval()
     if backend == "compile":
         object.__setattr__(wrapper, "runner", compiled_runner(prepared))
     elif backend == "onnxruntime":
-        runner = OnnxRuntimeRunner(prepared, example if example is not None else example_input(prepared))
+        runner = _onnxruntime(prepared, example, auto=backend_reason != "requested", choices=choices)
         object.__setattr__(wrapper, "runner", runner)
     choices["setup_seconds"] = round(time.perf_counter() - start, 3)  # compile time comes with the first call
     return wrapper
+
+
+def _onnxruntime(
+    model: nn.Module, example: torch.Tensor | None, auto: bool, choices: dict[str, Any]
+) -> OnnxRuntimeRunner | None:
+    """The ONNX Runtime runner; under ``backend="auto"`` a model the exporter cannot trace runs eager instead."""
+    try:
+        return OnnxRuntimeRunner(model, example if example is not None else example_input(model))
+    except Exception as error:  # the exporter's failures are many and version-dependent
+        if not auto:
+            raise ConfigError(
+                f"the onnxruntime backend could not export this model ({type(error).__name__}: {error}); "
+                "use --backend eager"
+            ) from error
+        choices["backend"], choices["backend_reason"] = "eager", f"eager: the ONNX export failed ({error})"
+        return None
 
 
 def folded_copy(model: nn.Module, device: torch.device, channels_last: bool) -> InferenceModel:
@@ -166,4 +192,7 @@ def describe(choices: dict[str, Any]) -> str:
     parts.append(f"{choices['folded_batchnorms']} BN folded")
     backend = choices.get("backend", "eager")
     parts.append({"compile": "torch.compile", "onnxruntime": "ONNX Runtime"}.get(backend, backend))
-    return f"{choices['device']} ({', '.join(parts)}); {choices['precision_reason']}"
+    reasons = [choices["precision_reason"]]
+    if choices.get("backend_reason", "requested") != "requested":
+        reasons.append(choices["backend_reason"])
+    return f"{choices['device']} ({', '.join(parts)}); {'; '.join(reasons)}"

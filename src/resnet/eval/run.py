@@ -68,13 +68,14 @@ def run_eval(
     json_path: str | Path | None = None,
     fast: bool = True,
     precision: str = "auto",
-    backend: str = "eager",
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint with its saved model, classes and preprocessing; the run's dataset by default.
 
-    The model runs on the inference fast path (BN folded, channels-last, bf16 where native; ``backend`` eager,
-    compile or onnxruntime), or with ``fast=False`` as trained. Returns (and with ``json_path`` writes) top-1/top-5
-    error in percent, loss, images, seconds and the inference path used (``inference``, ``inference_choices``).
+    The model runs on the inference fast path (BN folded, bf16 where native; ``backend`` auto, eager, compile or
+    onnxruntime: see ``prepare_for_inference``), or with ``fast=False`` as trained. Returns (and with ``json_path``
+    writes) top-1/top-5 error in percent, loss, images, seconds and the inference path used (``inference``,
+    ``inference_choices``).
     """
     from resnet.eval.fast import describe, inference_options, prepare_for_inference
     from resnet.inference import load_model
