@@ -74,8 +74,9 @@ class LoadedModel:
         return Preprocess(require_preprocessing(self.meta, self.path))
 
     def for_inference(self, device: str | torch.device = "cpu", **options: Any) -> InferenceModel:
-        """The model on the inference fast path (``prepare_for_inference(self.model, device, **options)``): BN
-        folded, channels-last, bf16 where native; ``.model`` stays the plain one (for fine-tuning, export)."""
+        """The model on the inference fast path, ``prepare_for_inference(self.model, device, **options)``: BN
+        folded, bf16 where native, eager channels-last unless ``backend`` says otherwise (``"auto"``: ONNX Runtime
+        for fp32 on the CPU). ``.model`` stays the plain one (for fine-tuning, export)."""
         return prepare_for_inference(self.model, device, **options)
 
 
