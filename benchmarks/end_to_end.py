@@ -36,19 +36,23 @@ def find_cifar10_jpeg(data_dir: str | None) -> Path:
     raise DataError("cifar10-jpeg not found; pass --data-dir to the folder holding cifar10-jpeg/train.tar.gz")
 
 
-def extracted_train_tree(folder: Path) -> tuple[Path, float]:
-    """``train/<class>/*.jpg`` for ImageFolder, extracted once into the cache; (path, seconds spent now)."""
+def extracted_split(folder: Path, split: str = "train") -> tuple[Path, float]:
+    """``<split>/<class>/*.jpg`` for ImageFolder, extracted once into the cache; (path, seconds spent now)."""
     from resnet.data.paths import cache_dir
 
     target = cache_dir() / "benchmarks" / "cifar10-jpeg"
-    done = target / ".complete"
+    done = target / (".complete" if split == "train" else f".complete-{split}")
     start = time.perf_counter()
     if not done.exists():
         target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(folder / "train.tar.gz") as tar:
+        with tarfile.open(folder / f"{split}.tar.gz") as tar:
             tar.extractall(target, filter="data")
         done.touch()
-    return target / "train", time.perf_counter() - start
+    return target / split, time.perf_counter() - start
+
+
+def extracted_train_tree(folder: Path) -> tuple[Path, float]:
+    return extracted_split(folder, "train")
 
 
 class _Clock:

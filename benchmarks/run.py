@@ -8,7 +8,8 @@ Sections (numbered as in docs/performance.md):
   3. ResNet-50 inference, batch 32, 224x224: ``prepare_for_inference`` vs torchvision eager fp32 NCHW
   4. the data pipelines, and the CIFAR pipeline against the model's consumption rate (benchmarks/data_pipeline.py)
   5. cost against depth: images/s and memory of one step, ResNet-20 -> ResNet-1202
-  6. GPU (only with CUDA): ResNet-50 training, eager fp32 / eager bf16 / ours, with MFU
+  6. GPU (only with CUDA; benchmarks/gpu.py): ResNet-50 training images/s, eager fp32 / eager bf16 / ours, with
+     MFU; CIFAR ResNet-20 time to 91% test accuracy, ours vs the common recipe; within --gpu-budget seconds
 
 Ours and each baseline are measured in interleaved blocks (ABBA...) after a warm-up, and each reports the median of
 its blocks; compile times are printed apart. ``--quick`` takes a few minutes on 2 idle cores (fewer, shorter
@@ -27,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, when run from anywhere
 
+import gpu
 from common import Row, environment, print_table
 
 
@@ -38,6 +40,7 @@ def main() -> None:
     )
     parser.add_argument("--only", help="comma-separated section numbers to run, e.g. 1,3 (default: all)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: every core this process may use)")
+    gpu.add_arguments(parser)  # section 6's own options
     args = parser.parse_args()
     # Explicit, because OMP_NUM_THREADS (set by some shells and schedulers) would silently measure one core.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -75,9 +78,7 @@ def main() -> None:
 
         rows += steps.depth_scaling(args.quick)
     if 6 in sections:
-        import gpu
-
-        rows += gpu.run(args.quick)
+        rows += gpu.run(gpu.plan_from_args(args))
     print(f"\nfinished in {time.perf_counter() - started:.0f} s")
     print_table(rows)
 

@@ -1,0 +1,201 @@
+"""Section 6, part 1: training images/s of one model on one device, eager fp32 / eager bf16 / ours, with MFU.
+
+Every variant trains the same architecture on the same synthetic batch. The baselines are the plain loop (eager,
+NCHW, ``torch.optim.SGD`` with its defaults); ours is the trainer's own update (``resnet.train.step.train_step``)
+with bf16 autocast, channels-last and fused SGD, eager (what `resnet train` runs on a GPU by default) and
+compiled in each requested ``torch.compile`` mode (``reduce-overhead`` adds CUDA graphs). Each variant's first
+steps (compilation, cuDNN autotuning) are timed apart; then all are timed in interleaved blocks, as many rounds as
+the deadline allows. Nothing here is CUDA-specific: the CPU test runs it with a tiny model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from common import interleaved, median
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    bf16: bool = False
+    channels_last: bool = False
+    compile_mode: str | None = None  # None: eager; else a torch.compile mode
+    ours: bool = False  # the trainer's update and fused SGD instead of the plain loop
+
+    @property
+    def cuda_graphs(self) -> bool:
+        return self.compile_mode in CUDA_GRAPH_MODES
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # inductor's modes that replay CUDA graphs
+BASELINE = Variant("eager fp32 NCHW")
+
+
+def standard_variants(compile_modes: tuple[str, ...]) -> list[Variant]:
+    """The baselines, ours eager, then ours compiled in each mode (cheapest first, so a short budget keeps them)."""
+    ours = [Variant(f"ours compiled ({mode})", True, True, mode, True) for mode in compile_modes]
+    return [
+        BASELINE,
+        Variant("eager bf16 autocast NCHW", bf16=True),
+        Variant("ours eager (resnet train's GPU default)", True, True, None, True),
+        *ours,
+    ]
+
+
+@dataclass
+class Measured:
+    variant: Variant
+    first_s: float  # the first step: compilation, cuDNN autotuning, allocator warm-up
+    peak_mib: float | None  # device memory high-water mark of its warm-up (CUDA only)
+    rates: list[float] = field(default_factory=list)  # images/s, one per block
+
+    @property
+    def rate(self) -> float | None:
+        return median(self.rates) if self.rates else None
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def compile_model(model: nn.Module, mode: str, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile`` in ``mode`` (inductor's modes; another backend, e.g. "eager" in tests, takes no mode)."""
+    if backend == "inductor":
+        return torch.compile(model, mode=None if mode == "default" else mode)
+    return torch.compile(model, backend=backend)
+
+
+def build_step(
+    variant: Variant,
+    model_name: str,
+    image_size: int,
+    batch: int,
+    num_classes: int,
+    device: torch.device,
+    backend: str = "inductor",
+) -> Callable[[], None]:
+    """A closure running one training update of ``variant`` on a fixed synthetic batch on ``device``."""
+    import resnet
+    from resnet.train.optim import sgd_implementation
+    from resnet.train.step import train_step
+
+    torch.manual_seed(0)
+    model = resnet.create_model(model_name, num_classes=num_classes).to(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, image_size, image_size, generator=generator).to(device)
+    labels = torch.randint(0, num_classes, (batch,), generator=generator).to(device)
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    forward = model if variant.compile_mode is None else compile_model(model, variant.compile_mode, backend)
+    criterion = nn.CrossEntropyLoss()
+
+    def autocast() -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.bf16)
+
+    if variant.ours:
+        params = list(model.parameters())
+        optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4, **sgd_implementation(params))
+        scaler = torch.amp.GradScaler(device.type, enabled=False)
+        graphs = variant.cuda_graphs and backend == "inductor"
+
+        def ours_step() -> None:
+            if graphs:  # a new iteration for CUDA graph trees: the last step's outputs may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
+            train_step(forward, criterion, [(images, labels)], optimizer, scaler, autocast=autocast)
+
+        return ours_step
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def plain_step() -> None:
+        with autocast():
+            loss = criterion(forward(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return plain_step
+
+
+def measure(
+    variants: list[Variant],
+    *,
+    model_name: str,
+    image_size: int,
+    batch: int,
+    num_classes: int,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    deadline: float,
+    compile_estimate_s: float,
+    backend: str = "inductor",
+) -> tuple[list[Measured], dict[str, str]]:
+    """Build and warm up each variant while the deadline allows, then time them in interleaved blocks.
+
+    Returns the measured variants and, for each variant not measured, why. A compiled variant starts only when
+    ``compile_estimate_s`` (or the longest compilation seen so far, if longer) is left before ``deadline``.
+    """
+    sync = _sync(device)
+    measured: list[Measured] = []
+    skipped: dict[str, str] = {}
+    steps_of: dict[str, Callable[[], None]] = {}
+    longest_compile = compile_estimate_s
+    for variant in variants:
+        left = deadline - time.perf_counter()
+        need = longest_compile if variant.compile_mode is not None else 0.0
+        if left <= need:
+            skipped[variant.name] = f"skipped: ~{need:.0f} s needed, {max(left, 0):.0f} s left of its share"
+            continue
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        step = build_step(variant, model_name, image_size, batch, num_classes, device, backend)
+        step()
+        sync()
+        first_s = time.perf_counter() - start
+        for _ in range(warmup):
+            step()
+        sync()
+        if variant.compile_mode is not None:
+            longest_compile = max(longest_compile, first_s)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        measured.append(Measured(variant, first_s, peak))
+        steps_of[variant.name] = step
+        print(f"    [6] {variant.name}: first step {first_s:.1f} s", flush=True)
+
+    def block_of(step: Callable[[], None]) -> Callable[[], float]:
+        def block() -> float:
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            return steps * batch / (time.perf_counter() - start)
+
+        return block
+
+    blocks = {m.variant.name: block_of(steps_of[m.variant.name]) for m in measured}
+    if not blocks:
+        return measured, skipped
+    start = time.perf_counter()
+    results = interleaved(blocks, 1)  # one round always, to know what a round costs
+    round_s = time.perf_counter() - start
+    rounds = max(0, min(repeats - 1, int((deadline - time.perf_counter()) / max(round_s, 1e-9))))
+    if rounds:
+        for name, rates in interleaved(dict(reversed(blocks.items())), rounds).items():
+            results[name] += rates
+    for m in measured:
+        m.rates = results[m.variant.name]
+    print(f"    [6] {1 + rounds} interleaved round(s) of {steps} steps, {round_s:.1f} s a round", flush=True)
+    return measured, skipped
