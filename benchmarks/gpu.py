@@ -35,7 +35,7 @@ import torch
 
 from common import Row, cpu_model
 from end_to_end import find_cifar10_jpeg
-from gpu_cifar import Attempt, ours_config, prepare_data, run_common, run_ours
+from gpu_cifar import Attempt, failed, ours_config, prepare_data, run_common, run_ours
 from gpu_throughput import BASELINE, measure, standard_variants
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from the vendors' datasheets (SXM parts unless named).
@@ -99,9 +99,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpu-epochs", type=int, default=40, help="CIFAR epochs of each side's schedule (40)")
     group.add_argument(
         "--gpu-compile-modes",
-        default="default,reduce-overhead",
+        type=_compile_modes,
+        default=("default", "reduce-overhead"),
         help="torch.compile modes for ResNet-50, comma-separated (max-autotune-no-cudagraphs takes minutes)",
     )
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+
+
+def _compile_modes(text: str) -> tuple[str, ...]:
+    modes = tuple(mode.strip() for mode in text.split(",") if mode.strip())
+    unknown = [mode for mode in modes if mode not in COMPILE_MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown torch.compile mode {unknown[0]!r}; use {', '.join(COMPILE_MODES)}")
+    return modes
 
 
 def plan_from_args(args: argparse.Namespace) -> GpuPlan:
@@ -112,7 +124,7 @@ def plan_from_args(args: argparse.Namespace) -> GpuPlan:
         data_dir=args.data_dir,
         target=args.gpu_target,
         epochs=args.gpu_epochs,
-        compile_modes=tuple(m for m in args.gpu_compile_modes.split(",") if m),
+        compile_modes=args.gpu_compile_modes,
     )
     return replace(plan, steps=8, repeats=2, cifar_compile=False) if args.quick else plan
 
@@ -251,12 +263,15 @@ def _cifar(plan: GpuPlan, folder: Path, train_dir: Path, test_dir: Path, budget:
         def ours(compiled: bool, cap_s: float) -> Attempt:
             short = "ours + torch.compile" if compiled else "ours"
             run_dir = Path(tmp) / ("ours-compiled" if compiled else "ours")
-            config = ours_config(
-                folder.parent, plan.device, model=plan.cifar_model, epochs=plan.epochs, batch=plan.ours_batch,
-                compile_model=compiled, run_dir=run_dir,
-            )  # fmt: skip
             part_start = time.perf_counter()
-            attempt = run_ours(short, config, plan.target, cap_s)
+            try:
+                config = ours_config(
+                    folder.parent, plan.device, model=plan.cifar_model, epochs=plan.epochs, batch=plan.ours_batch,
+                    compile_model=compiled, run_dir=run_dir,
+                )  # fmt: skip
+                attempt = run_ours(short, config, plan.target, cap_s)
+            except Exception as error:  # one failed run must not lose the others' results
+                attempt = failed(short, plan.target, error, time.perf_counter() - part_start)
             _report(attempt, cap_s)
             budget.done(f"part 2, {short}", part_start)
             ours_runs.append((short, attempt))
@@ -265,10 +280,13 @@ def _cifar(plan: GpuPlan, folder: Path, train_dir: Path, test_dir: Path, budget:
         eager = ours(False, budget.share(OURS_SHARE))
         part_start = time.perf_counter()
         cap = budget.share(COMMON_SHARE if plan.cifar_compile else 1.0)
-        common = run_common(
-            train_dir, test_dir, plan.device, model=plan.cifar_model, epochs=plan.epochs, target=plan.target,
-            cap_s=cap, batch=plan.common_batch, workers=plan.workers,
-        )  # fmt: skip
+        try:
+            common = run_common(
+                train_dir, test_dir, plan.device, model=plan.cifar_model, epochs=plan.epochs, target=plan.target,
+                cap_s=cap, batch=plan.common_batch, workers=plan.workers,
+            )  # fmt: skip
+        except Exception as error:
+            common = failed("common recipe", plan.target, error, time.perf_counter() - part_start)
         _report(common, cap)
         budget.done("part 2, common recipe", part_start)
         if plan.cifar_compile:

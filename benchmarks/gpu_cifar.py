@@ -38,7 +38,7 @@ class Attempt:
     target: float
     curve: list[tuple[float, float, float]] = field(default_factory=list)  # (epoch, test accuracy %, seconds)
     total_s: float = 0.0  # wall-clock of the whole run, until it stopped
-    stopped: str = ""  # "target" | "cap" | "epochs"
+    stopped: str = ""  # "target" | "cap" | "epochs" | "failed: <error>"
 
     def time_to(self, accuracy: float) -> float | None:
         """Seconds to the first evaluation at ``accuracy`` percent or more; None if none got there."""
@@ -58,6 +58,8 @@ class Attempt:
         if reached is not None:
             epoch = next(e for e, acc, _ in self.curve if acc >= self.target)
             return f"{self.target:g}% at epoch {epoch:g} in {reached:.1f} s"
+        if self.stopped.startswith("failed"):
+            return self.stopped
         best = self.best
         best_text = f"best {best[1]:.2f}% at epoch {best[0]:g}, {best[2]:.1f} s" if best else "no evaluation"
         return f"{self.target:g}% not reached in {self.total_s:.0f} s ({best_text}; stopped: {self.stopped})"
@@ -79,6 +81,12 @@ def prepare_data(folder: str) -> tuple[str, str, float, float]:
     start = time.perf_counter()
     REGISTRY["cifar10-jpeg"].load(root.parent, False, "error")  # decoded through the tensor cache
     return str(train_dir), str(test_dir), train_s + test_s, time.perf_counter() - start
+
+
+def failed(label: str, target: float, error: Exception, seconds: float) -> Attempt:
+    """A run that raised: the section goes on and the table says why (one line)."""
+    first = (str(error).strip().splitlines() or [""])[0][:200]
+    return Attempt(label, target, total_s=seconds, stopped=f"failed: {type(error).__name__}: {first}")
 
 
 class _Stop(Exception):

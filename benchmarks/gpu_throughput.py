@@ -160,13 +160,19 @@ def measure(
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        step = build_step(variant, model_name, image_size, batch, num_classes, device, backend)
-        step()
-        sync()
-        first_s = time.perf_counter() - start
-        for _ in range(warmup):
+        try:
+            step = build_step(variant, model_name, image_size, batch, num_classes, device, backend)
             step()
-        sync()
+            sync()
+            first_s = time.perf_counter() - start
+            for _ in range(warmup):
+                step()
+            sync()
+        except Exception as error:  # a variant that fails (a compiler error, memory) must not lose the others
+            first = (str(error).strip().splitlines() or [""])[0][:160]
+            skipped[variant.name] = f"failed after {time.perf_counter() - start:.0f} s: {type(error).__name__}: {first}"
+            print(f"    [6] {variant.name}: {skipped[variant.name]}", flush=True)
+            continue
         if variant.compile_mode is not None:
             longest_compile = max(longest_compile, first_s)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None

@@ -6,9 +6,11 @@ budget and the wall-clock caps, the time-to-accuracy stopping rules and the rows
 
 from __future__ import annotations
 
+import argparse
 import io
 import re
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +130,36 @@ def test_an_exhausted_budget_skips_and_caps_instead_of_overrunning(gpu, tiny_cif
     assert len(re.findall(r"90% not reached in \d+ s \(no evaluation; stopped: cap\)", rows[4].note)) == 2
     assert "ours + torch.compile: skipped" in out
     assert "one-time costs, outside both clocks (in a background process during part 1)" in out
+
+
+def test_a_failing_variant_or_run_is_reported_and_the_rest_goes_on(gpu, tiny_cifar: Path) -> None:
+    import torch
+
+    from gpu_throughput import BASELINE, Variant, measure
+
+    bad = Variant("ours compiled (no-such-mode)", True, True, "no-such-mode", True)
+    measured, skipped = measure(
+        [bad, BASELINE], model_name="resnet8", image_size=16, batch=2, num_classes=10, device=torch.device("cpu"),
+        steps=1, warmup=0, repeats=1, deadline=time.perf_counter() + 600, compile_estimate_s=0.0,
+    )  # fmt: skip
+    assert [m.variant.name for m in measured] == [BASELINE.name] and measured[0].rate > 0
+    assert re.match(r"failed after \d+ s: RuntimeError: Unrecognized mode=no-such-mode", skipped[bad.name])
+    rows = gpu.run(_plan(gpu, tiny_cifar, throughput=False, cifar_model="resnet7"))  # no such CIFAR depth
+    assert len(rows) == 1 and rows[0].ours is None and rows[0].base is None
+    assert len(re.findall(r"failed: \w+Error: ", rows[0].note)) == 2, rows[0].note
+
+
+def test_compile_modes_are_checked_when_parsed(gpu) -> None:
+    parser = argparse.ArgumentParser()
+    gpu.add_arguments(parser)
+    assert parser.parse_args(
+        ["--gpu-compile-modes", "max-autotune-no-cudagraphs,reduce-overhead"]
+    ).gpu_compile_modes == (
+        "max-autotune-no-cudagraphs",
+        "reduce-overhead",
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--gpu-compile-modes", "default,fast"])
 
 
 @pytest.mark.parametrize(
