@@ -39,12 +39,13 @@ BASELINE = Variant("eager fp32 NCHW")
 
 def standard_variants(compile_modes: tuple[str, ...]) -> list[Variant]:
     """The baselines, ours eager, then ours compiled in each mode (cheapest first, so a short budget keeps them)."""
-    ours = [Variant(f"ours compiled ({mode})", True, True, mode, True) for mode in compile_modes]
+    ours = dict(bf16=True, channels_last=True, ours=True)
+    compiled = [Variant(f"ours compiled ({mode})", compile_mode=mode, **ours) for mode in compile_modes]
     return [
         BASELINE,
         Variant("eager bf16 autocast NCHW", bf16=True),
-        Variant("ours eager (resnet train's GPU default)", True, True, None, True),
-        *ours,
+        Variant("ours eager (resnet train's GPU default)", **ours),
+        *compiled,
     ]
 
 

@@ -103,7 +103,7 @@ def test_both_sides_stop_at_the_first_evaluation_that_reaches_the_target(gpu, ti
 def test_a_target_not_reached_is_reported_with_the_best_and_a_common_level(gpu, tiny_cifar: Path, capsys) -> None:
     from common import print_table
 
-    rows = gpu.run(_plan(gpu, tiny_cifar, throughput=False, target=95.0, epochs=3))
+    rows = gpu.run(_plan(gpu, tiny_cifar, throughput=False, target=95.0, epochs=2))
     assert len(rows) == 2
     missed, common_level = rows
     assert missed.ours is None and missed.base is None and missed.ratio is None
@@ -137,7 +137,7 @@ def test_a_failing_variant_or_run_is_reported_and_the_rest_goes_on(gpu, tiny_cif
 
     from gpu_throughput import BASELINE, Variant, measure
 
-    bad = Variant("ours compiled (no-such-mode)", True, True, "no-such-mode", True)
+    bad = Variant("ours compiled (no-such-mode)", compile_mode="no-such-mode", ours=True)
     measured, skipped = measure(
         [bad, BASELINE], model_name="resnet8", image_size=16, batch=2, num_classes=10, device=torch.device("cpu"),
         steps=1, warmup=0, repeats=1, deadline=time.perf_counter() + 600, compile_estimate_s=0.0,
