@@ -6,7 +6,6 @@ Every refused command must exit 2 with one line and leave every earlier file as 
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import shutil
@@ -23,13 +22,14 @@ import torch
 
 from bad_inputs import TRAIN, image_folder, one_error_line, run_cli, snapshot
 from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
-from resnet.train import Trainer, load_config, train
+from resnet.train import load_config, train
 from resnet.train.checkpoint import content_checksum, load_checkpoint
 from resnet.train.interrupt import InterruptGuard
 from resnet.train.resume import extend_schedule, merge_resume_config
 from resnet.train.run_dir import read_metrics
 from resnet.train.run_lock import RunDirLockedError, RunLock
 from test_train_fake_data import make_fake_bundle
+from test_train_loop import PoisonAt  # NaN in the weights after an update, with a finite loss so far
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 MULTISTEP = ["--set", "schedule.kind=multistep", "--set", "schedule.milestones=[1]"]  # epoch 1 = iteration 2
@@ -132,18 +132,6 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(capsys, corpus: Path, tm
 # --- 2. never a checkpoint of diverged weights ---------------------------------------------------------------------
 
 
-class PoisonWeights:
-    """NaN in the weights right before a checkpoint, with a finite loss so far (as --lr 1e6 does)."""
-
-    def __init__(self, iteration: int) -> None:
-        self.iteration = iteration
-
-    def on_iteration_end(self, trainer: Trainer, iteration: int) -> None:
-        if iteration == self.iteration:
-            with torch.no_grad():
-                next(trainer.model.parameters()).fill_(math.nan)
-
-
 def tiny(run_dir: Path, **overrides: object):
     settings = {
         "model.name": "resnet8",
@@ -161,7 +149,7 @@ def tiny(run_dir: Path, **overrides: object):
 
 def test_diverged_weights_are_never_checkpointed(tmp_path: Path) -> None:
     with pytest.raises(TrainingDivergedError) as caught:
-        train(tiny(tmp_path), data=make_fake_bundle(), callbacks=[PoisonWeights(4)])
+        train(tiny(tmp_path), data=make_fake_bundle(), callbacks=[PoisonAt(4)])
     message = str(caught.value)
     assert "weights became NaN or infinite by iteration 4" in message
     assert f"The last good checkpoint is {tmp_path / 'last.pt'} (iteration 2)" in message
@@ -172,7 +160,7 @@ def test_diverged_weights_are_never_checkpointed(tmp_path: Path) -> None:
 
 def test_divergence_before_any_checkpoint_names_none(tmp_path: Path) -> None:
     with pytest.raises(TrainingDivergedError, match="No checkpoint was written before that") as caught:
-        train(tiny(tmp_path), data=make_fake_bundle(), callbacks=[PoisonWeights(1)])
+        train(tiny(tmp_path), data=make_fake_bundle(), callbacks=[PoisonAt(1)])
     assert "last.pt" not in str(caught.value)
     assert not (tmp_path / "last.pt").exists()
 
