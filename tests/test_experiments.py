@@ -64,12 +64,38 @@ def test_budgets():
     small = budget_named("small")
     assert small.iterations == 1200 and small.eval_every == 150
     assert budget_named("paper").iterations is None  # the recipe's 64k
+    medium = budget_named("medium")
+    assert medium.iterations == 6400 and medium.eval_every == 400
     shortened = budget_named("small", 300)
     assert shortened.iterations == 300 and shortened.eval_every == 300 // 8
     with pytest.raises(ConfigError):
         budget_named("huge")
     with pytest.raises(ConfigError):
         budget_named("small", 0)
+
+
+def test_medium_budget_is_a_tenth_of_the_paper_schedule(tmp_path):
+    from resnet.train.schedules import milestone_iterations
+
+    settings = ExperimentSettings(out=tmp_path, budget=budget_named("medium"))
+    config = settings.config(settings.runs()[0])
+    assert config.train.iterations == 6400 and config.eval.every_iterations == 400
+    assert milestone_iterations(config, steps_per_epoch=6400) == [3200, 4800]
+
+
+def test_cli_offers_every_budget():
+    import argparse
+
+    from resnet.cli.experiment import register
+    from resnet.experiments import BUDGETS
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    for command in ("degradation", "cifar-table"):
+        for name in BUDGETS:
+            assert parser.parse_args(["experiment", command, "--budget", name]).budget == name
+        with pytest.raises(SystemExit):
+            parser.parse_args(["experiment", command, "--budget", "huge"])
 
 
 def test_same_recipe_seed_and_schedule_for_every_net(tmp_path, tiny_folder):

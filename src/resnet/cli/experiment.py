@@ -38,7 +38,11 @@ def _common(parser: argparse.ArgumentParser, default_depths: list[int], default_
     )
     parser.add_argument("--data-dir", help="where datasets are looked for")
     parser.add_argument("--depths", type=int, nargs="+", default=default_depths, help="CIFAR depths 6n+2")
-    parser.add_argument("--budget", choices=("small", "paper"), default="small", help="small: a CPU; paper: 64k its")
+    parser.add_argument(
+        "--budget", choices=("small", "medium", "paper"), default="small",
+        help="small: 1.2k iterations (a CPU, minutes); medium: 6.4k, a tenth of the paper (a CPU, hours); "
+        "paper: 64k (a GPU)",
+    )  # fmt: skip
     parser.add_argument("--iterations", type=int, help="another length for every net (milestones keep their place)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...); mean ± std when > 1")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: auto (GPU if any)")

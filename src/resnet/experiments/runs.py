@@ -40,7 +40,15 @@ BUDGETS: dict[str, Budget] = {
         eval_every=150,
         log_every=20,
         description="1,200 iterations of the paper's schedule (lr /10 at 600 and 900), evaluated every 150: "
-        "the four nets at depths 20 and 56 took 84 min on a shared 2-core CPU (docs/results.md)",
+        "the quick version for a CPU (docs/results.md has its timings)",
+    ),
+    "medium": Budget(
+        "medium",
+        iterations=6400,
+        eval_every=400,
+        log_every=20,
+        description="6,400 iterations, a tenth of the paper's schedule (lr /10 at 3,200 and 4,800), evaluated "
+        "every 400: hours on a CPU (docs/results.md has its timings)",
     ),
     "paper": Budget(
         "paper",
