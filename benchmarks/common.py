@@ -79,7 +79,7 @@ def environment() -> list[str]:
     """What the numbers were measured on: CPU, relevant flags, precision choice, versions, threads, load."""
     import torchvision
 
-    from resnet.train.devices import cpu_bf16_choice, cpu_flags
+    from resnet.runtime import cpu_bf16_choice, cpu_flags
 
     flags = cpu_flags()
     shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]

@@ -19,15 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision import transforms as T
 
-from resnet.data import build_data
+from resnet.data import load_data
 from resnet.data.registry import FASHION_MNIST
 from resnet.data.sources.idx import FILES, locate
-from resnet.data.synthetic import write_idx_files
 from resnet.data.tensor_pipeline import Normalizer, TensorTrainStream
 from resnet.errors import DataError
 
@@ -97,6 +97,18 @@ def step_time(in_chans: int, size: int, batch_size: int, steps: int = 6) -> floa
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
+def write_idx_files(folder: Path, train: int, test: int, size: int = 28) -> None:
+    """Random images and labels in the four MNIST-style ``.gz`` IDX files (the real data's format and shape)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = (rng.integers(0, 256, (train, size, size)), rng.integers(0, 10, train),
+              rng.integers(0, 256, (test, size, size)), rng.integers(0, 10, test))  # fmt: skip
+    for stem, array in zip(FILES, arrays, strict=True):
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        blob = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(blob, mtime=0))
+
+
 def measure(data_dir: str | None, batch_size: int, batches: int, workers: int) -> dict[str, float]:
     """Images/s of our Fashion-MNIST and CIFAR-shaped tensor pipelines and of the common recipe (Fashion-MNIST)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +125,7 @@ def measure(data_dir: str | None, batch_size: int, batches: int, workers: int) -
 
             registry.FASHION_MNIST = type(registry.FASHION_MNIST)(**{**vars(registry.FASHION_MNIST), "content_md5": {}})
         raw_files = {stem: next(p for p in (folder / f"{stem}.gz", folder / stem) if p.exists()) for stem in FILES}
-        bundle = build_data("fashion-mnist", data_dir=data_dir, batch_size=batch_size, in_chans=1)
+        bundle = load_data("fashion-mnist", data_dir=data_dir, batch_size=batch_size, in_chans=1)
         fast = ours(bundle.train, min(batches, len(bundle.train) - 1))
         slow = common_recipe(raw_files, batch_size, min(batches, 100), workers)
 

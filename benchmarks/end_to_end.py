@@ -70,8 +70,8 @@ class Ours:
 
     def __init__(self, data_dir: Path, steps: int, warmup: int, tmp: Path) -> None:
         from resnet.data.tensor_pipeline import TensorEvalStream
+        from resnet.runtime import resolve_runtime
         from resnet.train import load_config
-        from resnet.train.devices import resolve_runtime
         from resnet.train.trainer import Trainer
 
         self.steps, self.warmup, self.tmp, self.blocks = steps, warmup, tmp, 0
@@ -158,7 +158,7 @@ class CommonRecipe:
 
 
 def run(data_dir: str | None, quick: bool) -> list[Row]:
-    from resnet.train.devices import cpu_bf16_choice
+    from resnet.runtime import cpu_bf16_choice
 
     folder = find_cifar10_jpeg(data_dir)
     steps, repeats = (4, 2) if quick else (12, 5)

@@ -85,7 +85,7 @@ def build_step(
 ) -> Callable[[], None]:
     """A closure running one training update of ``variant`` on a fixed synthetic batch on ``device``."""
     import resnet
-    from resnet.train.optim import sgd_implementation
+    from resnet.train.optim.optimizers import sgd_implementation
     from resnet.train.step import train_step
 
     torch.manual_seed(0)

@@ -43,8 +43,8 @@ def run(quick: bool, batch: int = 32, compile: bool | None = None) -> list[Row]:
     import torchvision
 
     import resnet
-    from resnet.eval.backends import has_cpp_compiler
-    from resnet.eval.fast import describe, prepare_for_inference
+    from resnet.inference.backends import has_cpp_compiler
+    from resnet.inference.fast import describe, prepare_for_inference
 
     calls, repeats = (1, 3) if quick else (3, 5)
     images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))

@@ -30,9 +30,9 @@ def _batch(size: int, batch: int, classes: int, channels_last: bool) -> tuple[to
 def ours_step(name: str, size: int, batch: int, amp: str = "auto") -> Callable[[], None]:
     """A closure running one of our default training steps."""
     import resnet
+    from resnet.runtime import resolve_runtime
     from resnet.train import load_config
-    from resnet.train.devices import resolve_runtime
-    from resnet.train.optim import build_optimizer
+    from resnet.train.optim.optimizers import build_optimizer
 
     config = load_config("fast", {"model.name": name, "system.device": "cpu", "system.amp": amp}, check=False)
     runtime = resolve_runtime(config.system)

@@ -31,7 +31,7 @@ def variant(
 ) -> Callable[[], None]:
     import resnet
     from resnet.train import load_config
-    from resnet.train.optim import build_optimizer
+    from resnet.train.optim.optimizers import build_optimizer
 
     config = load_config("fast", {"model.name": name, "system.device": "cpu"}, check=False)
     classes = 10 if size <= 64 else 1000

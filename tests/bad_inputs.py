@@ -24,7 +24,7 @@ from PIL import Image
 
 from resnet.cli import main
 from resnet.data.sources.cifar import CIFAR10, CifarFormat
-from resnet.data.synthetic import write_image_folder
+from synthetic import write_image_folder
 
 # Tiny runs: resnet8 on 8x8 images, tensor pipeline, no TensorBoard.
 TRAIN = [

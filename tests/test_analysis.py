@@ -92,8 +92,8 @@ def _convs_and_linear(model):
 
 
 def test_analyses_from_a_tiny_run(tmp_path: Path):
-    from resnet.data.synthetic import write_image_folder
     from resnet.train import load_config, train
+    from synthetic import write_image_folder
 
     folder = write_image_folder(tmp_path / "tiny", classes=("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8))
     summaries = []
@@ -128,7 +128,7 @@ def _load_trained_reads_the_meta(checkpoint: Path, tmp_path: Path) -> None:
     """The model comes from the checkpoint's meta (as resnet.load_model), also when its keys carry a torch.compile
     prefix; a checkpoint without meta (older versions) still loads from its configuration and weight shapes."""
     from resnet.analysis.loading import load_trained
-    from resnet.train.checkpoint import load_checkpoint, save_atomic
+    from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
     reference = resnet.load_model(checkpoint).model
     payload = load_checkpoint(checkpoint)

@@ -30,7 +30,7 @@ from bad_inputs import (
     silent_server,
     snapshot,
 )
-from resnet.data import build_data, download, registry
+from resnet.data import download, load_data, registry
 from resnet.data.decode import decode_rgb
 from resnet.data.sources.cifar import CIFAR10
 from resnet.data.sources.safe_pickle import UnsafePickleError, safe_loads
@@ -226,7 +226,7 @@ def test_a_full_disk_for_the_tensor_cache_falls_back_to_memory(tmp_path: Path, c
     try:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1024, saved_limit[1]))  # the cache file is ~6 KB
         with pytest.warns(UserWarning, match="the disk is full.*using the decoded data from memory"):
-            data = build_data(folder, pipeline="tensor", batch_size=4, val_size=0)
+            data = load_data(folder, pipeline="tensor", batch_size=4, val_size=0)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, saved_limit)
         signal.signal(signal.SIGXFSZ, saved_handler)

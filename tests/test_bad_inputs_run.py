@@ -22,12 +22,12 @@ import torch
 
 from bad_inputs import TRAIN, image_folder, one_error_line, run_cli, snapshot
 from resnet.errors import CheckpointError, ConfigError, TrainingDivergedError
+from resnet.runs.checkpoint import content_checksum, load_checkpoint
+from resnet.runs.lock import RunDirLockedError, RunLock
+from resnet.runs.run_dir import read_metrics
 from resnet.train import load_config, train
-from resnet.train.checkpoint import content_checksum, load_checkpoint
 from resnet.train.interrupt import InterruptGuard
 from resnet.train.resume import extend_schedule, merge_resume_config
-from resnet.train.run_dir import read_metrics
-from resnet.train.run_lock import RunDirLockedError, RunLock
 from test_train_fake_data import make_fake_bundle
 from test_train_loop import PoisonAt  # NaN in the weights after an update, with a finite loss so far
 

@@ -12,8 +12,8 @@ from PIL import Image
 import resnet
 from resnet.cli import main
 from resnet.data.sources.folder import index_folder
-from resnet.data.synthetic import image_bytes, write_image_folder
 from resnet.inference import Predictor
+from synthetic import image_bytes, write_image_folder
 
 CLASSES = ("ant", "bee", "cow")
 
@@ -151,7 +151,7 @@ def test_export_commands(tensor_run: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_checkpoint_without_meta_gets_a_clear_message(tensor_run: Path, tmp_path: Path, capsys) -> None:
-    from resnet.train.checkpoint import load_checkpoint, save_atomic
+    from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
     payload = load_checkpoint(tensor_run / "last.pt")
     payload.pop("meta")

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet.data import build_data, dataset_info
+from resnet.data import dataset_info, load_data
 from resnet.data.decode import decode_rgb
 from resnet.data.sources.folder import index_folder
-from resnet.data.synthetic import image_bytes, tar_tree, write_image_folder
 from resnet.errors import ConfigError, DataError, DataNotFoundError
+from synthetic import image_bytes, tar_tree, write_image_folder
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def folder(tmp_path: Path) -> Path:
 def small(path, **kw):
     options = dict(batch_size=4, crop_size=24, num_workers=0, val_size=0)
     options.update(kw)
-    return build_data(path, **options)
+    return load_data(path, **options)
 
 
 def test_directory_layout(folder):
@@ -105,7 +105,7 @@ def test_test_and_val_splits_and_carved_validation(tmp_path):
 
 def test_missing_directory_shows_layout(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"does not exist; expected an image folder laid out as ROOT/train"):
-        build_data(str(tmp_path / "nowhere"))
+        load_data(str(tmp_path / "nowhere"))
 
 
 def test_wrong_layouts(tmp_path):

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resnet.data import build_data, center_crop, multi_scale, pad_crop_flip, split_indices, ten_crop
-from resnet.data.synthetic import write_idx_files
+from resnet.data import center_crop, full_image, load_data, pad_crop_flip, split_indices, ten_crop
 from resnet.data.tensor_pipeline import generator
 from resnet.errors import ConfigError
+from synthetic import write_idx_files
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def mnist_dir(tmp_path: Path) -> Path:
 def mnist(root: Path, **kw):
     options = dict(data_dir=root, download=False, batch_size=32, val_size=40)
     options.update(kw)
-    return build_data("mnist", **options)
+    return load_data("mnist", **options)
 
 
 def test_resume_mid_epoch_matches_uninterrupted_run(mnist_dir):
@@ -126,5 +126,5 @@ def test_views():
     assert crops.shape == (10, 3, 32, 32)
     assert torch.equal(crops[0], image[:, :32, :32]) and torch.equal(crops[5], image.flip(-1)[:, :32, :32])
     assert torch.equal(crops[4], center_crop(image, 32))
-    scales = multi_scale(image, (20, 30))
+    scales = [full_image(image, side) for side in (20, 30)]
     assert [tuple(s.shape[1:]) for s in scales] == [(20, 30), (30, 45)]

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet.data import build_data
+from resnet.data import load_data
 from resnet.data.policies import apply_seeded, build_policy, repeat_samples
-from resnet.data.synthetic import write_image_folder
 from resnet.data.tensor_pipeline import Normalizer, TensorTrainStream
 from resnet.errors import ConfigError
+from synthetic import write_image_folder
 
 POLICIES = ["trivialaugment", "randaugment", "autoaugment"]
 
@@ -72,7 +72,7 @@ def folder(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("policy", POLICIES)
 def test_folder_policies_fixres_and_repeats(folder: Path, policy: str) -> None:
     options = dict(batch_size=4, crop_size=16, num_workers=0, val_size=0, augment="rrc")
-    data = build_data(folder, policy=policy, repeats=2, eval_crop_size=24, eval_resize=28, **options)
+    data = load_data(folder, policy=policy, repeats=2, eval_crop_size=24, eval_resize=28, **options)
     full = list(data.train.epoch(1))
     resumed = list(data.train.epoch(1, start_batch=2))
     for (x1, y1), (x2, y2) in zip(full[2:], resumed, strict=True):
@@ -80,9 +80,9 @@ def test_folder_policies_fixres_and_repeats(folder: Path, policy: str) -> None:
     x, y = full[0]
     assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
     assert torch.equal(y[0::2], y[1::2])  # repeated pairs
-    plain = build_data(folder, **options)
+    plain = load_data(folder, **options)
     assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(full, plain.train.epoch(1), strict=False))
     test_x, _ = next(iter(data.test))
     assert test_x.shape[-2:] == (24, 24)  # FixRes: evaluated larger than trained
     with pytest.raises(ConfigError, match="augment 'rrc' or 'default'"):
-        build_data(folder, policy=policy, **{**options, "augment": "none"})
+        load_data(folder, policy=policy, **{**options, "augment": "none"})

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from resnet.cli import main
-from resnet.data import build_data
-from resnet.data.synthetic import write_idx_files
+from resnet.data import load_data
+from synthetic import write_idx_files
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def test_fashion_mnist_real(shared_datasets, real_cache, monkeypatch, capsys):
     assert main(["data", "info", "fashion-mnist", "--data-dir", str(shared_datasets), "--no-download"]) == 0
     out = capsys.readouterr().out
     assert "train 60000, test 10000" in out and "T-shirt/top" in out and "(28, 28) x 1" in out
-    data = build_data("fashion-mnist", data_dir=shared_datasets, download=False, in_chans=1)
+    data = load_data("fashion-mnist", data_dir=shared_datasets, download=False, in_chans=1)
     assert (data.num_train, data.num_val, data.num_test) == (55000, 5000, 10000)
     x, y = next(data.train.epoch(0))
     assert x.shape == (128, 1, 28, 28) and y.max() <= 9
@@ -34,7 +34,7 @@ def test_cifar10_jpeg_real(shared_datasets, real_cache, monkeypatch, capsys):
     assert main(["data", "info", "cifar10-jpeg", "--data-dir", str(shared_datasets), "--no-download"]) == 0
     out = capsys.readouterr().out
     assert "train 50000, test 10000" in out and "airplane" in out and "truck" in out
-    data = build_data("cifar10-jpeg", data_dir=shared_datasets, download=False)  # from the tensor cache
+    data = load_data("cifar10-jpeg", data_dir=shared_datasets, download=False)  # from the tensor cache
     assert (data.num_train, data.num_val, data.num_test, data.image_size) == (45000, 5000, 10000, (32, 32))
     assert data.class_names[0] == "airplane" and data.class_names[-1] == "truck"
     x, _ = next(iter(data.test))

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 import resnet.data.registry as registry
-from resnet.data import build_data, data_roots, dataset_info
+from resnet.data import data_roots, dataset_info, load_data
 from resnet.data import paths as data_paths
 from resnet.data.paths import cache_dir, checkout_shared_datasets, download_root
 from resnet.data.sources.cifar import CIFAR10, CIFAR100
 from resnet.data.sources.idx import FASHION_MNIST, FILES, MNIST, read_idx
-from resnet.data.synthetic import idx_bytes, write_cifar_archive, write_idx_files
 from resnet.errors import ChecksumError, ConfigError, DataError, DataNotFoundError
+from synthetic import idx_bytes, write_cifar_archive, write_idx_files
 
 
 def md5(path: Path) -> str:
@@ -98,7 +98,7 @@ def test_downloads_skip_read_only_roots(tmp_path, cache_dir):
 def test_cifar10_download_verify_extract_parse(monkeypatch, server, cache_dir):
     www, base, requests = server
     serve_cifar(monkeypatch, www, base)
-    data = build_data("cifar10", batch_size=8, val_size=10, device="cpu")
+    data = load_data("cifar10", batch_size=8, val_size=10, device="cpu")
     assert (data.num_train, data.num_val, data.num_test) == (90, 10, 20)
     assert data.class_names == [f"class{i}" for i in range(10)] and data.image_size == (32, 32)
     target = cache_dir / "datasets" / "cifar10"
@@ -106,7 +106,7 @@ def test_cifar10_download_verify_extract_parse(monkeypatch, server, cache_dir):
     assert not list(target.glob("*.part"))
     # Second time: found locally, no request, no download allowed.
     count = len(requests)
-    again = build_data("cifar10", batch_size=8, val_size=10, download=False)
+    again = load_data("cifar10", batch_size=8, val_size=10, download=False)
     assert len(requests) == count and again.num_train == 90
 
 
@@ -129,7 +129,7 @@ def test_corrupted_download_is_removed_with_clear_error(monkeypatch, server, cac
     www, base, _ = server
     serve_cifar(monkeypatch, www, base, corrupt=True)
     with pytest.raises(ChecksumError, match=r"checksum mismatch.*partial file was removed"):
-        build_data("cifar10")
+        load_data("cifar10")
     leftovers = [p for p in (cache_dir / "datasets").rglob("*") if p.is_file()]
     assert leftovers == []
 
@@ -138,7 +138,7 @@ def test_download_failure_is_a_data_error(monkeypatch, server):
     _, base, _ = server  # nothing served: 404
     monkeypatch.setattr(registry, "CIFAR10", dataclasses.replace(CIFAR10, url=base + "missing.tar.gz"))
     with pytest.raises(DataError, match=r"download of .* failed"):
-        build_data("cifar10")
+        load_data("cifar10")
 
 
 def test_cifar100_from_read_only_archive_without_extraction(monkeypatch, tmp_path):
@@ -148,7 +148,7 @@ def test_cifar100_from_read_only_archive_without_extraction(monkeypatch, tmp_pat
     (root / "cifar100").chmod(stat.S_IRUSR | stat.S_IXUSR)
     try:
         before = sorted(p.name for p in (root / "cifar100").iterdir())
-        data = build_data("cifar100", data_dir=root, download=False, val_size=0, batch_size=4)
+        data = load_data("cifar100", data_dir=root, download=False, val_size=0, batch_size=4)
         assert data.num_classes == 100 and data.num_train == 20 and data.val is None
         assert sorted(p.name for p in (root / "cifar100").iterdir()) == before  # nothing written next to it
     finally:
@@ -158,12 +158,12 @@ def test_cifar100_from_read_only_archive_without_extraction(monkeypatch, tmp_pat
 def test_local_archive_with_wrong_checksum_is_refused(tmp_path):
     write_cifar_archive(tmp_path / "cifar10" / CIFAR10.archive)  # random content: not the official MD5
     with pytest.raises(ChecksumError, match=r"official cifar-10-python.tar.gz"):
-        build_data("cifar10", data_dir=tmp_path, download=False)
+        load_data("cifar10", data_dir=tmp_path, download=False)
 
 
 def test_missing_dataset_without_download_says_where_it_looked(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"looked in .*cifar-10-batches-py.*drop --no-download"):
-        build_data("cifar10", data_dir=tmp_path, download=False)
+        load_data("cifar10", data_dir=tmp_path, download=False)
 
 
 # --- IDX ------------------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_fashion_mnist_download_and_well_known_path(monkeypatch, server, tmp_pat
     paths = write_idx_files(www)
     fmt = dataclasses.replace(FASHION_MNIST, mirrors=(base,), gz_md5={s: md5(p) for s, p in paths.items()})
     monkeypatch.setattr(registry, "FASHION_MNIST", fmt)
-    data = build_data("fashion-mnist", val_size=10, batch_size=10, in_chans=3)
+    data = load_data("fashion-mnist", val_size=10, batch_size=10, in_chans=3)
     assert (data.num_train, data.num_val, data.num_test, data.in_chans) == (50, 10, 20, 3)
     x, _ = next(data.train.epoch(0))
     assert x.shape == (10, 3, 28, 28) and torch.equal(x[:, 0], x[:, 2])
@@ -200,13 +200,13 @@ def test_idx_local_copy_accepted_by_decompressed_content(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "FASHION_MNIST", dataclasses.replace(fmt, content_md5=bad))
     monkeypatch.setenv("RESNET_CACHE", str(tmp_path / "fresh"))  # no decoded cache to hide the check
     with pytest.raises(ChecksumError, match=r"train-images-idx3-ubyte.gz: decompressed content has MD5"):
-        build_data("fashion-mnist", data_dir=tmp_path, download=False)
+        load_data("fashion-mnist", data_dir=tmp_path, download=False)
 
 
 def test_idx_raw_files_and_truncation(tmp_path):
     paths = write_idx_files(tmp_path / "mnist", compress=False)
     assert read_idx(paths[FILES[0]]).shape == (60, 28, 28)
-    data = build_data("mnist", data_dir=tmp_path, download=False, val_size=0, batch_size=16, in_chans=1)
+    data = load_data("mnist", data_dir=tmp_path, download=False, val_size=0, batch_size=16, in_chans=1)
     assert data.in_chans == 1 and data.mean[0] == pytest.approx(127.5 / 255, abs=0.05)
     truncated = tmp_path / "t.idx"
     truncated.write_bytes(idx_bytes(np.zeros((3, 4, 4)))[:-5])
@@ -233,4 +233,4 @@ def test_decoded_tensor_cache_is_reused(tmp_path, cache_dir):
 
 def test_unknown_name_is_a_config_error():
     with pytest.raises(ConfigError, match="neither a registered name"):
-        build_data("imagenet-9000")
+        load_data("imagenet-9000")

@@ -11,7 +11,7 @@ from resnet.data import views
 from resnet.eval import evaluate_metrics, topk_errors
 from resnet.eval.data import EvalData, RescaledStream, TenCropStream, default_scales
 from resnet.eval.evaluate import batch_scores
-from resnet.eval.run import multiscale_scores
+from resnet.eval.run import averaged_score_maps
 from resnet.eval.topk import topk_wrong
 
 
@@ -84,7 +84,7 @@ def test_multiscale_scores_average_scales_and_flips() -> None:
     model = resnet.create_model("resnet8", num_classes=4).eval()
     x, y = torch.randn(3, 3, 16, 16), torch.tensor([0, 1, 2])
     data = EvalData([RescaledStream([(x, y)], side) for side in (16, 24)], 3, "t", "test", "tensor", [16, 24])
-    probs, labels = multiscale_scores(model, data)
+    probs, labels = averaged_score_maps(resnet.fully_convolutional(model).eval(), data)
     with torch.no_grad():
         expected = torch.stack(
             [

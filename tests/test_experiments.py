@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from resnet.cli import main
-from resnet.data.synthetic import write_image_folder
 from resnet.errors import ConfigError
 from resnet.experiments import ExperimentSettings, budget_named, run_cifar_table, run_degradation
 from resnet.experiments.paper import TABLE6_TEST_ERROR, paper_test_error
 from resnet.experiments.runs import DONE, LEFT, STARTED, ExperimentRunner
 from resnet.train import train
+from synthetic import write_image_folder
 
 TINY = {
     "data.batch_size": 8,
@@ -75,7 +75,7 @@ def test_budgets():
 
 
 def test_medium_budget_is_a_tenth_of_the_paper_schedule(tmp_path):
-    from resnet.train.schedules import milestone_iterations
+    from resnet.train.optim.schedules import milestone_iterations
 
     settings = ExperimentSettings(out=tmp_path, budget=budget_named("medium"))
     config = settings.config(settings.runs()[0])

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import resnet
-import resnet.eval.backends as backends
+import resnet.inference.backends as backends
 from resnet.errors import ConfigError
-from resnet.eval.fast import PLAIN, describe, inference_options, prepare_for_inference
+from resnet.inference.fast import PLAIN, describe, inference_options, prepare_for_inference
 from test_perf_fast_paths import _randomise_batchnorms
 
 

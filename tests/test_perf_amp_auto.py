@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import resnet.train.devices as devices
+import resnet.runtime as devices
+from resnet.config import SystemConfig
+from resnet.runtime import cpu_flags, resolve_runtime
 from resnet.train import load_config, train
-from resnet.train.config import SystemConfig
-from resnet.train.devices import cpu_flags, resolve_runtime
 from test_train_fake_data import make_fake_bundle
 
 ZEN3 = {"sse4_2", "avx", "avx2", "fma"}  # like this project's 2-core EPYC: no avx512 at all

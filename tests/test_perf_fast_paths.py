@@ -14,11 +14,11 @@ from torchvision.models.resnet import ResNet as ResNetTV
 import resnet
 from resnet.errors import ConfigError
 from resnet.eval import evaluate
-from resnet.eval.fast import folded_copy, inference_precision, prepare_for_inference
+from resnet.inference.fast import folded_copy, inference_precision, prepare_for_inference
 from resnet.models import ArchSpec, ResNet
 from resnet.models.fuse import count_batchnorms, fuse_conv_bn
 from resnet.train import load_config
-from resnet.train.optim import build_optimizer, sgd_implementation
+from resnet.train.optim.optimizers import build_optimizer, sgd_implementation
 from test_train_fake_data import make_fake_bundle
 
 
@@ -159,7 +159,7 @@ def test_bf16_inference_keeps_the_predictions() -> None:
 
 
 def test_inference_precision_auto_follows_the_cpu(monkeypatch) -> None:
-    import resnet.train.devices as devices
+    import resnet.runtime as devices
 
     monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert inference_precision("auto", torch.device("cpu"))[0] == torch.bfloat16

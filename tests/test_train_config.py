@@ -8,18 +8,30 @@ import pytest
 
 from resnet.cli import build_parser
 from resnet.cli.train import overrides_from_args
+from resnet.config import Config, apply_overrides, config_from_dict, parse_assignment
+from resnet.config.recipes import dump_toml, find_recipe, list_recipes, load_config, tomllib
 from resnet.errors import ConfigError
-from resnet.train.config import Config, apply_overrides, config_from_dict, parse_assignment
-from resnet.train.recipes import dump_toml, find_recipe, list_recipes, load_config, tomllib
 
 BASE = {"model.name": "resnet20", "data.dataset": "cifar10"}
+RECIPE_FILES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*.toml"))
 
 
-@pytest.mark.parametrize("name", ["cifar-paper", "imagenet-paper", "imagenet-step", "fast"])
+def test_the_recipe_folder_is_what_is_listed() -> None:
+    assert len(RECIPE_FILES) >= 7 and list_recipes() == RECIPE_FILES
+
+
+@pytest.mark.parametrize("name", RECIPE_FILES)
 def test_every_recipe_loads(name: str) -> None:
     config = load_config(name, BASE)
     assert config.recipe == name and config.optim.lr > 0
     assert name in list_recipes()
+
+
+def test_train_help_lists_every_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in RECIPE_FILES)
 
 
 def test_cifar_paper_recipe_matches_the_paper() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import resnet.train.devices as devices
+import resnet.runtime as devices
+from resnet.config import SystemConfig
 from resnet.errors import ConfigError
+from resnet.runtime import resolve_runtime
 from resnet.train import load_config, train
-from resnet.train.config import SystemConfig
-from resnet.train.devices import resolve_runtime
 from test_train_fake_data import make_fake_bundle
 
 

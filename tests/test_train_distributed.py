@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet.data import build_data
+from resnet.data import load_data
 from resnet.data.loader_pipeline import SeededBatchSampler
-from resnet.data.synthetic import write_image_folder
 from resnet.data.tensor_pipeline import shard_bounds
 from resnet.eval import evaluate
 from resnet.models import create_model
+from resnet.runs.checkpoint import load_checkpoint
+from resnet.runs.run_dir import read_metrics
 from resnet.train import load_config, train
-from resnet.train.checkpoint import load_checkpoint
-from resnet.train.run_dir import read_metrics
+from synthetic import write_image_folder
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TIMEOUT = 30.0  # --dist-timeout of the restart test; a dead rank is noticed at once, far within it
@@ -215,7 +215,7 @@ def test_rank_zero_alone_reports_and_writes(reference: dict[str, object]) -> Non
 
 def test_sharded_evaluation_equals_single_process(reference: dict[str, object], folder: Path) -> None:
     last = read_metrics(Path(reference["sync"]))[-1]
-    data = build_data(str(folder), pipeline="tensor", val_size=15, eval_batch_size=16, augment="none")
+    data = load_data(str(folder), pipeline="tensor", val_size=15, eval_batch_size=16, augment="none")
     model = create_model("resnet8", num_classes=4, in_chans=3)
     model.load_state_dict(weights(Path(reference["sync"])))
     for stream, key in ((data.val, "val"), (data.test, "test")):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from resnet.cli import main
-from resnet.train.run_dir import read_metrics
+from resnet.runs.run_dir import read_metrics
 
 
 @pytest.fixture(scope="module")

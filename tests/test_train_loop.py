@@ -17,9 +17,9 @@ import torch
 
 from resnet.errors import CheckpointError, TrainingDivergedError
 from resnet.models import model_info
+from resnet.runs.checkpoint import load_checkpoint
+from resnet.runs.run_dir import read_metrics
 from resnet.train import Trainer, load_config, train
-from resnet.train.checkpoint import load_checkpoint
-from resnet.train.run_dir import read_metrics
 from test_train_fake_data import make_fake_bundle
 
 TESTS = Path(__file__).resolve().parent

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
+from resnet.runs.checkpoint import load_checkpoint
+from resnet.runs.run_dir import read_metrics
 from resnet.train import load_config, train
-from resnet.train.checkpoint import load_checkpoint
 from resnet.train.ema import ModelEma, ema_decay
 from resnet.train.keeping import average_state_dicts
 from resnet.train.mixing import BatchMixer, BinaryCrossEntropy, SoftTargetCrossEntropy, random_erasing, smooth_one_hot
-from resnet.train.optim import Lamb, build_optimizer
-from resnet.train.run_dir import read_metrics
+from resnet.train.optim.optimizers import Lamb, build_optimizer
 from resnet.train.step import train_step
 from test_train_fake_data import make_fake_bundle
 from test_train_loop import tiny_config
@@ -213,7 +213,7 @@ def test_accumulating_k_batches_equals_one_k_times_batch() -> None:
 
 
 def test_accumulation_scales_the_lr_on_the_effective_batch() -> None:
-    from resnet.train.schedules import scaled_lr
+    from resnet.train.optim.schedules import scaled_lr
 
     config = load_config(
         None,
@@ -346,7 +346,7 @@ def test_modern_recipes_carry_their_published_settings() -> None:
 
 
 def test_exact_resume_with_the_data_options_on_the_tensor_pipeline(tmp_path: Path) -> None:
-    from resnet.data.synthetic import write_idx_files
+    from synthetic import write_idx_files
 
     write_idx_files(tmp_path / "data" / "mnist", train=120, test=16)
     options = {

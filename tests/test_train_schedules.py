@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from resnet.train.recipes import load_config
-from resnet.train.schedules import (
+from resnet.config.recipes import load_config
+from resnet.train.optim.schedules import (
     ErrorThresholdWarmup,
     MultiStepSchedule,
     OneCycleSchedule,

@@ -31,7 +31,7 @@ _LAZY = {
     "load_model": "resnet.inference",
     "predict": "resnet.inference",
     "fully_convolutional": "resnet.eval.fully_conv",
-    "prepare_for_inference": "resnet.eval.fast",
+    "prepare_for_inference": "resnet.inference.fast",
 }
 
 

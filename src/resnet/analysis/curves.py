@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet.errors import ConfigError
-from resnet.train.config import tomllib
-from resnet.train.run_dir import CONFIG_FILE, read_metrics
+from resnet.runs import read_config_file, read_metrics
 
 DEFAULT_TARGETS = (80.0, 85.0, 90.0)  # test accuracies (%) whose time and epoch of arrival the table reports
 
@@ -73,9 +72,7 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurve:
             f"'{path}' has no evaluation with a test error yet (metrics.jsonl); train with eval.test='every' "
             "to compare runs along the way"
         )
-    config: dict[str, Any] = {}
-    if (path / CONFIG_FILE).exists():
-        config = tomllib.loads((path / CONFIG_FILE).read_text())
+    config = read_config_file(path)
     return RunCurve(
         label=label or path.name,
         recipe=str(config.get("recipe", "?")),
@@ -88,7 +85,7 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurve:
     )
 
 
-def plot_curves(curves: Sequence[RunCurve], path: Path, title: str = "") -> Path:
+def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path, title: str = "") -> Path:
     """Two panels: test error against epochs, and against wall-clock minutes."""
     import matplotlib
 
@@ -131,7 +128,7 @@ def compare_runs(
         raise ConfigError(f"{len(labels)} labels for {len(run_dirs)} runs; give one label per run or none")
     curves = [read_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
     out = Path(out)
-    plot_curves(curves, out / "curves.png", title)
+    plot_runs_side_by_side(curves, out / "curves.png", title)
     numbers = {"targets": list(targets), "runs": [c.summary(targets) for c in curves]}
     numbers["curves"] = [asdict(c) for c in curves]
     (out / "curves.json").write_text(json.dumps(numbers, indent=1) + "\n")

@@ -11,6 +11,7 @@ import torch
 from resnet.analysis.gradients import GradientNorms, gradient_norms, plot_gradients
 from resnet.analysis.loading import data_for, load_trained
 from resnet.analysis.responses import Responses, measure_responses, plot_responses
+from resnet.data import DataBundle
 from resnet.errors import ConfigError
 
 
@@ -59,9 +60,8 @@ def analyze_gradients(
 ) -> list[GradientNorms]:
     """Per-layer gradient norms on one training batch for new nets (``models``, at initialisation) and trained ones
     (``checkpoints``): ``gradients.png`` (log scale) and ``gradients.json`` in ``out``."""
-    from resnet.data import build_data
+    from resnet.data import DataConfig, build_data
     from resnet.models import create_model
-    from resnet.train.config import Config
 
     if not models and not checkpoints:
         raise ConfigError("give at least one --model NAME or --checkpoint PATH")
@@ -72,9 +72,8 @@ def analyze_gradients(
         results.append(gradient_norms(model, images, labels, label=f"{_label(checkpoint)} (trained)"))
     if models:
         data = build_data(
-            dataset, data_dir=data_dir, batch_size=batch_size, device="cpu", seed=seed, augment="none",
-            normalize=Config().data.normalize, download=False,
-        )  # fmt: skip
+            DataConfig(dataset, data_dir=data_dir, batch_size=batch_size, augment="none", download=False), seed=seed
+        )
         images, labels = _first_batch(data)
         for name in models:
             torch.manual_seed(seed)
@@ -87,7 +86,7 @@ def analyze_gradients(
     return results
 
 
-def _first_batch(data: object) -> tuple[torch.Tensor, torch.Tensor]:
+def _first_batch(data: DataBundle) -> tuple[torch.Tensor, torch.Tensor]:
     """The first batch of the first epoch: fixed by the data seed, the same for every net compared."""
-    images, labels = next(iter(data.train.epoch(0, 0)))  # type: ignore[attr-defined]
+    images, labels = next(iter(data.train.epoch(0, 0)))
     return images.float(), labels

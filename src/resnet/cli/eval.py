@@ -21,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", choices=("val", "test"), default="test", help="default: test")
     parser.add_argument(
         "--views",
-        choices=("center", "10crop", "multiscale"),
+        choices=("center", "10crop", "ten-crop", "multiscale"),
         default="center",
-        help="center: one view; 10crop: corners + center and flips; multiscale: fully-convolutional on whole "
-        "images at several shorter sides, with flips (default: center)",
+        help="center: one view; 10crop (or ten-crop): corners + center and flips; multiscale: "
+        "fully-convolutional on whole images at several shorter sides, with flips (default: center)",
     )
     parser.add_argument(
         "--scales", type=int, nargs="+", help="shorter sides for multiscale (default: 224 256 384 480 640 "

@@ -54,8 +54,8 @@ def _common(parser: argparse.ArgumentParser, default_depths: list[int], default_
 
 
 def _settings(args: argparse.Namespace):  # -> ExperimentSettings (imported lazily: the CLI starts fast)
+    from resnet.config import parse_assignment
     from resnet.experiments import ExperimentSettings, budget_named
-    from resnet.train.config import parse_assignment
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")

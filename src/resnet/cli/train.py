@@ -36,9 +36,11 @@ def positive_float(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from resnet.config.recipes import list_recipes
+
     parser = subparsers.add_parser(
         "train",
-        help="train a network (recipes: fast, cifar-paper, imagenet-paper, imagenet-step)",
+        help=f"train a network (recipes: {', '.join(list_recipes())})",
         description="Train a network. Settings come from the recipe, then --set key=value, then the flags below; "
         "the resolved configuration is saved in the run directory (see docs/training.md).",
     )
@@ -47,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--recipe",
         default=None,
-        help=f"recipe name in recipes/ or path to a TOML/YAML file (default: {DEFAULT_RECIPE})",
+        help=f"a recipe of recipes/ ({', '.join(list_recipes())}) or the path to a TOML/YAML file "
+        f"(default: {DEFAULT_RECIPE})",
     )
     parser.add_argument("--data-dir", help="where datasets are looked for")
     length = parser.add_mutually_exclusive_group()
@@ -128,7 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Flags first, then --set (so --set can reach anything); unknown keys are rejected later."""
-    from resnet.train.config import parse_assignment
+    from resnet.config import parse_assignment
 
     flags: dict[str, Any] = {
         "model.name": args.model,
@@ -166,17 +169,15 @@ def run(args: argparse.Namespace) -> int:
     overrides = overrides_from_args(args)
     if args.resume and not overrides.get("run_dir"):
         raise ConfigError(f"--resume {args.resume} needs --run-dir DIR: the run directory holding last.pt")
+    changed = None
     if args.resume == "yes":
-        from resnet.train.resume import merge_resume_config, saved_config
-
         if args.recipe:
             raise ConfigError("--resume continues the saved configuration; drop --recipe")
         # The saved configuration is authoritative; the flags given may change only what resume.py allows.
-        given = load_config(None, overrides, check=False)
-        config = merge_resume_config(saved_config(overrides["run_dir"]), given, explicit=list(overrides))
+        config, changed = load_config(None, overrides, check=False), list(overrides)
     else:  # a fresh run, or "auto": the recipe's configuration is used if there is nothing to resume
         config = load_config(args.recipe or DEFAULT_RECIPE, overrides)
-    summary = train(config, resume={None: False, "yes": True, "auto": "auto"}[args.resume])
+    summary = train(config, resume={None: False, "yes": True, "auto": "auto"}[args.resume], changed=changed)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports
     test_error = summary.get("test_error")

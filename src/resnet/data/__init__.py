@@ -1,36 +1,44 @@
 """Datasets and input pipelines.
 
->>> from resnet.data import build_data
->>> data = build_data("fashion-mnist", batch_size=128, in_chans=1)   # doctest: +SKIP
->>> for x, y in data.train.epoch(0): ...                             # doctest: +SKIP
+>>> from resnet.data import DataConfig, build_data, load_data
+>>> data = build_data(DataConfig("fashion-mnist", batch_size=128), in_chans=1)   # doctest: +SKIP
+>>> data = load_data("fashion-mnist", batch_size=128, in_chans=1)               # doctest: +SKIP (keywords)
+>>> for x, y in data.train.epoch(0): ...                                        # doctest: +SKIP
 
 Registered names: cifar10, cifar100, mnist, fashion-mnist, cifar10-jpeg; any path to an image folder (or its
 .tar / .tar.gz) works too. See docs/data.md.
 """
 
 from resnet.data import views
-from resnet.data.build import DataBundle, EvalStream, TrainStream, build_data, split_indices
+from resnet.data.build import build_data, check_data_config, load_data
+from resnet.data.bundle import DataBundle, EvalStream, TrainingData, TrainStream
+from resnet.data.config import DataConfig
 from resnet.data.info import dataset_info
 from resnet.data.paths import cache_dir, data_roots
 from resnet.data.registry import list_datasets, resolve
+from resnet.data.splits import split_indices, validation_size
 from resnet.data.tensor_pipeline import pad_crop_flip
-from resnet.data.views import center_crop, full_image, multi_scale, ten_crop
+from resnet.data.views import center_crop, full_image, ten_crop
 
 __all__ = [
     "DataBundle",
+    "DataConfig",
     "EvalStream",
     "TrainStream",
+    "TrainingData",
     "build_data",
     "cache_dir",
     "center_crop",
+    "check_data_config",
     "data_roots",
     "dataset_info",
     "full_image",
     "list_datasets",
-    "multi_scale",
+    "load_data",
     "pad_crop_flip",
     "resolve",
     "split_indices",
     "ten_crop",
+    "validation_size",
     "views",
 ]

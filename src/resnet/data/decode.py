@@ -17,9 +17,10 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from resnet.data.config import ON_BAD_IMAGE
 from resnet.errors import ConfigError, DataError
 
-BAD_IMAGE_POLICIES = ("error", "skip")
+BAD_IMAGE_POLICIES = ON_BAD_IMAGE
 
 
 def check_policy(on_bad_image: str) -> str:

@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from resnet.data.build import sample_mean_std
+from resnet.data.bundle import sample_mean_std
 from resnet.data.decode import BadImageError, check_policy, decode_rgb
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, index_folder
+from resnet.data.splits import validation_size
 from resnet.data.stats import channel_mean_std, class_counts
 from resnet.errors import ConfigError, DataError
 
@@ -45,8 +46,8 @@ def dataset_info(
             "location": data.location,
             "splits": {"train": n_train, data.test_split: len(data.test_y)},
             "default_split": {
-                "train": n_train - min(target.default_val, n_train // 10),
-                "val": min(target.default_val, n_train // 10),
+                "train": n_train - (val := validation_size(n_train, None, registered_default=target.default_val)),
+                "val": val,
             },
             "classes": list(data.classes),
             "class_counts": {

@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
+from resnet.data.config import POLICY_NAMES
 from resnet.errors import ConfigError
 
-POLICIES = ("none", "trivialaugment", "randaugment", "autoaugment")
+POLICIES = POLICY_NAMES
 
 
 def build_policy(name: str, *, num_ops: int = 2, magnitude: int = 9, small_images: bool = False) -> nn.Module | None:

@@ -6,13 +6,11 @@ and fully-convolutional testing on full images whose shorter side is resized to 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-PAPER_SCALES = (224, 256, 384, 480, 640)
+PAPER_SCALES = (224, 256, 384, 480, 640)  # the shorter sides of the paper's multi-scale ImageNet testing
 
 
 def resize_shorter(image: Tensor, side: int) -> Tensor:
@@ -37,8 +35,3 @@ def ten_crop(image: Tensor, size: int, resize: int | None = None) -> Tensor:
 def full_image(image: Tensor, side: int) -> Tensor:
     """The whole image, shorter side resized to ``side`` (for fully-convolutional testing)."""
     return resize_shorter(image, side)
-
-
-def multi_scale(image: Tensor, sides: Sequence[int] = PAPER_SCALES) -> list[Tensor]:
-    """Full-image views at several shorter sides (the paper averages the scores over {224, ..., 640})."""
-    return [full_image(image, side) for side in sides]

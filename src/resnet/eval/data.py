@@ -18,22 +18,25 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from resnet.data.augment import EvalTransform
-from resnet.data.build import _default_val, split_indices
+from resnet.data.build import to_grayscale
+from resnet.data.config import canonical_view
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, index_folder
 from resnet.data.sources.folder_arrays import folder_arrays
+from resnet.data.splits import split_indices, validation_size
 from resnet.data.tensor_pipeline import Normalizer, TensorEvalStream
+from resnet.data.views import PAPER_SCALES
 from resnet.errors import ConfigError
 
-VIEWS = ("center", "10crop", "multiscale")
+VIEWS = ("center", "ten-crop", "multiscale")  # and the aliases of resnet.data.config.VIEW_ALIASES
 SPLITS = ("val", "test")
 
 
 def default_scales(crop: int) -> list[int]:
     """The paper's {224, 256, 384, 480, 640} for 224-pixel crops; proportionate {s, 1.25s, 1.5s} for small images."""
     if crop >= 112:
-        return [round(crop * s / 224) for s in (224, 256, 384, 480, 640)]
+        return [round(crop * s / 224) for s in PAPER_SCALES]
     return [crop, round(crop * 1.25), round(crop * 1.5)]
 
 
@@ -47,6 +50,7 @@ class EvalData:
     split: str
     pipeline: str
     scales: list[int] | None = None
+    indices: Tensor | None = None  # for a validation split carved from the training set: which images, sorted
 
 
 class TenCropStream:
@@ -76,22 +80,23 @@ class RescaledStream:
 
 def _val_indices(num_train: int, cfg: dict[str, Any], spec_val: int | None, own_val: bool, held_out: str) -> Tensor:
     """The validation images carved from the training set exactly as training did (same seed, size, subset)."""
-    val_size = cfg.get("val_size")
-    if val_size is None:
-        val_size = spec_val if spec_val is not None else _default_val(num_train, own_val, held_out)
-        val_size = 0 if own_val else val_size
+    val_size = validation_size(
+        num_train, cfg.get("val_size"), registered_default=spec_val, own_val=own_val, held_out=held_out
+    )
     _, val = split_indices(num_train, val_size, cfg.get("subset"), cfg.get("seed", 0))
     return val
 
 
-def _tensor_split(data: Any, split: str, cfg: dict[str, Any], spec_val: int | None) -> tuple[Tensor, Tensor]:
+def _tensor_split(
+    data: Any, split: str, cfg: dict[str, Any], spec_val: int | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
     if split == "test":
-        return data.test_x, data.test_y
+        return data.test_x, data.test_y, None
     own_val = data.val_x is not None
     if own_val and not cfg.get("val_size"):
-        return data.val_x, data.val_y
+        return data.val_x, data.val_y, None
     index = _val_indices(len(data.train_y), cfg, spec_val, own_val, data.test_split)
-    return data.train_x[index], data.train_y[index]
+    return data.train_x[index], data.train_y[index], index
 
 
 def _folder_split(index: Any, split: str, cfg: dict[str, Any]) -> FolderSplit:
@@ -119,6 +124,7 @@ def build_eval_data(
     num_workers: int | None = None,
 ) -> EvalData:
     """The evaluation passes of ``view`` over ``split`` of ``dataset`` (default: the run's own)."""
+    view = canonical_view(view)
     if view not in VIEWS:
         raise ConfigError(f"views must be one of {', '.join(VIEWS)}, got {view!r}")
     if split not in SPLITS:
@@ -147,10 +153,12 @@ def build_eval_data(
         else:
             name, spec_val = dataset_name(Path(target)), None
             arrays = folder_arrays(name, index_folder(Path(target)), on_bad_image)
-        x, y = _tensor_split(arrays, split, cfg, spec_val)
+        x, y, chosen_indices = _tensor_split(arrays, split, cfg, spec_val)
         if len(y) == 0:
             raise ConfigError(f"{name} has no {split} images (the run had no validation split?); use --split test")
         channels = 1 if pre["mode"] == "L" else 3
+        if channels == 1 and x.shape[1] == 3:
+            x = to_grayscale(x)  # trained on RGB images converted to grayscale (in_chans=1)
         if x.shape[1] != channels:
             raise ConfigError(f"{name} has {x.shape[1]}-channel images; the checkpoint was trained on {channels}")
         mean = pre["mean_image"] if pre.get("mean_image") is not None else torch.tensor(pre["mean"]).reshape(-1, 1, 1)
@@ -163,11 +171,11 @@ def build_eval_data(
         base = TensorEvalStream(x.to(device), y.to(device), norm, bs)
         if view == "center":
             passes: list[Any] = [base]
-        elif view == "10crop":
+        elif view == "ten-crop":
             passes = [TenCropStream(base)]
         else:
             passes = [RescaledStream(base, side) for side in scales or []]
-        return EvalData(passes, len(y), name, split, "tensor", scales)
+        return EvalData(passes, len(y), name, split, "tensor", scales, chosen_indices)
 
     if pre["mode"] != "RGB":
         raise ConfigError(
@@ -189,7 +197,7 @@ def build_eval_data(
 
     if view == "center":
         passes = [stream(EvalTransform("center", crop, resize), bs)]
-    elif view == "10crop":
+    elif view == "ten-crop":
         passes = [stream(EvalTransform("ten-crop", crop, resize), max(1, bs // 10))]
     else:
         passes = [stream(EvalTransform("full", crop, side), 1) for side in scales or []]

@@ -16,25 +16,13 @@ from resnet.eval.data import EvalData, build_eval_data
 from resnet.eval.evaluate import evaluate_metrics
 from resnet.eval.fully_conv import fully_convolutional
 from resnet.eval.topk import topk_errors
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def multiscale_scores(model: nn.Module, data: EvalData, flip: bool = True) -> tuple[Tensor, Tensor]:
-    """Softmax scores of the fully-convolutional model, averaged over positions, then over scales and flips.
-
-    Returns ``(probabilities (N, classes), labels (N,))``; every pass walks the same images in the same order.
-    """
-    return averaged_score_maps(fully_convolutional(model).eval(), data, flip)
+from resnet.runtime import resolve_device
 
 
 def averaged_score_maps(score_maps: nn.Module, data: EvalData, flip: bool = True) -> tuple[Tensor, Tensor]:
-    """:func:`multiscale_scores` for a network that already gives (N, classes, h, w) score maps, such as a
-    fully-convolutional model prepared for inference."""
+    """Softmax scores of a network giving (N, classes, h, w) score maps (a fully-convolutional model), averaged
+    over positions, then over scales and flips: ``(probabilities (N, classes), labels (N,))``; every pass walks
+    the same images in the same order."""
     total: Tensor | None = None
     labels: Tensor | None = None
     with torch.inference_mode():
@@ -77,9 +65,9 @@ def run_eval(
     writes) top-1/top-5 error in percent, loss, images, seconds and the inference path used (``inference``,
     ``inference_choices``).
     """
-    from resnet.eval.fast import describe, inference_options, prepare_for_inference
     from resnet.inference import load_model
-    from resnet.train.meta import require_preprocessing
+    from resnet.inference.fast import describe, inference_options, prepare_for_inference
+    from resnet.runs.meta import require_preprocessing
 
     options = inference_options(fast, precision, backend)
     loaded = load_model(checkpoint)

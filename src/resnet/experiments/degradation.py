@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet.config import Config
+from resnet.config.recipes import load_config
 from resnet.errors import ConfigError
 from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
 from resnet.experiments.report import Claim, compare, gather, results_table
 from resnet.experiments.runs import DONE, Budget, ExperimentRunner, PlannedRun, budget_named, hardware, plan_runs
-from resnet.train.config import Config
-from resnet.train.recipes import load_config
 
 RECIPE = "cifar-paper"
 DATA_DESCRIPTIONS = {
@@ -87,7 +87,7 @@ def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = p
 
 
 def describe_schedule(settings: ExperimentSettings, config: Config) -> str:
-    from resnet.train.schedules import milestone_iterations
+    from resnet.train.optim.schedules import milestone_iterations
 
     iterations = config.train.iterations or 0
     milestones = milestone_iterations(config, steps_per_epoch=max(1, iterations))

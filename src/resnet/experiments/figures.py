@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet.experiments.runs import PlannedRun
-from resnet.train.run_dir import METRICS_FILE, TRAIN_CURVE_FILE, read_metrics
-from resnet.train.schedules import model_depth as depth_of
+from resnet.models.naming import model_depth as depth_of
+from resnet.runs.run_dir import METRICS_FILE, TRAIN_CURVE_FILE, read_metrics
 
 DEPTH_COLOURS = ("tab:orange", "tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "black")
 

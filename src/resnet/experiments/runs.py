@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnet.config import Config
 from resnet.errors import ConfigError
-from resnet.train.config import Config
-from resnet.train.run_dir import LAST_CHECKPOINT, METRICS_FILE, SUMMARY_FILE, read_metrics
+from resnet.runs import LAST_CHECKPOINT, METRICS_FILE, SUMMARY_FILE, read_config_file, read_metrics
 
 DONE, STARTED, LEFT = "done", "started", "left"
 
@@ -175,12 +175,9 @@ class ExperimentRunner:
 
 def _check_matches(run: PlannedRun, config: Config) -> None:
     """A run directory left by another setting of the experiment must not be mixed into this one."""
-    saved_path = run.path / "config.toml"
-    if not saved_path.is_file():
+    saved = read_config_file(run.path)
+    if not saved:
         return
-    from resnet.train.config import tomllib
-
-    saved = tomllib.loads(saved_path.read_text())
     wanted = config.to_dict()
     for section, key in (("model", "name"), ("train", "iterations"), ("data", "dataset"), ("optim", "lr")):
         ours, theirs = wanted[section].get(key), saved.get(section, {}).get(key)

@@ -31,11 +31,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from resnet.config import Config
 from resnet.errors import ConfigError, DistributedError, ResNetError
-from resnet.train.config import Config
-from resnet.train.devices import Runtime, resolve_device
-from resnet.train.run_dir import METRICS_FILE, RunDir
-from resnet.train.schedules import LinearWarmup, Schedule, scaled_lr
+from resnet.runs.run_dir import METRICS_FILE, RunDir
+from resnet.runtime import Runtime, resolve_device
+from resnet.train.optim.schedules import LinearWarmup, Schedule, scaled_lr
 
 T = TypeVar("T")
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet.errors import TrainingDivergedError
-from resnet.train.checkpoint import non_finite_entry
+from resnet.runs.checkpoint import non_finite_entry
 
 ADVICE = "lower the learning rate (--lr) or use a warm-up"
 

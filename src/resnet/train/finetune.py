@@ -3,10 +3,10 @@ backbone at a fraction of the classifier's learning rate (``optim.backbone_lr_fa
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
+from resnet.config import Config
+from resnet.data import TrainingData
 from resnet.errors import ConfigError
 from resnet.models.frozen_bn import FrozenBatchNorm2d, freeze_batchnorms
 
@@ -42,7 +42,7 @@ def freeze_stages(model: nn.Module, stages: list[str]) -> list[str]:
     return frozen
 
 
-def prepare_finetuning(model: nn.Module, config: Any, resume: bool) -> list[str]:
+def prepare_finetuning(model: nn.Module, config: Config, resume: bool) -> list[str]:
     """Apply ``model.init`` (unless resuming: the checkpoint has the weights) and ``train.freeze``; returns the
     one-line notes to show the user."""
     from resnet.models.weights import load_weights
@@ -62,3 +62,14 @@ def prepare_finetuning(model: nn.Module, config: Any, resume: bool) -> list[str]
 def is_head(name: str) -> bool:
     """Whether a parameter belongs to the classifier (trained at the full learning rate)."""
     return name.startswith(HEAD_PREFIXES)
+
+
+def build_network(config: Config, data: TrainingData, *, resume: bool) -> tuple[nn.Module, list[str]]:
+    """The network of ``config`` for ``data`` (its classes and channels), with ``model.init`` and ``train.freeze``
+    applied; and the one-line notes to show the user."""
+    from resnet.models import create_model
+
+    options = {"in_chans": data.in_chans, **config.model.options}
+    network = create_model(config.model.name, num_classes=data.num_classes, **options)
+    return network, prepare_finetuning(network, config, resume=resume)
+

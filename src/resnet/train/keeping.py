@@ -10,13 +10,15 @@ integer buffers come from the newest model.
 from __future__ import annotations
 
 import contextlib
+import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from resnet.train.checkpoint import load_checkpoint, save_atomic
+from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
 AVERAGED_CHECKPOINT = "averaged.pt"
 
@@ -93,3 +95,31 @@ class CheckpointKeeper:
     def _remove(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def averaged_results(
+    keeper: CheckpointKeeper,
+    model: nn.Module,
+    evaluate: Callable[[nn.Module, Any], tuple[float, float]],
+    data: Any,
+    save: Callable[[dict[str, Any], str], Path],
+) -> dict[str, Any]:
+    """At the end of a run: the kept files, and the averaged model written to ``averaged.pt`` with its errors."""
+    out: dict[str, Any] = {"kept_best": [str(keeper.best_file(it)) for _, it in keeper.best]}
+    averaged = keeper.average() if keeper.average_last else None
+    if averaged is None:
+        return out
+    probe = copy.deepcopy(model)
+    probe.load_state_dict(averaged)
+    val = evaluate(probe, data.val) if data.val is not None else (None, None)
+    test = evaluate(probe, data.test)
+    snapshots = list(keeper.snapshots)
+    path = save({"model": averaged, "iteration": snapshots[-1], "averaged_iterations": snapshots}, AVERAGED_CHECKPOINT)
+    out.update(
+        averaged_checkpoint=str(path),
+        averaged_iterations=snapshots,
+        averaged_val_error=val[0],
+        averaged_test_error=test[0],
+    )
+    return out
+

@@ -1,4 +1,4 @@
-"""Batch-level augmentation on the training device: random erasing, Mixup, CutMix, soft targets and their losses.
+"""The criterion and what shapes its targets: random erasing, Mixup, CutMix, soft targets and their losses.
 
 These run on whole batches after the data pipeline (tensor or DataLoader), so they cost a few tensor ops per
 step. Every random draw comes from a generator seeded by ``(seed, batch index)``: a resumed run mixes the same
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from resnet.config import Config
 from resnet.data.tensor_pipeline import derive_seed, generator
 
 _MIX_TAG, _ERASE_TAG = 0x313C, 0xE5A5E
@@ -163,3 +164,27 @@ class BinaryCrossEntropy(nn.Module):
         if self.target_threshold is not None:
             targets = targets.gt(self.target_threshold).to(logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+
+
+def build_criterion(config: Config, num_classes: int) -> nn.Module:
+    optim = config.optim
+    if optim.loss == "bce":
+        return BinaryCrossEntropy(num_classes, optim.label_smoothing, optim.bce_target_threshold)
+    return SoftTargetCrossEntropy(optim.label_smoothing)
+
+
+def build_mixer(config: Config, num_classes: int, rank: int = 0) -> BatchMixer | None:
+    """The batch transform, or ``None`` when the options leave batches as they are."""
+    mix = config.mix
+    mixer = BatchMixer(
+        num_classes,
+        seed=config.seed,
+        mixup_alpha=mix.mixup_alpha,
+        cutmix_alpha=mix.cutmix_alpha,
+        prob=mix.prob,
+        switch_prob=mix.switch_prob,
+        label_smoothing=config.optim.label_smoothing,
+        erasing=config.data.random_erasing,
+        rank=rank,
+    )
+    return mixer if mixer.active else None

@@ -12,7 +12,7 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_curves(
+def plot_run_curves(
     records: Sequence[dict[str, Any]], path: str | Path, title: str = "", train_curve: Sequence[dict[str, Any]] = ()
 ) -> Path:
     """Write the error curves of one run; works headless (Agg backend, no display needed)."""

@@ -14,12 +14,12 @@ would rewrite the learning rate of iterations already done: refused.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
+from resnet.config import Config, config_from_dict
 from resnet.errors import CheckpointError, ConfigError
-from resnet.train.config import Config, config_from_dict
-from resnet.train.schedules import milestone_iterations, total_iterations
+from resnet.runs import LAST_CHECKPOINT, RunDir, load_checkpoint
+from resnet.train.optim.schedules import milestone_iterations, total_iterations
 
 # dotted key -> how the user sets it; everything else is fixed for the life of a run
 RESUMABLE_KEYS: dict[str, str] = {
@@ -98,13 +98,17 @@ def merge_resume_config(saved: Config, given: Config, explicit: list[str] | None
     return config_from_dict(merged, "the resumed configuration")
 
 
-def saved_config(run_dir: str | Path) -> Config:
-    """The configuration stored in a run directory's ``last.pt`` (tensors memory-mapped, not read)."""
-    from resnet.train.checkpoint import load_checkpoint
-    from resnet.train.run_dir import LAST_CHECKPOINT
-
-    checkpoint = load_checkpoint(Path(run_dir) / LAST_CHECKPOINT, verify=False, mmap=True)
-    return config_from_dict(checkpoint["config"], "the checkpoint's configuration")
+def continue_from(
+    run_dir: RunDir, given: Config, ctx: Any, explicit: list[str] | None = None
+) -> tuple[dict[str, Any], Config, Config]:
+    """The run's ``last.pt`` (read by the main process), its saved configuration, and that configuration with the
+    allowed changes of ``given`` applied; a checkpoint of another run is refused."""
+    checkpoint = ctx.on_main(load_checkpoint, run_dir.file(LAST_CHECKPOINT))
+    ctx.on_main(run_dir.check_checkpoint, checkpoint)
+    saved = config_from_dict(checkpoint["config"], "the checkpoint's configuration")
+    merged = merge_resume_config(saved, given, explicit)
+    merged.run_dir = str(run_dir.path)
+    return checkpoint, saved, merged
 
 
 def extend_schedule(saved: Config, merged: Config, steps_per_epoch: int, done: int) -> Config:

@@ -12,26 +12,29 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from resnet.config import Config, validate
+from resnet.data import TrainingData, build_data
 from resnet.errors import CheckpointError, ConfigError
 from resnet.eval import evaluate
+from resnet.inference import folded_copy
+from resnet.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, build_meta, default_run_dir, save_atomic
+from resnet.runs.checkpoint import capture_rng_state, restore_rng_state
+from resnet.runtime import resolve_runtime
 from resnet.train import distributed, divergence, resume
-from resnet.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from resnet.train.cadence import Cadence
 from resnet.train.checks import check_input_size
-from resnet.train.config import Config, config_from_dict, validate
-from resnet.train.devices import resolve_runtime
-from resnet.train.finetune import prepare_finetuning
+from resnet.train.ema import ModelEma
+from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
-from resnet.train.meta import build_meta
-from resnet.train.modern import TrainingExtras, modern_data_options
-from resnet.train.optim import build_optimizer, seed_everything
+from resnet.train.keeping import CheckpointKeeper, averaged_results
+from resnet.train.mixing import build_criterion, build_mixer
+from resnet.train.optim import Schedule, build_optimizer, build_schedule, seed_everything, total_iterations
 from resnet.train.progress import Progress
-from resnet.train.reporting import RunReporting
-from resnet.train.run_dir import (
-    LAST_CHECKPOINT,
-    default_run_dir,
-)
-from resnet.train.schedules import Schedule, build_schedule, total_iterations
+from resnet.train.reporting import RunReport, ema_results, evaluate_ema, evaluation_record
+from resnet.train.state import TrainingState
 from resnet.train.step import train_step, update_batches, updates_per_epoch
+
+BEST_EMA_CHECKPOINT = "best_ema.pt"
 
 
 class Callback(Protocol):
@@ -39,26 +42,33 @@ class Callback(Protocol):
         """Called after each update; ``iteration`` updates have been applied."""
 
 
-class Trainer(RunReporting):
-    """One training run. ``data`` may be given (any object with the DataBundle fields) instead of built."""
+class Trainer:
+    """One training run. ``data`` may be given (any :class:`TrainingData`) instead of built from the config."""
 
     def __init__(
-        self, config: Config, *, data: Any = None, resume: bool | str = False, callbacks: Sequence[Callback] = ()
+        self,
+        config: Config,
+        *,
+        data: TrainingData | None = None,
+        resume: bool | str = False,
+        callbacks: Sequence[Callback] = (),
+        changed: Sequence[str] | None = None,
     ) -> None:
-        """``resume``: True continues ``last.pt``; ``"auto"`` continues it when it exists and starts fresh otherwise."""
-        self.config, self.data, self.resume, self.callbacks = config, data, resume, list(callbacks)
+        """``resume``: True continues ``last.pt``; ``"auto"`` continues it when it exists and starts fresh otherwise.
+        ``changed``: the keys the user set when resuming (default: those of ``config`` that differ from defaults)."""
+        self.config, self.resume, self.callbacks = config, resume, list(callbacks)
+        self.changed = None if changed is None else list(changed)
+        self.given_data = data
         self.dist = distributed.SINGLE  # set by run(); see resnet.train.distributed for the rank rules
-        self.iteration = 0
-        self.best_val_error = math.inf
-        self.best_iteration: int | None = None
-        self.elapsed = 0.0  # training seconds, summed over resumed segments
-        self.wall_before = 0.0  # wall-clock seconds of earlier segments (evaluations and checkpoints included)
+        self.state = TrainingState()
         self.started = time.monotonic()
-        self.interval = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
-        self.curve = {"loss": 0.0, "wrong": 0.0, "seen": 0, "iterations": 0, "time": 0.0}
         self.records: list[dict[str, Any]] = []
         self.saved_iteration: int | None = None  # iteration held by last.pt (None: none written or resumed)
         self.interrupt = InterruptGuard()
+
+    @property
+    def iteration(self) -> int:
+        return self.state.iteration
 
     # ---- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -74,20 +84,19 @@ class Trainer(RunReporting):
             validate(config)
         ctx.on_main(self.run_dir.acquire, resume=bool(self.resume))  # exclusive until run() ends (rank 0)
         if self.resume:
-            checkpoint = ctx.on_main(load_checkpoint, self.run_dir.file(LAST_CHECKPOINT))
-            ctx.on_main(self.run_dir.check_checkpoint, checkpoint)
-            saved = config_from_dict(checkpoint["config"], "the checkpoint's configuration")
-            self.config = config = resume.merge_resume_config(saved, config)
-            config.run_dir = str(self.run_dir.path)
+            checkpoint, saved, self.config = resume.continue_from(self.run_dir, config, ctx, self.changed)
+            config = self.config
             self.world_note = distributed.resume_at_world_size(config, given, checkpoint, ctx)
         validate(config)
         self.runtime = distributed.place(resolve_runtime(config.system), ctx)
         seed_everything(config.seed)
-        if self.data is None:
+        if self.given_data is None:
             with distributed.main_first(ctx):
-                self.data = self._build_data()
+                self.given_data = self._build_data()
+        self.data: TrainingData = self.given_data
         check_input_size(config.model.name, self.data.image_size)
-        self.model = distributed.prepare_model(self._build_model(), config, ctx, self.runtime.device)
+        network, self.notes = build_network(config, self.data, resume=bool(self.resume))
+        self.model = distributed.prepare_model(network, config, ctx, self.runtime.device)
         self.model = self.model.to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -102,12 +111,18 @@ class Trainer(RunReporting):
             done = int(checkpoint["iteration"])
             self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done)
         self.total = total_iterations(config, self.steps_per_epoch)
+        self.cadence = Cadence(config.eval, config.checkpoint, self.steps_per_epoch)
         self.schedule: Schedule = build_schedule(config, self.steps_per_epoch, ctx.world_size)
         self.optimizer = build_optimizer(self.model, config, self.schedule.lr_at(0))
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.needs_grad_scaler)
         distributed.check_supported(config, ctx)
-        self.extras = TrainingExtras(config, self.model, self.data.num_classes, self.run_dir.path, ctx.rank)
-        self.criterion = self.extras.criterion
+        self.criterion = build_criterion(config, self.data.num_classes)
+        self.mixer = build_mixer(config, self.data.num_classes, ctx.rank)
+        ema, keep = config.ema, config.checkpoint
+        self.ema = ModelEma(self.model, ema.decay, ema.warmup, ema.every_iterations) if ema.enabled else None
+        self.keeper = None
+        if keep.keep_best or keep.average_last:
+            self.keeper = CheckpointKeeper(self.run_dir.path, keep.keep_best, keep.average_last)
         ctx.on_main(self.run_dir.create, config, resume=bool(self.resume))
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -115,63 +130,32 @@ class Trainer(RunReporting):
         if config.log.tensorboard:
             self.run_dir.open_tensorboard(purge_step=self.iteration + 1 if self.resume else None)
 
-    def _build_data(self) -> Any:
-        from resnet.data import build_data
-
-        data = self.config.data
+    def _build_data(self) -> TrainingData:
         return build_data(
-            data.dataset,
-            data_dir=data.data_dir,
-            batch_size=data.batch_size,
-            eval_batch_size=data.eval_batch_size,
-            device=str(self.runtime.device),
-            val_size=data.val_size,
-            subset=data.subset,
+            self.config.data,
+            device=self.runtime.device,
             seed=self.config.seed,
-            augment=data.augment,
-            normalize=data.normalize,
+            shard=(self.dist.rank, self.dist.world_size),
             channels_last=self.runtime.channels_last,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            num_workers=data.num_workers,
-            download=data.download,
-            eval_view=data.eval_view,
-            crop_size=data.crop_size,
-            pipeline=data.pipeline,
-            on_bad_image=data.on_bad_image,
-            **modern_data_options(self.config),
+            in_chans=self.config.model.options.get("in_chans"),
         )
 
-    def _build_model(self) -> nn.Module:
-        from resnet.models import create_model
-
-        model = self.config.model
-        options = {"in_chans": self.data.in_chans, **model.options}
-        network = create_model(model.name, num_classes=self.data.num_classes, **options)
-        self.notes = prepare_finetuning(network, self.config, resume=self.resume)
-        return network
-
     # ---- checkpoints ------------------------------------------------------------------------------------------
+    def _components(self) -> dict[str, Any]:
+        """What a checkpoint carries through ``state_dict``/``load_state_dict``, by key: one list for both ways."""
+        parts = {"model": self.model, "optimizer": self.optimizer, "schedule": self.schedule}
+        parts["grad_scaler"] = self.scaler
+        return {**parts, "ema": self.ema} if self.ema is not None else parts
+
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "grad_scaler": self.scaler.state_dict(),
+            **{key: part.state_dict() for key, part in self._components().items()},
             "rng": capture_rng_state(),
-            "iteration": self.iteration,
-            "position": {
-                "epoch": self.iteration // self.steps_per_epoch,
-                "batch": self.iteration % self.steps_per_epoch,
-            },
-            "best_val_error": self.best_val_error,
-            "best_iteration": self.best_iteration,
-            "elapsed": self.elapsed,
-            "wall_time": self.wall_time(),
-            "interval": dict(self.interval),
-            "curve": dict(self.curve),
+            **self.state.to_checkpoint(
+                wall_time=self.wall_time(), steps_per_epoch=self.steps_per_epoch, with_ema=self.ema is not None
+            ),
             "config": self.config.to_dict(),
-            **self.extras.state_dict(),
+            **({"kept": self.keeper.state_dict()} if self.keeper is not None else {}),
             **distributed.checkpoint_fields(self.config, self.dist, self.iteration),
             "meta": build_meta(self.config, self.data),
             "run_id": self.run_dir.run_id,
@@ -179,7 +163,7 @@ class Trainer(RunReporting):
         }
 
     def wall_time(self) -> float:
-        return self.wall_before + time.monotonic() - self.started
+        return self.state.wall_before + time.monotonic() - self.started
 
     def save(self, name: str = LAST_CHECKPOINT) -> Path:
         path = self.run_dir.file(name)
@@ -204,21 +188,18 @@ class Trainer(RunReporting):
         return evaluate(model, stream, self.runtime.autocast, self.dist.reducer_for(stream))
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None and "ema" not in checkpoint:
+            raise ConfigError("the checkpoint has no EMA weights; resume with ema.enabled = false")
         try:
-            self.model.load_state_dict(checkpoint["model"])
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            for key, part in self._components().items():
+                part.load_state_dict(checkpoint[key])
         except (RuntimeError, ValueError, KeyError) as error:
             raise CheckpointError(f"checkpoint in '{self.run_dir.path}' does not fit the model: {error}") from error
-        self.schedule.load_state_dict(checkpoint["schedule"])
-        self.scaler.load_state_dict(checkpoint["grad_scaler"])
         restore_rng_state(checkpoint["rng"])
-        self.iteration = self.saved_iteration = int(checkpoint["iteration"])
-        self.best_val_error = float(checkpoint["best_val_error"])
-        self.best_iteration = checkpoint["best_iteration"]
-        self.elapsed = float(checkpoint["elapsed"])
-        self.wall_before = float(checkpoint["wall_time"])
-        self.interval, self.curve = dict(checkpoint["interval"]), dict(checkpoint["curve"])
-        self.extras.load_state_dict(checkpoint, self.iteration)
+        self.state = TrainingState.from_checkpoint(checkpoint, with_ema=self.ema is not None)
+        self.saved_iteration = self.state.iteration
+        if self.keeper is not None:
+            self.keeper.load_state_dict(checkpoint.get("kept", {}), self.iteration)
         self.run_dir.truncate_metrics(self.iteration)
         self.records = self.dist.on_main(self.run_dir.read_metrics)
 
@@ -244,17 +225,10 @@ class Trainer(RunReporting):
             self.last_save_time = time.monotonic()
             mode = config.log.progress if self.dist.is_main else "none"
             self.progress = Progress(mode, self.total, self.iteration, config.log.every_iterations)
-            self.progress.write(
-                f"training {config.model.name} on {self.data.name} ({self.data.num_train} images, "
-                f"{self.steps_per_epoch} iterations/epoch) for {self.total} iterations on "
-                f"{runtime.describe()}; run directory {self.run_dir.path}"
-            )
-            self.progress.write(f"precision: {runtime.amp_reason}")
-            if self.dist.is_distributed:
-                for line in filter(None, (self.world_note, distributed.describe(config, self.dist, self.schedule))):
-                    self.progress.write(line)
-            for note in self.notes:
-                self.progress.write(note)
+            self.report = RunReport(self.run_dir, config, self.data, self.progress, self.dist.is_main)
+            lines = [self.world_note, distributed.describe(config, self.dist, self.schedule)]
+            notes = [*filter(None, lines if self.dist.is_distributed else []), *self.notes]
+            self.report.start(self.total, self.steps_per_epoch, runtime, notes)
             with self.interrupt:
                 while self.iteration < self.total:
                     self._train_epoch()
@@ -280,7 +254,7 @@ class Trainer(RunReporting):
         window = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # loss sum, wrong, seen
         first_bad = torch.full((), -1, dtype=torch.int64, device=runtime.device)
         window_start, tick = self.iteration, time.perf_counter()
-        accum = self.extras.accum_steps
+        accum = self.config.optim.accum_steps
         for batches in update_batches(self.data.train, epoch, start_batch, accum):
             lr = self.schedule.lr_at(self.iteration)
             for group in self.optimizer.param_groups:
@@ -292,7 +266,7 @@ class Trainer(RunReporting):
                 self.optimizer,
                 self.scaler,
                 autocast=runtime.autocast,
-                transform=self.extras.mixer,
+                transform=self.mixer,
                 first_index=self.iteration * accum,
                 clip_norm=self.config.optim.grad_clip_norm,
                 parameters=model.parameters(),
@@ -303,15 +277,17 @@ class Trainer(RunReporting):
             window[0] += detached * batch
             window[1] += wrong
             window[2] += batch
-            self.iteration += 1
-            self.extras.after_update(model, self.iteration)
+            self.state.iteration += 1
+            if self.ema is not None:
+                self.ema.maybe_update(model, self.iteration)
             end_of_epoch = self.iteration % self.steps_per_epoch == 0
             done = self.iteration >= self.total
-            evaluate_now = done or self._evaluation_due(end_of_epoch)
-            scheduled = end_of_epoch or done or evaluate_now or self._checkpoint_scheduled()
+            evaluate_now = done or self.cadence.evaluation_due(self.iteration, end_of_epoch)
+            scheduled_checkpoint = self.cadence.checkpoint_scheduled(self.iteration)
+            scheduled = end_of_epoch or done or evaluate_now or scheduled_checkpoint
             # A signal or the checkpoint clock is seen by one process at a time: under torchrun they act only at
             # a host sync, where every rank learns of them together (a rank stopping alone would strand the others).
-            requests = (self.interrupt.requested or 0, int(self._checkpoint_time_due()))
+            requests = (self.interrupt.requested or 0, int(self.cadence.checkpoint_time_due(self.last_save_time)))
             lone = any(requests) and not self.dist.is_distributed
             if scheduled or lone or (self.iteration - window_start) % runtime.sync_every == 0:
                 now = time.perf_counter()
@@ -321,7 +297,7 @@ class Trainer(RunReporting):
             else:
                 requests = (0, 0)
             stop = self.interrupt.agree(requests[0])
-            checkpoint_now = end_of_epoch or done or stop or bool(requests[1]) or self._checkpoint_scheduled()
+            checkpoint_now = end_of_epoch or done or stop or bool(requests[1]) or scheduled_checkpoint
             for callback in self.callbacks:
                 callback.on_iteration_end(self, self.iteration)
             if evaluate_now:
@@ -356,37 +332,68 @@ class Trainer(RunReporting):
             raise divergence.loss_diverged(at, lr, self.run_dir.file(LAST_CHECKPOINT), self.saved_iteration)
         error = 100.0 * wrong / max(seen, 1)
         self.schedule.observe_training(self.iteration - 1, error * iterations, iterations)
-        for key, value in (
-            ("loss", loss_sum),
-            ("wrong", wrong),
-            ("seen", seen),
-            ("iterations", iterations),
-            ("time", seconds),
-        ):
-            self.interval[key] += value
-            self.curve[key] += value
-        self.elapsed += seconds
-        if self.curve["iterations"] >= self.config.log.every_iterations:
-            self._log_train_curve(lr)
+        self.state.add({"loss": loss_sum, "wrong": wrong, "seen": seen, "iterations": iterations, "time": seconds})
+        self.state.elapsed += seconds
+        if self.state.curve["iterations"] >= self.config.log.every_iterations:
+            self.report.train_curve_point(self.state, lr)
         self.progress.update(self.iteration, epoch + 1, loss_sum / max(seen, 1), error, int(seen), seconds, lr)
         return requests
 
-    def _checkpoint_scheduled(self) -> bool:
-        every = self.config.checkpoint.every_iterations
-        return bool(every) and self.iteration % every == 0
+    def _evaluate_and_log(self, final: bool) -> None:
+        state, data, runtime = self.state, self.data, self.runtime
+        # BN folded for evaluation: same outputs, ~15% faster on the CPU (a compiled forward is kept: no recompiles).
+        forward = self.eval_forward
+        if not runtime.compile:
+            forward = folded_copy(self.model, runtime.device, runtime.channels_last)
+        test = final or self.config.eval.test == "every"
+        record = evaluation_record(
+            state,
+            lr=self.schedule.lr_at(max(0, self.iteration - 1)),
+            epoch=round(self.iteration / self.steps_per_epoch, 4),
+            forward=forward,
+            data=data,
+            runtime=runtime,
+            reducer_for=self.dist.reducer_for,
+            test=test,
+        )
+        if record["val_error"] is not None:
+            self.schedule.observe_validation(self.iteration, record["val_error"])
+        ema_improved = self.ema is not None and evaluate_ema(record, state, self.ema, self._evaluate, data, test)
+        self.report.evaluation(record, state, wall_time=self.wall_time())
+        self.records.append(record)
+        if record["val_error"] is not None and record["val_error"] < state.best_val_error:
+            state.best_val_error, state.best_iteration = record["val_error"], self.iteration
+            self.save(BEST_CHECKPOINT)
+        if ema_improved:
+            self.save(BEST_EMA_CHECKPOINT)
+        if self.keeper is not None:
+            self.keeper.after_evaluation(self.iteration, record["val_error"], self.state_dict())
 
-    def _checkpoint_time_due(self) -> bool:
-        minutes = self.config.checkpoint.every_minutes
-        return bool(minutes) and time.monotonic() - self.last_save_time >= minutes * 60
+    def _finish(self) -> dict[str, Any]:
+        summary = self.report.summary(
+            self.records,
+            self.state,
+            model=self.model,
+            runtime=self.runtime,
+            world_size=self.dist.world_size,
+            steps_per_epoch=self.steps_per_epoch,
+            wall_time=self.wall_time(),
+        )
+        if self.ema is not None:
+            summary.update(ema_results(self.records, self.state))
+        if self.keeper is not None:
+            summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self._save_payload))
+        self.run_dir.write_summary(summary)
+        return summary
 
-    def _evaluation_due(self, end_of_epoch: bool) -> bool:
-        every = self.config.eval
-        if every.every_iterations:
-            return self.iteration % every.every_iterations == 0
-        return end_of_epoch and (self.iteration // self.steps_per_epoch) % max(1, every.every_epochs) == 0
 
 def train(
-    config: Config, *, data: Any = None, resume: bool | str = False, callbacks: Sequence[Callback] = ()
+    config: Config,
+    *,
+    data: TrainingData | None = None,
+    resume: bool | str = False,
+    callbacks: Sequence[Callback] = (),
+    changed: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train as ``config`` says and return the summary (also written to ``summary.json``)."""
-    return Trainer(config, data=data, resume=resume, callbacks=callbacks).run()
+    return Trainer(config, data=data, resume=resume, callbacks=callbacks, changed=changed).run()

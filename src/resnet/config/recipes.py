@@ -2,7 +2,7 @@
 
 Named recipes live in ``recipes/`` at the repository root, so that they are data a user can read and copy. They
 are looked up in ``$RESNET_RECIPES``, then relative to this file (a source checkout or an editable install keeps it
-at ``<root>/src/resnet/train/``), then in ``<prefix>/share/resnet/recipes`` (where a wheel installs them), then in
+at ``<root>/src/resnet/config/``), then in ``<prefix>/share/resnet/recipes`` (where a wheel installs them), then in
 ``./recipes``; any other recipe is given as a path.
 """
 
@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from resnet.config.parse import apply_overrides, config_from_dict, merge_dicts, tomllib
+from resnet.config.schema import Config
+from resnet.config.validate import validate
 from resnet.errors import ConfigError
-from resnet.train.config import Config, apply_overrides, config_from_dict, merge_dicts, tomllib, validate
 
 RECIPE_SUFFIXES = (".toml", ".yaml", ".yml")
 
@@ -26,7 +28,7 @@ def recipe_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("RESNET_RECIPES"):
         dirs.append(Path(os.environ["RESNET_RECIPES"]))
-    dirs.append(Path(__file__).resolve().parents[3] / "recipes")  # <root>/src/resnet/train/recipes.py
+    dirs.append(Path(__file__).resolve().parents[3] / "recipes")  # <root>/src/resnet/config/recipes.py
     dirs.append(Path(sys.prefix) / "share" / "resnet" / "recipes")  # an installed wheel's data files
     dirs.append(Path.cwd() / "recipes")
     return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.eval.backends import (
+from resnet.inference.backends import (
     BACKENDS,
     OnnxRuntimeRunner,
     check_backend,
@@ -61,7 +61,7 @@ def inference_precision(precision: str, device: torch.device, backend: str = "ea
             return torch.bfloat16, "bf16: the GPU supports it"
         return torch.float32, "fp32: the GPU has no bf16"
     if device.type == "cpu":
-        from resnet.train.devices import cpu_bf16_choice
+        from resnet.runtime import cpu_bf16_choice
 
         native, reason = cpu_bf16_choice()
         return (torch.bfloat16, "bf16: " + reason.partition(": ")[2]) if native else (torch.float32, reason)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from resnet.config import Config
 from resnet.errors import CheckpointError
 
 META_VERSION = 1
 
 
-def build_meta(config: Any, data: Any) -> dict[str, Any]:
+def build_meta(config: Config, data: Any) -> dict[str, Any]:
     """The ``meta`` entry of a checkpoint written while training ``config`` on ``data``."""
     from resnet.models import resolve_options
 
@@ -57,6 +58,12 @@ def read_meta(payload: dict[str, Any], path: str | Path) -> dict[str, Any]:
 def require_preprocessing(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """The saved preprocessing, or an error when the run's data did not record it (e.g. a custom data bundle)."""
     pre = meta.get("preprocessing") or {}
+    if meta.get("rebuilt"):
+        raise CheckpointError(
+            f"checkpoint '{path}' was written by an older version of resnet and does not record its classes and "
+            "preprocessing; retrain it with this version (its model still loads: resnet analyze, "
+            "resnet.runs.read_checkpoint)"
+        )
     if not {"mean", "std", "crop", "resize"} <= pre.keys():
         raise CheckpointError(
             f"checkpoint '{path}' does not record its preprocessing (it was trained on data given in Python, not "

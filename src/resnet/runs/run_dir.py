@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from resnet.errors import CheckpointError, ConfigError, RunDirError
-from resnet.train.config import Config
-from resnet.train.recipes import dump_toml
-from resnet.train.run_lock import RunLock
+from resnet.config import Config
+from resnet.config.recipes import dump_toml
+from resnet.runs.lock import RunLock
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -28,6 +28,7 @@ CURVES_FILE = "curves.png"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 RUN_FILE = "run.json"  # the run's identity: checkpoints carry the same run_id
+SUMMARY_PATHS = ("run_dir", "curves", "last_checkpoint", "best_checkpoint", "averaged_checkpoint", "kept_best")
 
 
 def default_run_dir(config: Config, root: str | Path = "runs") -> Path:
@@ -182,11 +183,26 @@ class RunDir:
 
     # summary.json -------------------------------------------------------------------------------------------
     def write_summary(self, summary: dict[str, Any]) -> None:
-        text = json.dumps({k: _json_safe(v) for k, v in summary.items()}, indent=2)
+        """Paths inside the run directory are stored relative to it, so that a copied or committed run holds no
+        machine's absolute paths (``run_dir`` itself is ``"."``)."""
+        stored = {k: _json_safe(self._relative(v) if k in SUMMARY_PATHS else v) for k, v in summary.items()}
+        text = json.dumps(stored, indent=2)
         try:
             _write_atomic(self.file(SUMMARY_FILE), text + "\n")
         except OSError as error:
             raise _unwritable(self.path, error) from error
+
+
+    def _relative(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._relative(item) for item in value]
+        if not isinstance(value, str) or not value:
+            return value
+        root = self.path.resolve()
+        try:
+            return str(Path(value).resolve().relative_to(root))
+        except (ValueError, OSError):
+            return value
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnet.config import Config
 from resnet.errors import ConfigError
-from resnet.train.config import Config
 
 OPTIMIZERS = ("sgd", "adamw", "lamb", "rmsprop")
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for-loop")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from collections import deque
 from typing import Any
 
+from resnet.config import Config
 from resnet.errors import ConfigError
-from resnet.train.config import Config
+from resnet.models.naming import model_depth
 
 
 class Schedule:
@@ -211,12 +211,6 @@ class ErrorThresholdWarmup(Schedule):
         self.inner.load_state_dict(state["inner"])
         self.recent = deque((float(e), int(c)) for e, c in state["recent"])
         self.switched_at = state["switched_at"]
-
-
-def model_depth(name: str) -> int:
-    """Depth from a model name (resnet110 -> 110, plain20 -> 20); 0 when the name carries none."""
-    match = re.search(r"(\d+)$", name) or re.search(r"(\d+)", name)
-    return int(match.group(1)) if match else 0
 
 
 def scaled_lr(config: Config, world_size: int = 1) -> float:

@@ -1,4 +1,7 @@
-"""Device, mixed precision, memory format and compilation choices, with sensible defaults per device."""
+"""The one runtime choice of every command: device, mixed precision, memory format, compilation and threads.
+
+Train, eval, predict and the benchmarks resolve their device and precision here, with the same rules and errors.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from resnet.config.schema import SystemConfig
 from resnet.errors import ConfigError
-from resnet.train.config import SystemConfig
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,20 @@ def resolve_device(choice: str) -> torch.device:
     try:
         device = torch.device(choice)
     except RuntimeError as error:
-        raise ConfigError(f"unknown device '{choice}': use auto, cpu, cuda or cuda:N") from error
+        raise ConfigError(f"unknown device '{choice}': use auto, cpu, cuda, cuda:N or mps") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{choice}' requested but CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device '{choice}' requested but this machine has {torch.cuda.device_count()} GPU(s); "
+            "use cuda:0 ... or --device auto"
+        )
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"device '{choice}' requested but Apple's MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device '{choice}' is not supported: use auto, cpu, cuda, cuda:N or mps")
     return device
 
 

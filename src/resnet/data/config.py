@@ -1,0 +1,59 @@
+"""The data section of a run's configuration, and the choices its options allow (declared once, here).
+
+``build_data`` takes a :class:`DataConfig` whole, so adding a data option touches this class, the pipeline that
+uses it, its test and its doc, and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AUGMENTS = ("default", "rrc", "none")
+NORMALIZES = ("channel", "pixel")
+EVAL_VIEWS = ("center", "ten-crop", "full")
+# `resnet eval --views` spells the paper's 10-crop "10crop"; both spellings name the one view
+VIEW_ALIASES = {"10crop": "ten-crop"}
+
+
+def canonical_view(name: str) -> str:
+    return VIEW_ALIASES.get(name, name)
+PIPELINES = ("auto", "tensor", "loader")
+ON_BAD_IMAGE = ("error", "skip")
+POLICY_NAMES = ("none", "trivialaugment", "randaugment", "autoaugment")
+
+DATA_CHOICES: dict[str, tuple[str, ...]] = {
+    "data.augment": AUGMENTS,
+    "data.normalize": NORMALIZES,
+    "data.eval_view": EVAL_VIEWS,
+    "data.pipeline": PIPELINES,
+    "data.on_bad_image": ON_BAD_IMAGE,
+    "data.policy": POLICY_NAMES,
+}
+
+
+@dataclass
+class DataConfig:
+    dataset: str = ""
+    data_dir: str | None = None
+    batch_size: int = 128  # per process; the global batch is batch_size * world_size
+    eval_batch_size: int | None = None
+    val_size: int | None = None  # None: the dataset's default split; 0: no validation set
+    subset: int | None = None  # train on a seeded subset of this many images
+    augment: str = "default"  # default | rrc | none
+    normalize: str = "channel"  # channel | pixel
+    eval_view: str = "center"  # center | ten-crop | full
+    num_workers: int | None = None
+    download: bool = True
+    crop_size: int = 224  # training crop of image folders (small datasets keep their image size)
+    pipeline: str = "auto"  # auto | tensor (decode a same-size folder once into memory) | loader (DataLoader)
+    on_bad_image: str = "error"  # error | skip (counted and reported)
+    # FixRes (Touvron et al. 2019): evaluate larger than the training crop; None: crop_size, resize crop*256/224
+    eval_crop_size: int | None = None
+    eval_resize: int | None = None
+    policy: str = "none"  # none | trivialaugment | randaugment | autoaugment (torchvision's, per image)
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9
+    random_erasing: float = 0.0  # probability per image (batched on the device, after normalisation)
+    repeats: int = 1  # repeated augmentation (Hoffer et al. 2020): each image appears this many times an epoch
+
+

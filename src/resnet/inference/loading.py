@@ -1,0 +1,97 @@
+"""A trained network from what a run (or an export) left behind: its model, classes and saved preprocessing.
+
+Checkpoints are read through :mod:`resnet.runs` (one verified loader, one policy for old checkpoints); an
+exported safetensors file is read with its JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from resnet.errors import CheckpointError, DataNotFoundError
+from resnet.inference.fast import InferenceModel, prepare_for_inference
+from resnet.inference.images import Preprocess
+from resnet.runs import read_checkpoint, require_preprocessing
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass
+class LoadedModel:
+    """A trained network with what it needs to be used: ``model, classes = load_model(path)`` unpacks."""
+
+    model: nn.Module
+    class_names: list[str]
+    meta: dict[str, Any]
+    path: Path
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.model
+        yield self.class_names
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(require_preprocessing(self.meta, self.path))
+
+    def for_inference(self, device: str | torch.device = "cpu", **options: Any) -> InferenceModel:
+        """The model on the inference fast path, ``prepare_for_inference(self.model, device, **options)``: BN
+        folded, bf16 where native, eager channels-last unless ``backend`` says otherwise (``"auto"``: ONNX Runtime
+        for fp32 on the CPU). ``.model`` stays the plain one (for fine-tuning, export)."""
+        return prepare_for_inference(self.model, device, **options)
+
+
+def _meta_from_sidecar(path: Path) -> dict[str, Any]:
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise CheckpointError(
+            f"'{path}' holds weights only and its sidecar {sidecar.name} (model name, options, classes) is missing; "
+            "export again with `resnet export --format safetensors`, or use create_model(NAME, weights=PATH)"
+        )
+    meta = json.loads(sidecar.read_text())
+    pre = meta.get("preprocessing") or {}
+    if pre.get("mean_image") is not None:
+        pre["mean_image"] = torch.tensor(pre["mean_image"], dtype=torch.float32)
+    return meta
+
+
+def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """The trained network of a checkpoint (``last.pt``/``best.pt``) or of an exported safetensors file with its
+    JSON sidecar, in eval mode, with its class names and metadata (``.meta``: options, preprocessing)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        if not path.is_file():
+            raise DataNotFoundError(f"no weights file at '{path}'")
+        meta, payload = _meta_from_sidecar(path), {}
+        state = load_file(str(path))
+    else:
+        saved = read_checkpoint(path)
+        meta, payload, state = saved.meta, saved.payload, saved.state
+    model = model_from_meta(meta, state, path).to(device)
+    return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
+
+
+def model_from_meta(meta: dict[str, Any], state: dict[str, Tensor], path: PathLike) -> nn.Module:
+    """The network ``meta`` names (every option resolved at training time) with ``state`` loaded, in eval mode;
+    the prefixes of DDP/compile wrappers are stripped from the keys."""
+    from resnet.models import create_model
+    from resnet.models.weights import strip_wrapper_prefixes
+
+    model = create_model(meta["model"]["name"], **meta["model"]["options"])
+    try:
+        model.load_state_dict(strip_wrapper_prefixes(state))
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {error}") from error
+    return model.eval()
+
+

@@ -1,0 +1,13 @@
+"""Optimisation: the optimizers (SGD as the paper, AdamW, LAMB, RMSprop) and the learning-rate schedules."""
+
+from resnet.train.optim.optimizers import build_optimizer, seed_everything
+from resnet.train.optim.schedules import Schedule, build_schedule, milestone_iterations, total_iterations
+
+__all__ = [
+    "Schedule",
+    "build_optimizer",
+    "build_schedule",
+    "milestone_iterations",
+    "seed_everything",
+    "total_iterations",
+]
