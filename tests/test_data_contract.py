@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synthetic import write_idx_files
 
 from resnet.cli import main
 from resnet.data import DataConfig, build_data, dataset_info, registry, validation_size
@@ -18,6 +17,7 @@ from resnet.data.registry import FASHION_MNIST
 from resnet.eval.data import build_eval_data
 from resnet.runs import read_checkpoint
 from resnet.train import Trainer, load_config
+from synthetic import write_idx_files
 
 TINY = {"log.tensorboard": False, "log.progress": "none", "checkpoint.every_minutes": 0, "system.threads": 1}
 
