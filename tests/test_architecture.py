@@ -16,6 +16,26 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "resnet"
 READERS = ("eval", "inference", "export", "analysis", "runs")  # read what training leaves; never train
 BOTTOM = ("models", "data", "errors")  # import no other room (data may use its own config)
+# What each room may import: the table of README's Layout section.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "models": {"errors"},
+    "data": {"errors"},
+    "config": {"data", "errors"},
+    "runtime": {"config", "errors"},
+    "runs": {"config", "models", "errors"},
+    "inference": {"runs", "runtime", "models", "data", "errors"},
+    "eval": {"inference", "runs", "runtime", "data", "models", "errors"},
+    "train": {"eval", "inference", "runs", "runtime", "config", "data", "models", "errors"},
+    "export": {"inference", "models", "errors"},
+    "analysis": {"inference", "runs", "config", "data", "models", "errors"},
+    "experiments": {"train", "runs", "config", "models", "errors"},
+    "detection": {"models", "errors"},
+    "cli": {"analysis", "config", "data", "eval", "experiments", "export", "inference", "models", "runs", "runtime",
+            "train", "errors"},  # fmt: skip
+    "resnet": {"models", "errors", "inference", "eval"},
+    "__main__": {"cli"},
+}
 
 
 def _room(module: str) -> str:
@@ -84,6 +104,13 @@ def test_readers_of_a_run_import_nothing_from_train(room: str) -> None:
 @pytest.mark.parametrize("room", BOTTOM)
 def test_models_and_data_stay_at_the_bottom(room: str) -> None:
     assert set(room_imports().get(room, {})) <= {"errors"}, dict(room_imports()[room])
+
+
+def test_every_room_imports_only_what_the_layout_allows() -> None:
+    edges = room_imports()
+    assert set(edges) <= set(ALLOWED), sorted(set(edges) - set(ALLOWED))
+    extra = {room: sorted(set(targets) - ALLOWED[room]) for room, targets in edges.items()}
+    assert not {room: names for room, names in extra.items() if names}
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
