@@ -109,9 +109,16 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
         meta, payload = _meta_from_sidecar(path), {}
         state = load_file(str(path))
     else:
-        payload = load_checkpoint(path)
-        meta = read_meta(payload, path)
-        state = payload["model"]
+        try:
+            payload = load_checkpoint(path)
+            meta, state = read_meta(payload, path), payload["model"]
+        except CheckpointError:
+            from resnet.models.weights import foreign_checkpoint
+
+            foreign = foreign_checkpoint(path)  # another codebase's file we can convert (akamaster's CIFAR-10)
+            if foreign is None:
+                raise
+            meta, state, payload = foreign
     model = model_from_meta(meta, state, path).to(device)
     return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
 
