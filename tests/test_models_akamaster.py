@@ -207,3 +207,14 @@ def test_cli_eval_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert predicted == [CIFAR10_CLASSES[i] for i in logits[:2].argmax(1).tolist()]
     top = logits[:2].softmax(1).max(1).values.tolist()
     assert [r["predictions"][0]["probability"] for r in results] == pytest.approx(top, abs=1e-5)
+
+
+def test_other_files_keep_their_own_errors_in_load_model(tmp_path: Path) -> None:
+    from resnet.errors import CheckpointError
+
+    (tmp_path / "garbage.th").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        resnet.load_model(tmp_path / "garbage.th")
+    torch.save({"state_dict": resnet.create_model("resnet8").state_dict()}, tmp_path / "plain.th")
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        resnet.load_model(tmp_path / "plain.th")
