@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torchvision
 import resnet
 from resnet.errors import ConfigError
 from resnet.export import export_model, torchvision_state_dict
+from resnet.export.onnx import ExportError
 from resnet.models import resolve_options
 from resnet.models.fuse import count_batchnorms
 
@@ -117,3 +119,76 @@ def test_safetensors_with_sidecar_loads_back(tmp_path: Path) -> None:
     assert classes == ["c0", "c1", "c2", "c3"]
     with pytest.raises(ConfigError, match="fuse-bn"):
         export_model(model, meta_for("resnet8", 16, num_classes=4), "safetensors", tmp_path / "f.st", fuse_bn=True)
+
+
+def two_iterations(model: torch.nn.Module, size: int) -> torch.nn.Module:
+    """Two SGD steps from the initialisation: BN statistics still near (0, 1), so eval-mode logits are huge."""
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        x, y = torch.randn(8, 3, size, size), torch.randint(0, model.num_classes, (8,))
+        loss = torch.nn.functional.cross_entropy(model.train()(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize(("name", "options", "size"), [("resnet50", {}, 64), ("resnet164", {"preact": True}, 32)])
+def test_onnx_accepts_correct_exports_of_large_logits(tmp_path: Path, name: str, options: dict, size: int) -> None:
+    import onnxruntime
+
+    model = two_iterations(resnet.create_model(name, **options), size)
+    result = export_model(model, meta_for(name, size, **options), "onnx", tmp_path / "m.onnx")
+    assert result["output_scale"] > 1e5  # the regime where an absolute 1e-4 refused correct exports
+    assert result["max_rel_diff"] < 1e-5 and result["max_abs_diff"] <= 1e-4 * result["output_scale"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected = model(x)
+    assert torch.equal(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).argmax(1), expected.argmax(1))
+
+
+def test_a_refused_export_is_not_left_under_the_requested_name(tmp_path: Path) -> None:
+    model = trained_like(resnet.create_model("resnet8", num_classes=5))
+    meta = meta_for("resnet8", 16, num_classes=5)
+    with pytest.raises(ExportError, match="nothing written to") as error:
+        export_model(model, meta, "onnx", tmp_path / "m.onnx", fuse_bn=True, tolerance=0.0)
+    assert "\n" not in str(error.value) and "relative" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+    # an earlier good export stays as it was
+    good = export_model(model, meta, "safetensors", tmp_path / "w.safetensors")
+    before = (tmp_path / "w.safetensors").read_bytes()
+    with pytest.raises(ExportError):
+        export_model(trained_like(model), meta, "safetensors", tmp_path / "w.safetensors", tolerance=-1.0)
+    assert (tmp_path / "w.safetensors").read_bytes() == before and Path(good["sidecar"]).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.json", "w.safetensors"]
+
+
+def test_dynamo_without_onnxscript_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from resnet.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    model = trained_like(resnet.create_model("resnet8"))
+    with pytest.raises(ExportError, match=r"pip install 'resnet\[onnx-dynamo\]'"):
+        export_model(model, meta_for("resnet8", 16), "onnx", tmp_path / "m.onnx", exporter="dynamo")
+    assert not (tmp_path / "m.onnx").exists()
+    code = main(["export", "--checkpoint", str(tmp_path / "any.pt"), "--format", "onnx", "--exporter", "dynamo"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "onnxscript" in err and "Traceback" not in err
+
+
+NO_ONNXSCRIPT = importlib.util.find_spec("onnxscript") is None
+
+
+@pytest.mark.skipif(NO_ONNXSCRIPT, reason="onnxscript is not installed (the onnx-dynamo extra)")
+def test_dynamo_exporter_with_onnxscript(tmp_path: Path) -> None:
+    model = trained_like(resnet.create_model("resnet8", num_classes=5))
+    result = export_model(model, meta_for("resnet8", 16, num_classes=5), "onnx", tmp_path / "m.onnx",
+                          exporter="dynamo", dynamic_batch=True)  # fmt: skip
+    assert result["max_rel_diff"] < 1e-5 and (tmp_path / "m.onnx").is_file()

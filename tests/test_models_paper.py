@@ -56,7 +56,9 @@ def test_list_models_covers_the_paper() -> None:
     for depth in (18, 34, 50, 101, 152):
         assert {f"resnet{depth}", f"plain{depth}"} <= names
     assert "vgg19" in names
-    assert set(resnet.list_models("cifar")) == {f"{k}{d}" for k in ("resnet", "plain") for d in CIFAR_PARAMS}
+    he_2016 = (164, 1001)  # the bottleneck nets of "Identity Mappings" (tests/test_models_preact.py)
+    depths = (*CIFAR_PARAMS, *he_2016)
+    assert set(resnet.list_models("cifar")) == {f"{k}{d}" for k in ("resnet", "plain") for d in depths}
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,7 @@ def test_preactivation_ordering() -> None:
 
 
 def test_preactivation_projection_takes_the_preactivated_input() -> None:
-    block = PreActBasicBlock(16, 32, 2, make_shortcut("B", 16, 32, 2)).eval()
+    block = PreActBasicBlock(16, 32, 2, make_shortcut("B", 16, 32, 2, norm=False), preact="both").eval()
     x = torch.randn(2, 16, 8, 8)
     preact = torch.relu(block.bn1(x))
     expected = block.conv2(torch.relu(block.bn2(block.conv1(preact)))) + block.downsample(preact)

@@ -98,7 +98,8 @@ def test_default_training_path_matches_the_plain_one() -> None:
         ("plain8", {}, 7, 0),
         ("resnet8", {"preact": True}, 3, 4),  # one per block; bn1s and the final BN precede no convolution
         ("bottleneck", {}, 16, 0),  # stem + 4 blocks x 3 + 3 projections (stage 1 keeps its width)
-        ("bottleneck", {"preact": True, "stride_on": "1x1"}, 12, 5),  # bn1s and the final BN stay
+        # stem + 4 blocks x 2 (pre-activation projections have no BN); 3 bn1s (none after the stem) + the final BN
+        ("bottleneck", {"preact": True, "stride_on": "1x1"}, 9, 4),
     ],
 )
 def test_folding_keeps_the_outputs(name: str, options: dict, folded: int, left: int) -> None:

@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a checkpoint (onnx, torchscript, safetensors, torchvision), verified against PyTorch",
         description="Export the trained model of a checkpoint. ONNX is checked with onnxruntime and TorchScript "
-        "with torch.jit.load against PyTorch (max abs difference printed, must be under 1e-4).",
+        "with torch.jit.load against PyTorch: the max abs difference must be under 1e-4 of the outputs' magnitude "
+        "(at least 1); both are printed, and a refused export is not left under the output's name.",
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint (best.pt / last.pt of a run)")
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors", "torchvision"))
@@ -21,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fuse-bn", action="store_true", help="fold BN into the convolutions first (onnx, torchscript)"
     )
     parser.add_argument(
-        "--exporter", choices=("legacy", "dynamo"), default="legacy", help="ONNX exporter (default: legacy, fast)"
+        "--exporter",
+        choices=("legacy", "dynamo"),
+        default="legacy",
+        help="ONNX exporter (default: legacy, fast; dynamo needs onnxscript: pip install 'resnet[onnx-dynamo]')",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -44,5 +48,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {result['path']}" + (f" and {result['sidecar']}" if "sidecar" in result else ""))
     if args.fuse_bn:
         print(f"batch norms folded into convolutions ({result['batchnorms_left']} left)")
-    print(f"checked with {result['checked_with']}: max abs difference {result['max_abs_diff']:.2e} vs PyTorch")
+    print(
+        f"checked with {result['checked_with']}: max abs difference {result['max_abs_diff']:.2e} vs PyTorch "
+        f"(relative to the largest |logit| {result['output_scale']:.3g}: {result['max_rel_diff']:.2e})"
+    )
     return 0

@@ -7,6 +7,15 @@ import json
 
 from resnet.models import list_models, model_info
 
+# Which block a CIFAR name uses, and why (resnet.models.specs.default_cifar_block).
+BLOCK_NOTES = (
+    "CIFAR blocks: resnet/plain{6n+2} use basic blocks (He et al. 2015, Sec. 4.2: 20 ... 1202);",
+    "resnet/plain164 and 1001 are the bottleneck nets of He et al. 2016 (depth 9n+2; defaults shortcut B, "
+    "stride_on 1x1, as resnet-1k-layers);",
+    "any other CIFAR depth: 6n+2 basic, else 9n+2 bottleneck; NAME-basic / NAME-bottleneck choose the block "
+    "explicitly (resnet164-basic, resnet56-bottleneck).",
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list the networks with their parameters and MACs")
@@ -50,4 +59,8 @@ def run(args: argparse.Namespace) -> int:
             for i, (cell, width) in enumerate(zip(line, widths, strict=True))
         ]
         print("  ".join(cells).rstrip())
+    if args.family in (None, "cifar"):
+        print()
+        for line in BLOCK_NOTES:
+            print(line)
     return 0

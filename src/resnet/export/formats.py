@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.export.onnx import ExportError, export_onnx, verify_onnx
+from resnet.export.onnx import ExportError, check_exporter, export_onnx, verify_onnx
 from resnet.export.safetensors_io import save_safetensors
 from resnet.export.torchscript import export_torchscript, verify_torchscript
 from resnet.export.torchvision_layout import load_into_torchvision, max_abs_difference, torchvision_state_dict
 
 FORMATS = ("onnx", "torchscript", "safetensors", "torchvision")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "torchvision": ".pth"}
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4  # of the outputs' magnitude (at least 1): see export_model
 
 
 def default_output(checkpoint: str | Path, fmt: str) -> Path:
@@ -33,6 +33,45 @@ def verification_inputs(meta: dict[str, Any], dynamic_batch: bool, seed: int = 0
     return [torch.randn(n, *size, generator=generator) for n in ((2, 3) if dynamic_batch else (2,))]
 
 
+def output_scale(model: nn.Module, inputs: list[torch.Tensor]) -> float:
+    """The largest logit magnitude of ``model`` over ``inputs``: float32 rounding, and so any export's honest
+    difference, grows with it (a deep net whose BN statistics are still near their initial values gives logits
+    of 1e7 and more, where a difference of 1 is a relative error of 1e-7)."""
+    with torch.no_grad():
+        return max(float(model.eval()(x).abs().max()) for x in inputs)
+
+
+def staging_path(output: Path) -> Path:
+    """Where an export is written until it passes its check: beside ``output``, hidden, never under its name."""
+    return output.with_name(f".{output.name}.partial{output.suffix}")
+
+
+def _write_and_check(
+    fmt: str, exported: nn.Module, reference: nn.Module, meta: dict[str, Any], path: Path, inputs: list, **onnx: Any
+) -> dict[str, Any]:
+    """Write ``exported`` to ``path`` in ``fmt`` and measure it against ``reference``."""
+    if fmt == "onnx":
+        export_onnx(exported, inputs[0], path, **onnx)
+        return {"max_abs_diff": verify_onnx(path, reference, inputs), "checked_with": "onnxruntime"}
+    if fmt == "torchscript":
+        export_torchscript(exported, path)
+        return {"max_abs_diff": verify_torchscript(path, reference, inputs), "checked_with": "torch.jit.load"}
+    if fmt == "safetensors":
+        _, sidecar = save_safetensors(exported, meta, path)
+        from resnet.inference import load_model
+
+        loaded = load_model(path).model
+        return {"max_abs_diff": max_abs_difference(loaded, reference, inputs[0]), "checked_with": "resnet.load_model",
+                "sidecar": str(sidecar)}  # fmt: skip
+    state = torchvision_state_dict(exported, meta)
+    theirs = load_into_torchvision(state, meta["model"]["name"], meta["model"]["options"]["num_classes"])
+    torch.save(state, path)
+    return {
+        "max_abs_diff": max_abs_difference(theirs, reference, inputs[0]),
+        "checked_with": "torchvision (strict load)",
+    }
+
+
 def export_model(
     model: nn.Module,
     meta: dict[str, Any],
@@ -44,9 +83,12 @@ def export_model(
     exporter: str = "legacy",
     tolerance: float = TOLERANCE,
 ) -> dict[str, Any]:
-    """Export ``model`` and check the result against it; returns what was written and the max abs difference.
+    """Export ``model`` and check the result against it; returns what was written, the max abs difference and
+    the difference relative to the outputs' magnitude (``max_rel_diff``).
 
     The reference is always the model as trained (unfused), so the difference covers folding and export alike.
+    The export is accepted when the max abs difference is at most ``tolerance * max(1, largest |logit|)``; it is
+    written under a hidden name first and moved to ``output`` only then, so a refused export never sits there.
     """
     from resnet.models.fuse import count_batchnorms, fuse_conv_bn
 
@@ -57,40 +99,39 @@ def export_model(
             f"--fuse-bn applies to graph formats (onnx, torchscript); {fmt} stores the weights in the model's own "
             "layout, which has BN layers"
         )
+    if fmt == "onnx":
+        check_exporter(exporter)
     reference = model.eval().cpu()
     exported = fuse_conv_bn(reference) if fuse_bn else reference
     inputs = verification_inputs(meta, dynamic_batch)
     output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"format": fmt, "path": str(output), "fused_bn": fuse_bn}
     if fuse_bn:
         result["batchnorms_left"] = count_batchnorms(exported)
-    if fmt == "onnx":
-        export_onnx(exported, inputs[0], output, dynamic_batch=dynamic_batch, exporter=exporter)
-        result["max_abs_diff"] = verify_onnx(output, reference, inputs)
-        result["checked_with"] = "onnxruntime"
-    elif fmt == "torchscript":
-        export_torchscript(exported, output)
-        result["max_abs_diff"] = verify_torchscript(output, reference, inputs)
-        result["checked_with"] = "torch.jit.load"
-    elif fmt == "safetensors":
-        _, sidecar = save_safetensors(exported, meta, output)
-        result["sidecar"] = str(sidecar)
-        from resnet.inference import load_model
-
-        result["max_abs_diff"] = max_abs_difference(load_model(output).model, reference, inputs[0])
-        result["checked_with"] = "resnet.load_model"
-    else:
-        state = torchvision_state_dict(exported, meta)
-        theirs = load_into_torchvision(state, meta["model"]["name"], meta["model"]["options"]["num_classes"])
-        output.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, output)
-        result["max_abs_diff"] = max_abs_difference(theirs, reference, inputs[0])
-        result["checked_with"] = "torchvision (strict load)"
-    worst = result.get("max_abs_diff")
-    if worst is not None and not worst <= tolerance:
-        raise ExportError(
-            f"the {fmt} export at {output} differs from PyTorch by {worst:.3g} (> {tolerance:g}); not usable as is"
-        )
+    staging = staging_path(output)
+    staged = [staging, staging.with_suffix(".json")]  # the file, and the safetensors sidecar
+    try:
+        onnx_options = {"dynamic_batch": dynamic_batch, "exporter": exporter} if fmt == "onnx" else {}
+        result.update(_write_and_check(fmt, exported, reference, meta, staging, inputs, **onnx_options))
+        worst, scale = result["max_abs_diff"], output_scale(reference, inputs)
+        result["output_scale"] = scale
+        result["max_rel_diff"] = worst / scale if scale > 0 else worst
+        allowed = tolerance * max(1.0, scale)
+        if not worst <= allowed:
+            raise ExportError(
+                f"the {fmt} export differs from PyTorch by {worst:.3g} (relative {result['max_rel_diff']:.3g}; "
+                f"allowed {allowed:.3g}, {tolerance:g} of max(1, largest |logit| {scale:.3g})); nothing written to "
+                f"{output}"
+            )
+        staging.replace(output)
+        if "sidecar" in result:
+            sidecar = output.with_suffix(".json")
+            staging.with_suffix(".json").replace(sidecar)
+            result["sidecar"] = str(sidecar)
+    finally:
+        for leftover in staged:
+            leftover.unlink(missing_ok=True)
     return result
 
 
@@ -106,6 +147,8 @@ def export_checkpoint(
     """Export the trained model of ``checkpoint`` (see :func:`export_model`); output next to it by default."""
     from resnet.inference import load_model
 
+    if fmt == "onnx":
+        check_exporter(exporter)  # before loading: a missing onnxscript is the first thing to say
     loaded = load_model(checkpoint)
     output = Path(output) if output is not None else default_output(checkpoint, fmt)
     return export_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,20 @@ class ExportError(ResNetError, RuntimeError):
     """An export that failed or does not reproduce the PyTorch outputs."""
 
 
+DYNAMO_INSTALL = "pip install 'resnet[onnx-dynamo]' (or: pip install onnxscript)"
+
+
+def check_exporter(exporter: str) -> None:
+    """A known exporter whose dependencies are installed, or a one-line error saying what to do."""
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
+        raise ExportError(
+            f"--exporter dynamo needs the onnxscript package, which is not installed: {DYNAMO_INSTALL}; "
+            "or use the default --exporter legacy (same graph for these networks)"
+        )
+
+
 def export_onnx(
     model: nn.Module,
     example: Tensor,
@@ -30,10 +45,9 @@ def export_onnx(
 
     ``exporter="legacy"`` (default) is the TorchScript-based exporter: about a second for a ResNet, works
     offline on every torch >= 2.4 and needs only ``onnx``. ``"dynamo"`` uses ``torch.export`` (torch >= 2.6, needs
-    ``onnxscript``; about 10x slower to export, same graph for these networks).
+    ``onnxscript``: the ``onnx-dynamo`` extra; about 10x slower to export, same graph for these networks).
     """
-    if exporter not in EXPORTERS:
-        raise ConfigError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    check_exporter(exporter)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()

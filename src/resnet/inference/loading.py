@@ -75,8 +75,16 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
         meta, payload = _meta_from_sidecar(path), {}
         state = load_file(str(path))
     else:
-        saved = read_checkpoint(path)
-        meta, payload, state = saved.meta, saved.payload, saved.state
+        try:
+            saved = read_checkpoint(path)
+            meta, payload, state = saved.meta, saved.payload, saved.state
+        except CheckpointError:
+            from resnet.models.weights import foreign_checkpoint
+
+            foreign = foreign_checkpoint(path)  # another codebase's file we can convert (akamaster's CIFAR-10)
+            if foreign is None:
+                raise
+            meta, state, payload = foreign
     model = model_from_meta(meta, state, path).to(device)
     return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
 

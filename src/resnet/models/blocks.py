@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from resnet.models.droppath import DropPath
-from resnet.models.shortcuts import IdentityShortcut
 
 
 def branch_dropper(drop_path: float) -> nn.Module:
@@ -25,6 +24,18 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+
+
+PREACT_PLACES = ("branch", "both", "none")
+
+
+def preactivation(channels: int, preact: str) -> tuple[nn.Module, nn.Module]:
+    """A pre-activation unit's first BN and ReLU, or two identities for ``preact="none"`` (no state-dict keys)."""
+    if preact not in PREACT_PLACES:
+        raise ValueError(f"preact must be one of {', '.join(PREACT_PLACES)}, got {preact!r}")
+    if preact == "none":
+        return nn.Identity(), nn.Identity()
+    return nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
 
 
 class BasicBlock(nn.Module):
@@ -101,27 +112,35 @@ class Bottleneck(nn.Module):
 class PreActBasicBlock(nn.Module):
     """BN-ReLU-conv ordering; the sum is not followed by a ReLU, so the identity path stays clean.
 
-    A projecting or padding shortcut takes the pre-activated input (as in the authors' v2 code); an identity
-    shortcut takes the raw input.
+    ``preact`` says where the unit's first BN-ReLU sits (He et al. 2016, as fb.resnet.torch's preresnet.lua):
+    ``"branch"`` (most units): on the residual branch only, the shortcut adds the raw input; ``"both"`` (the first
+    unit of a stage, whose shortcut changes the shape, and the first after the bare CIFAR stem): once, on the
+    input of both paths; ``"none"`` (the first unit after the ImageNet stem, which ends in BN-ReLU): not at all.
     """
 
     expansion = 1
 
     def __init__(
-        self, in_channels: int, width: int, stride: int, shortcut: nn.Module | None, drop_path: float = 0.0
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        shortcut: nn.Module | None,
+        drop_path: float = 0.0,
+        preact: str = "branch",
     ) -> None:
         super().__init__()
         self.drop_path = branch_dropper(drop_path)
-        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.bn1, self.relu1 = preactivation(in_channels, preact)
         self.conv1 = conv3x3(in_channels, width, stride)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = shortcut
-        self.shortcut_takes_preact = shortcut is not None and not isinstance(shortcut, IdentityShortcut)
+        self.shortcut_takes_preact = preact != "branch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        preact = self.relu(self.bn1(x))
+        preact = self.relu1(self.bn1(x))
         out = self.conv1(preact)
         out = self.conv2(self.relu(self.bn2(out)))
         if self.downsample is not None:
@@ -134,7 +153,7 @@ class PreActBasicBlock(nn.Module):
 
 
 class PreActBottleneck(nn.Module):
-    """Pre-activation bottleneck; ``stride_on`` as in ``Bottleneck``."""
+    """Pre-activation bottleneck; ``stride_on`` as in ``Bottleneck``, ``preact`` as in ``PreActBasicBlock``."""
 
     expansion = 4
 
@@ -146,12 +165,13 @@ class PreActBottleneck(nn.Module):
         shortcut: nn.Module | None,
         stride_on: str = "3x3",
         drop_path: float = 0.0,
+        preact: str = "branch",
     ) -> None:
         super().__init__()
         self.drop_path = branch_dropper(drop_path)
         out_channels = width * self.expansion
         stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
-        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.bn1, self.relu1 = preactivation(in_channels, preact)
         self.conv1 = conv1x1(in_channels, width, stride_1x1)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride_3x3)
@@ -159,10 +179,10 @@ class PreActBottleneck(nn.Module):
         self.conv3 = conv1x1(width, out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = shortcut
-        self.shortcut_takes_preact = shortcut is not None and not isinstance(shortcut, IdentityShortcut)
+        self.shortcut_takes_preact = preact != "branch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        preact = self.relu(self.bn1(x))
+        preact = self.relu1(self.bn1(x))
         out = self.conv1(preact)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))

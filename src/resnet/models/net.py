@@ -22,10 +22,13 @@ MAX_STAGES = 4
 
 @dataclass(frozen=True)
 class BlockPlan:
+    """One block: its channels, stride, and where a pre-activation unit puts its first BN-ReLU (``preact``)."""
+
     in_channels: int
     width: int
     out_channels: int
     stride: int
+    preact: str = "branch"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class FeatureInfo:
     module: str
     channels: int
     reduction: int
+
+
+def first_unit_preact(spec: ArchSpec, stage_index: int) -> str:
+    """He et al. 2016: a stage's first unit pre-activates once for both paths, except right after a stem that
+    already ends in BN-ReLU (ImageNet), where it does not pre-activate again."""
+    return "none" if stage_index == 0 and spec.stem.preact_norm else "both"
 
 
 def stage_plan(spec: ArchSpec) -> list[list[BlockPlan]]:
@@ -49,6 +58,7 @@ def stage_plan(spec: ArchSpec) -> list[list[BlockPlan]]:
                 width=width,
                 out_channels=out_channels,
                 stride=2 if stage_index > 0 and block_index == 0 else 1,
+                preact=first_unit_preact(spec, stage_index) if block_index == 0 else "branch",
             )
             for block_index in range(num_blocks)
         ]
@@ -91,21 +101,19 @@ class ResNetTrunk(nn.Module):
         self.arch = spec.name
         self.in_chans = in_chans
         self.num_stages = len(spec.depths)
-        imagenet_stem = spec.family == "imagenet"
-
-        if imagenet_stem:
-            self.conv1 = nn.Conv2d(in_chans, spec.stem_width, kernel_size=7, stride=2, padding=3, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(in_chans, spec.stem_width, kernel_size=3, stride=1, padding=1, bias=False)
+        stem = spec.stem
+        self.conv1 = nn.Conv2d(
+            in_chans, spec.stem_width, stem.kernel, stride=stem.stride, padding=stem.kernel // 2, bias=False
+        )
         # A pre-activation CIFAR net feeds the stem convolution straight into the first block's own BN-ReLU.
-        stem_norm = imagenet_stem or not preact
+        stem_norm = stem.preact_norm or not preact
         self.bn1 = nn.BatchNorm2d(spec.stem_width) if stem_norm else nn.Identity()
         self.relu = nn.ReLU(inplace=True) if stem_norm else nn.Identity()
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if imagenet_stem else nn.Identity()
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem.maxpool else nn.Identity()
 
         block = block_class(spec.block, preact)
-        block_kwargs = {"stride_on": stride_on} if spec.block == "bottleneck" else {}
-        reduction = 4 if imagenet_stem else 1
+        block_kwargs: dict[str, str] = {"stride_on": stride_on} if spec.block == "bottleneck" else {}
+        reduction = stem.stride * (2 if stem.maxpool else 1)
         feature_info: list[FeatureInfo] = []
         plan = stage_plan(spec)
         rates = iter(drop_path_rates(drop_path_rate, sum(len(stage) for stage in plan)))
@@ -115,14 +123,16 @@ class ResNetTrunk(nn.Module):
                 # Unused stage slot: keeps the forward pass fixed (scriptable) and the state-dict keys torchvision's.
                 self.add_module(name, nn.Identity())
                 continue
+            # Pre-activation units project an already normalised input: no BN on the projection (preresnet.lua).
             blocks = [
                 block(
                     p.in_channels,
                     p.width,
                     p.stride,
-                    make_shortcut(shortcut, p.in_channels, p.out_channels, p.stride),
+                    make_shortcut(shortcut, p.in_channels, p.out_channels, p.stride, norm=not preact),
                     drop_path=next(rates),
                     **block_kwargs,
+                    **({"preact": p.preact} if preact else {}),
                 )
                 for p in plan[stage_index]
             ]

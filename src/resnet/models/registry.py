@@ -25,7 +25,9 @@ STRIDE_PLACEMENTS = ("3x3", "1x1")
 def list_models(family: str | None = None) -> list[str]:
     """Registered names (the paper's networks), optionally of one family: "cifar", "imagenet" or "vgg".
 
-    Any other CIFAR depth 6n+2 (``resnet8``, ``plain14``...) is accepted by ``create_model`` too.
+    Any other CIFAR depth is accepted by ``create_model`` too: 6n+2 with basic blocks (``resnet8``, ``plain14``),
+    9n+2 with bottlenecks (``resnet29``), or either block named explicitly (``resnet56-bottleneck``,
+    ``resnet164-basic``); see :func:`resnet.models.specs.default_cifar_block`.
     """
     if family is not None and family not in ("cifar", "imagenet", "vgg"):
         raise ConfigError(f"unknown family {family!r}; expected 'cifar', 'imagenet' or 'vgg'")
@@ -38,7 +40,10 @@ def get_spec(name: str) -> ArchSpec:
     if spec is None:
         close = difflib.get_close_matches(str(name).lower(), list(ARCHITECTURES), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint} (`resnet models` lists them all; CIFAR depths 6n+2 work too)")
+        raise ConfigError(
+            f"unknown model {name!r}{hint} (`resnet models` lists them all; CIFAR depths 6n+2 (basic blocks) and 9n+2 "
+            "(bottlenecks, or NAME-bottleneck) work too)"
+        )
     return spec
 
 
@@ -79,13 +84,13 @@ def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[st
     if not spec.residual and shortcut is not None:
         twin = spec.name.replace("plain", "resnet")
         raise ConfigError(f"{spec.name} is a plain network and has no shortcuts; use {twin} with shortcut={shortcut!r}")
-    stride_on = options.get("stride_on", "3x3")
+    stride_on = options.get("stride_on", spec.default_stride_on)
     if stride_on not in STRIDE_PLACEMENTS:
         raise ConfigError(f"stride_on must be '3x3' (torchvision, v1.5) or '1x1' (the paper, v1), got {stride_on!r}")
     if stride_on != "3x3" and spec.block != "bottleneck":
         raise ConfigError(
-            f"stride_on={stride_on!r} applies to bottleneck blocks only (resnet50 and deeper); {spec.name} has basic "
-            "blocks, whose stride is always on the first 3x3 convolution: drop the option"
+            f"stride_on={stride_on!r} applies to bottleneck blocks only (resnet50 and deeper, resnet164, resnet1001); "
+            f"{spec.name} has basic blocks, whose stride is always on the first 3x3 convolution: drop the option"
         )
     zero_init_residual = options.get("zero_init_residual", False)
     preact = options.get("preact", False)
@@ -127,15 +132,16 @@ def create_model(
     """Build a network of the paper by name.
 
     Options: ``shortcut`` ("A" zero-pad, "B" projection on shape change, "C" projection everywhere; default A for
-    CIFAR nets, B for ImageNet nets), ``stride_on`` ("3x3" torchvision v1.5, default; "1x1" the paper's v1),
+    the CIFAR basic nets, B for ImageNet and the CIFAR bottleneck nets), ``stride_on`` ("3x3" torchvision v1.5,
+    default for ImageNet; "1x1" the paper's v1, default for the CIFAR bottleneck nets as in the authors' code),
     ``zero_init_residual``, ``preact`` (pre-activation blocks), ``in_chans``, ``drop_rate`` (dropout before the
     classifier) and ``drop_path_rate`` (stochastic depth, growing linearly to this rate in the last block).
     ``num_classes`` defaults to 10 for CIFAR nets and 1000 for ImageNet nets. ``features_only=True`` returns a
     backbone whose forward gives the stage outputs, described by its ``feature_info``.
 
-    ``weights=PATH`` loads a torchvision ``.pth`` state dict, one of our checkpoints or a safetensors file
-    (see :func:`resnet.models.weights.load_weights`): strictly, except that a classifier of another size is
-    replaced (fine-tuning).
+    ``weights=PATH`` loads a torchvision ``.pth`` state dict, one of our checkpoints, a safetensors file or an
+    akamaster/pytorch_resnet_cifar10 checkpoint, converted (see :func:`resnet.models.weights.load_weights`):
+    strictly, except that a classifier of another size is replaced (fine-tuning).
     """
     spec = get_spec(name)
     resolved = _validated_options(spec, num_classes, options)

@@ -48,22 +48,27 @@ class ZeroPadShortcut(nn.Module):
 
 
 class ProjectionShortcut(nn.Sequential):
-    """Options B and C: a strided 1x1 convolution and batch norm (keys ``0.*`` and ``1.*`` as in torchvision)."""
+    """Options B and C: a strided 1x1 convolution and batch norm (keys ``0.*`` and ``1.*`` as in torchvision).
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
+    ``norm=False`` leaves the bare convolution (key ``0.*``): pre-activation nets project an input that is already
+    normalised, and the authors' code (preresnet.lua, resnet-1k-layers) adds no BN there.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: bool = True) -> None:
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+        super().__init__(conv, nn.BatchNorm2d(out_channels)) if norm else super().__init__(conv)
 
 
-def make_shortcut(option: str | None, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
-    """The shortcut a block needs under ``option`` (None: plain network, no shortcut)."""
+def make_shortcut(
+    option: str | None, in_channels: int, out_channels: int, stride: int, norm: bool = True
+) -> nn.Module | None:
+    """The shortcut a block needs under ``option`` (None: plain network, no shortcut); ``norm`` as in
+    :class:`ProjectionShortcut`."""
     if option is None:
         return None
     changes_shape = stride != 1 or in_channels != out_channels
     if option == "C" or (option == "B" and changes_shape):
-        return ProjectionShortcut(in_channels, out_channels, stride)
+        return ProjectionShortcut(in_channels, out_channels, stride, norm=norm)
     if option == "A" and changes_shape:
         return ZeroPadShortcut(in_channels, out_channels, stride)
     if option in SHORTCUT_OPTIONS:

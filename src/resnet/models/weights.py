@@ -1,4 +1,5 @@
-"""Loading foreign weights into our networks: torchvision ``.pth`` state dicts, our checkpoints, safetensors.
+"""Loading foreign weights into our networks: torchvision ``.pth`` state dicts, our checkpoints, safetensors, and
+akamaster/pytorch_resnet_cifar10 checkpoints (recognised by their keys and converted, see ``akamaster.py``).
 
 Strict by design: every key must match, except a classifier of another size (fine-tuning on a new label set),
 which is left freshly initialised and reported. Anything else missing or unexpected is an error that lists
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +23,10 @@ from resnet.errors import CheckpointError
 
 CLASSIFIER_PREFIXES = ("fc.", "classifier.6.")  # ResNet / plain nets, VGG-19 (its last linear layer)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DDP, torch.compile
+
+
+class WeightsConverted(UserWarning):
+    """Weights of another codebase's layout were converted to ours (the message says how, in one line)."""
 
 
 @dataclass
@@ -46,6 +53,11 @@ def strip_wrapper_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """The model weights in ``path``: a plain state dict (torchvision ``.pth``), one nested under ``model`` or
     ``state_dict`` (our checkpoints, many training scripts), or a ``.safetensors`` file."""
+    return _read_weights(path)[0]
+
+
+def _read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The state dict in ``path`` (wrapper prefixes stripped) and the rest of its payload (``best_prec1``...)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no weights file at '{path}'")
@@ -53,21 +65,57 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return strip_wrapper_prefixes(load_file(str(path)))
+            return strip_wrapper_prefixes(load_file(str(path))), {}
         except Exception as error:  # safetensors raises its own error types
             raise CheckpointError(f"'{path}' is not a readable safetensors file ({error})") from error
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"'{path}' cannot be read as a PyTorch weights file ({error})") from error
+    extras: dict[str, Any] = {}
     if isinstance(payload, dict):
         for key in ("model", "state_dict", "model_state_dict"):
             if isinstance(payload.get(key), dict):
+                extras = {k: v for k, v in payload.items() if k != key}
                 payload = payload[key]
                 break
     if not isinstance(payload, dict) or not all(isinstance(v, Tensor) for v in payload.values()):
         raise CheckpointError(f"'{path}' holds no state dict (a mapping of parameter names to tensors)")
-    return strip_wrapper_prefixes(payload)
+    return strip_wrapper_prefixes(payload), extras
+
+
+def to_our_layout(state: dict[str, Tensor], extras: dict[str, Any] | None = None) -> dict[str, Tensor]:
+    """``state`` converted when it is another codebase's layout that we know (akamaster/pytorch_resnet_cifar10),
+    with a one-line :class:`WeightsConverted` warning saying what changed; otherwise ``state`` itself."""
+    from resnet.models import akamaster
+
+    if not akamaster.is_akamaster(state):
+        return state
+    converted, note = akamaster.convert(state, extras)
+    warnings.warn(note, WeightsConverted, stacklevel=3)
+    return converted
+
+
+def foreign_checkpoint(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]] | None:
+    """``(meta, state in our layout, payload)`` for a checkpoint of another codebase that records no ``meta`` of
+    ours but whose architecture, classes and preprocessing are known (akamaster's CIFAR-10 files); else None.
+
+    This is how ``resnet eval`` and ``resnet predict`` use such a file: ``payload["config"]`` names its dataset,
+    so that evaluation defaults to it as for one of our runs.
+    """
+    from resnet.models import akamaster
+
+    try:
+        state, extras = _read_weights(path)
+    except Exception:  # a probe: whatever this file is, the caller reports its own, clearer error
+        return None
+    if not akamaster.is_akamaster(state):
+        return None
+    meta = akamaster.meta(state)
+    payload = {**extras, "config": {"data": {"dataset": meta["dataset"]["name"]}}}
+    return meta, to_our_layout(state, extras), payload
 
 
 def _is_classifier(key: str) -> bool:
@@ -88,7 +136,8 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | dict[str, Te
     """Load ``source`` into ``model``: strictly, replacing a classifier of another size (or dropping the
     classifier for a feature extractor). Raises :class:`CheckpointError` listing missing/unexpected keys."""
     where = "the given state dict" if isinstance(source, dict) else f"'{source}'"
-    state = strip_wrapper_prefixes(dict(source)) if isinstance(source, dict) else read_state_dict(source)
+    state, extras = (strip_wrapper_prefixes(dict(source)), {}) if isinstance(source, dict) else _read_weights(source)
+    state = to_our_layout(state, extras)
     own = model.state_dict()
     report = LoadReport()
     _adapt_first_conv(state, own, report.notes)
