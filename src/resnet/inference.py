@@ -10,17 +10,13 @@ eager PyTorch elsewhere (``backend="auto"``); ``fast=False`` runs the plain mode
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
@@ -80,20 +76,6 @@ class LoadedModel:
         return prepare_for_inference(self.model, device, **options)
 
 
-def _meta_from_sidecar(path: Path) -> dict[str, Any]:
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        raise CheckpointError(
-            f"'{path}' holds weights only and its sidecar {sidecar.name} (model name, options, classes) is missing; "
-            "export again with `resnet export --format safetensors`, or use create_model(NAME, weights=PATH)"
-        )
-    meta = json.loads(sidecar.read_text())
-    pre = meta.get("preprocessing") or {}
-    if pre.get("mean_image") is not None:
-        pre["mean_image"] = torch.tensor(pre["mean_image"], dtype=torch.float32)
-    return meta
-
-
 def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """The trained network of a checkpoint (``last.pt``/``best.pt``) or of an exported safetensors file with its
     JSON sidecar, in eval mode, with its class names and metadata (``.meta``: options, preprocessing)."""
@@ -102,12 +84,12 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
 
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from resnet.export.sidecar import load_weights, read_sidecar
 
         if not path.is_file():
             raise DataNotFoundError(f"no weights file at '{path}'")
-        meta, payload = _meta_from_sidecar(path), {}
-        state = load_file(str(path))
+        meta, payload = read_sidecar(path), {}  # validated: JSON object, model, classes, preprocessing
+        state = load_weights(path)
     else:
         payload = load_checkpoint(path)
         meta = read_meta(payload, path)
@@ -126,39 +108,31 @@ def model_from_meta(meta: dict[str, Any], state: dict[str, Tensor], path: PathLi
     try:
         model.load_state_dict(strip_wrapper_prefixes(state))
     except RuntimeError as error:
-        raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {error}") from error
+        detail = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # torch: many lines
+        if len(detail) > 300:
+            detail = detail[:300] + " ..."
+        raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {detail}") from error
     return model.eval()
 
 
-def read_image(path: PathLike, mode: str) -> Tensor:
-    """An image file as uint8 (C, H, W) in ``mode`` ("RGB" or "L"); grayscale, palette, RGBA and CMYK converted.
+def read_image(path: PathLike, mode: str, resize_to: int | None = None) -> Tensor:
+    """An image file as uint8 (C, H, W) in ``mode`` ("RGB" or "L"), decoded as in training
+    (:func:`resnet.data.decode.decode_image`: 16-bit kept, transparent pixels on white, size bounded before
+    decoding, also after resizing the shorter side to ``resize_to``).
 
     Raises :class:`UnreadableImageError` naming the file when it cannot be read or decoded.
     """
+    from resnet.data.decode import BadImageError, decode_image
+
     name = str(path)
     try:
         data = Path(path).read_bytes()
     except OSError as error:
         raise UnreadableImageError(name, f"cannot read the file ({error.strerror or error})") from error
-    if not data:
-        raise UnreadableImageError(name, "the file is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        if image.mode in ("RGBA", "LA", "P", "PA") and mode == "RGB":
-            image = image.convert("RGBA")
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image)  # transparent pixels shown on white, as viewers do
-        image = image.convert(mode)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise UnreadableImageError(name, f"refused as a possible decompression bomb ({error})") from error
-    except Image.UnidentifiedImageError as error:
-        raise UnreadableImageError(name, "not a recognised image format") from error
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise UnreadableImageError(name, str(error) or type(error).__name__) from error
-    return TF.pil_to_tensor(image)
+        return decode_image(data, name, mode, resize_to)
+    except BadImageError as error:
+        raise UnreadableImageError(name, error.reason) from error
 
 
 class Preprocess:
@@ -176,7 +150,7 @@ class Preprocess:
         self.mean_image = None if mean_image is None else torch.as_tensor(mean_image, dtype=torch.float32)
 
     def load(self, path: PathLike) -> Tensor:
-        return self(read_image(path, self.mode))
+        return self(read_image(path, self.mode, self.resize))
 
     def __call__(self, image: Tensor) -> Tensor:
         """uint8 (C, H, W) -> normalised float (in_chans, crop_h, crop_w)."""

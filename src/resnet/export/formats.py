@@ -13,6 +13,7 @@ from resnet.export.onnx import ExportError, export_onnx, verify_onnx
 from resnet.export.safetensors_io import save_safetensors
 from resnet.export.torchscript import export_torchscript, verify_torchscript
 from resnet.export.torchvision_layout import load_into_torchvision, max_abs_difference, torchvision_state_dict
+from resnet.export.writing import check_targets, export_targets, staged
 
 FORMATS = ("onnx", "torchscript", "safetensors", "torchvision")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "torchvision": ".pth"}
@@ -43,10 +44,14 @@ def export_model(
     fuse_bn: bool = False,
     exporter: str = "legacy",
     tolerance: float = TOLERANCE,
+    force: bool = False,
+    source: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` and check the result against it; returns what was written and the max abs difference.
 
     The reference is always the model as trained (unfused), so the difference covers folding and export alike.
+    The files are written and verified under temporary names, then renamed into place; an existing target is
+    replaced only with ``force``, the checkpoint ``source`` never (:mod:`resnet.export.writing`).
     """
     from resnet.models.fuse import count_batchnorms, fuse_conv_bn
 
@@ -57,13 +62,40 @@ def export_model(
             f"--fuse-bn applies to graph formats (onnx, torchscript); {fmt} stores the weights in the model's own "
             "layout, which has BN layers"
         )
+    output = Path(output)
+    targets = export_targets(fmt, output)
+    check_targets(targets, source=None if source is None else Path(source), force=force)
     reference = model.eval().cpu()
     exported = fuse_conv_bn(reference) if fuse_bn else reference
     inputs = verification_inputs(meta, dynamic_batch)
-    output = Path(output)
     result: dict[str, Any] = {"format": fmt, "path": str(output), "fused_bn": fuse_bn}
     if fuse_bn:
         result["batchnorms_left"] = count_batchnorms(exported)
+    if fmt == "safetensors":
+        result["sidecar"] = str(targets[1])
+    with staged(targets) as tmp:
+        _write_and_verify(fmt, exported, reference, meta, inputs, tmp, result, dynamic_batch, exporter)
+        worst = result.get("max_abs_diff")
+        if worst is not None and not worst <= tolerance:
+            raise ExportError(
+                f"the {fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not usable as is, so "
+                f"{output} was not written"
+            )
+    return result
+
+
+def _write_and_verify(
+    fmt: str,
+    exported: nn.Module,
+    reference: nn.Module,
+    meta: dict[str, Any],
+    inputs: list[torch.Tensor],
+    output: Path,
+    result: dict[str, Any],
+    dynamic_batch: bool,
+    exporter: str,
+) -> None:
+    """Write ``exported`` as ``fmt`` to ``output`` and record in ``result`` how far it is from ``reference``."""
     if fmt == "onnx":
         export_onnx(exported, inputs[0], output, dynamic_batch=dynamic_batch, exporter=exporter)
         result["max_abs_diff"] = verify_onnx(output, reference, inputs)
@@ -73,8 +105,7 @@ def export_model(
         result["max_abs_diff"] = verify_torchscript(output, reference, inputs)
         result["checked_with"] = "torch.jit.load"
     elif fmt == "safetensors":
-        _, sidecar = save_safetensors(exported, meta, output)
-        result["sidecar"] = str(sidecar)
+        save_safetensors(exported, meta, output)
         from resnet.inference import load_model
 
         result["max_abs_diff"] = max_abs_difference(load_model(output).model, reference, inputs[0])
@@ -82,16 +113,9 @@ def export_model(
     else:
         state = torchvision_state_dict(exported, meta)
         theirs = load_into_torchvision(state, meta["model"]["name"], meta["model"]["options"]["num_classes"])
-        output.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, output)
         result["max_abs_diff"] = max_abs_difference(theirs, reference, inputs[0])
         result["checked_with"] = "torchvision (strict load)"
-    worst = result.get("max_abs_diff")
-    if worst is not None and not worst <= tolerance:
-        raise ExportError(
-            f"the {fmt} export at {output} differs from PyTorch by {worst:.3g} (> {tolerance:g}); not usable as is"
-        )
-    return result
 
 
 def export_checkpoint(
@@ -102,12 +126,23 @@ def export_checkpoint(
     dynamic_batch: bool = False,
     fuse_bn: bool = False,
     exporter: str = "legacy",
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Export the trained model of ``checkpoint`` (see :func:`export_model`); output next to it by default."""
+    """Export the trained model of ``checkpoint`` (see :func:`export_model`); output next to it by default. An
+    existing output is replaced only with ``force``; the checkpoint itself never."""
     from resnet.inference import load_model
 
-    loaded = load_model(checkpoint)
     output = Path(output) if output is not None else default_output(checkpoint, fmt)
+    check_targets(export_targets(fmt, output), source=Path(checkpoint), force=force)  # before the slow load
+    loaded = load_model(checkpoint)
     return export_model(
-        loaded.model, loaded.meta, fmt, output, dynamic_batch=dynamic_batch, fuse_bn=fuse_bn, exporter=exporter
+        loaded.model,
+        loaded.meta,
+        fmt,
+        output,
+        dynamic_batch=dynamic_batch,
+        fuse_bn=fuse_bn,
+        exporter=exporter,
+        force=force,
+        source=checkpoint,
     )
