@@ -67,8 +67,9 @@ class Walk:
         if self.repeated_dirs:
             link, target = self.repeated_dirs[0]
             lines.append(
-                f"{where}: {len(self.repeated_dirs)} symbolic link(s) lead to a folder already listed (a symlink "
-                f"loop or a second link), not followed: e.g. {link} -> {target}; each folder is read once"
+                f"{where}: {len(self.repeated_dirs)} symbolic link(s) lead to a folder already listed or to one "
+                f"that contains it (a symlink loop or a second link), not followed: e.g. {link} -> {target}; each "
+                "folder is read once"
             )
         if self.repeated_files:
             path, first = self.repeated_files[0]
@@ -84,8 +85,10 @@ def walk_once(top: Path, skip: Callable[[str], bool], walk: Walk) -> Iterator[tu
 
     Yields ``(directory, subdirectory names, file names)``; names for which ``skip(name)`` holds are left out.
     """
-    top_stat = os.stat(top)
-    seen_dirs: dict[tuple[int, int], str] = {(top_stat.st_dev, top_stat.st_ino): str(top)}
+    seen_dirs: dict[tuple[int, int], str] = {}
+    for folder in (top, *top.resolve().parents):  # a link to an ancestor would list the tree (and more) again
+        stat = os.stat(folder)
+        seen_dirs.setdefault((stat.st_dev, stat.st_ino), str(folder))
     seen_files: dict[tuple[int, int], str] = {}
     stack = [top]
     while stack:
