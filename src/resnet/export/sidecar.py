@@ -107,7 +107,7 @@ def read_sidecar(weights: Path) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise _fail(sidecar, f"is not text (byte {error.start} is not UTF-8)") from error
     except json.JSONDecodeError as error:
-        raise _fail(sidecar, f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})") from error
+        raise _fail(sidecar, f"is not valid JSON ({error.msg}: line {error.lineno} column {error.colno})") from error
     except OSError as error:
         raise CheckpointError(f"cannot read the sidecar {sidecar}: {error.strerror or error}") from error
     meta = validate_meta(meta, sidecar)
