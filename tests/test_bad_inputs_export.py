@@ -102,6 +102,22 @@ def test_predict_names_a_strip_and_predicts_the_others_in_bounded_memory(run: Pa
     print(f"peak RSS of predict with the strip: {peak / 2**20:.0f} MiB")  # torch's libraries alone are ~0.9 GiB
 
 
+def test_16_bit_gray_predicts_like_the_same_picture_in_8_bits(capsys, run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from bad_inputs import png16
+
+    values = np.full((12, 12), 128 * 257, dtype=np.uint16)  # 128 in 8 bits; saturated to 255 before
+    png16(tmp_path / "gray16.png", values)
+    Image.fromarray((values >> 8).astype(np.uint8)).save(tmp_path / "gray8.png")
+    code, out, err = run_cli(capsys, "predict", str(tmp_path / "gray16.png"), str(tmp_path / "gray8.png"),
+                             "--checkpoint", str(run / "best.pt"), "--no-fast")  # fmt: skip
+    assert code == 0, err
+    first, second = (line.split(": ", 1)[1] for line in out.splitlines())
+    assert first == second
+
+
 # --- 24. export never replaces the checkpoint or a file it did not create -------------------------------------------
 
 
@@ -113,6 +129,17 @@ def test_export_never_replaces_the_checkpoint_it_exports(capsys, run_copy: Path)
         assert code == 2
         assert f"{run_copy / 'last.pt'} is the checkpoint being exported" in one_error_line(err)
         assert snapshot(run_copy) == before
+
+
+def test_export_never_replaces_the_sidecar_of_the_weights_it_exports(capsys, exported: Path, tmp_path: Path) -> None:
+    weights = Path(shutil.copy(exported, tmp_path / "model.safetensors"))
+    shutil.copy(exported.with_suffix(".json"), tmp_path / "model.json")
+    before = snapshot(tmp_path)
+    argv = ["export", "--checkpoint", str(weights), "--format", "onnx", "--output", str(tmp_path / "model.json")]
+    code, _, err = run_cli(capsys, *argv, "--force")
+    assert code == 2
+    assert f"{tmp_path / 'model.json'} is the sidecar of the weights being exported" in one_error_line(err)
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(

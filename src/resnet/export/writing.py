@@ -43,10 +43,14 @@ def _describe(path: Path) -> str:
 
 def check_targets(targets: list[Path], *, source: Path | None, force: bool) -> None:
     """Refuse targets that are the checkpoint being exported (always), a directory, or exist (unless ``force``)."""
+    protected = [] if source is None else [source]
+    if source is not None and source.suffix == ".safetensors":
+        protected.append(source.with_suffix(".json"))  # an exported source's sidecar is part of it
     for target in targets:
-        if source is not None and _same_file(target, source):
+        if any(_same_file(target, kept) for kept in protected):
+            what = "checkpoint" if _same_file(target, protected[0]) else "sidecar of the weights"
             raise OutputExistsError(
-                f"{target} is the checkpoint being exported, which an export never replaces; choose another --output "
+                f"{target} is the {what} being exported, which an export never replaces; choose another --output "
                 "(or leave it out: the default names the file after the format, e.g. best.onnx)"
             )
         if target.is_dir():
