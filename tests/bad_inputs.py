@@ -179,3 +179,102 @@ def gray16_image_bytes(values: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(values.astype(np.uint16)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+# --- issue 19: extreme sizes, links, misnamed archives, damaged sidecars --------------------------------------------
+
+
+def png8(path: Path, width: int, height: int, *, pixel_data: bool = True) -> Path:
+    """An 8-bit RGB PNG written byte by byte (a 20000x1 one is 144 bytes). ``pixel_data=False`` writes only a
+    header that claims the size (a decompression bomb's header, refused before anything is decoded)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    row = b"\x00" + bytes([90, 160, 30]) * width
+    compressor = zlib.compressobj()
+    body = compressor.compress(row * height) + compressor.flush() if pixel_data else zlib.compress(row[:64])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def symlink_loops(folder: Path, kind: str) -> Path:
+    """Links that once multiplied a class or never ended: ``self`` (``ln -s . train/a/self``), ``branching``
+    (three links to the parent in one class: 3^depth paths), ``ancestor`` (a link to the dataset root), ``file``
+    (an image linked into another class). Returns the link (the first one)."""
+    cls = folder / "train" / "a"
+    if kind == "self":
+        link = cls / "self"
+        link.symlink_to(".")
+    elif kind == "branching":
+        for name in ("x", "y", "z"):
+            (folder / "train" / "b" / name).symlink_to("..")
+        link = folder / "train" / "b" / "x"
+    elif kind == "ancestor":
+        link = cls / "root"
+        link.symlink_to(os.path.relpath(folder, cls))
+    else:
+        link = folder / "train" / "b" / "twin.jpg"
+        link.symlink_to(os.path.relpath(cls / "0000.jpg", link.parent))
+    return link
+
+
+def misnamed_archive(folder: Path, target: Path, kind: str) -> Path:
+    """``folder`` packed as ``kind`` (``tar``, ``gz``, ``bz2``, ``xz``) into ``target``, whatever its name says;
+    ``zip`` packs a zip, ``gz-no-tar`` gzips a text."""
+    import shutil
+    import tarfile
+
+    if kind == "zip":
+        made = shutil.make_archive(str(target.with_name(target.name + "-zip")), "zip", folder)
+        os.replace(made, target)
+    elif kind == "gz-no-tar":
+        import gzip
+
+        target.write_bytes(gzip.compress(b"not a tar archive\n" * 100))
+    else:
+        with tarfile.open(target, "w" if kind == "tar" else f"w:{kind}") as tar:
+            tar.add(folder, arcname=folder.name)
+    return target
+
+
+def damage_sidecar(weights: Path, damage: str) -> None:
+    """Damage an exported safetensors file or its ``NAME.json`` sidecar in one way."""
+    import json
+
+    sidecar = weights.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    pre = meta["preprocessing"]
+    if damage == "std-zero":
+        pre["std"] = [0.0, 0.0, 0.0]
+    elif damage == "std-one-zero":
+        pre["std"] = [0.25, 0.0, 0.25]
+    elif damage == "std-negative":
+        pre["std"] = [-0.25] * 3
+    elif damage == "mean-two-values":
+        pre["mean"] = [0.5, 0.5]
+    elif damage == "invalid-json":
+        sidecar.write_text(sidecar.read_text()[:-20])
+        return
+    elif damage == "not-utf8":
+        sidecar.write_bytes(b"\xff\xfe{\x00")
+        return
+    elif damage == "list":
+        meta = [meta]
+    elif damage == "no-model":
+        meta.pop("model")
+    elif damage == "fewer-classes":
+        meta["class_names"] = meta["class_names"][:2]
+    elif damage == "more-classes":
+        meta["class_names"] = [*meta["class_names"], "extra1", "extra2"]
+    elif damage == "garbage-header":
+        weights.write_bytes(b"\xff" * 8 + b"not a safetensors header" * 4)
+        return
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:200])
+        return
+    else:
+        raise ValueError(damage)
+    sidecar.write_text(json.dumps(meta))

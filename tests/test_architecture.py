@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "experiments": {"train", "runs", "config", "models", "errors"},
     "detection": {"models", "errors"},
     "cli": {"analysis", "config", "data", "eval", "experiments", "export", "inference", "models", "runs", "runtime",
-            "train", "errors"},  # fmt: skip
+            "train", "errors"},
     "resnet": {"models", "errors", "inference", "eval"},
     "__main__": {"cli"},
 }

@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="legacy",
         help="ONNX exporter (default: legacy, fast; dynamo needs onnxscript: pip install 'resnet[onnx-dynamo]')",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing output files (never the checkpoint being exported); default: refuse",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch,
         fuse_bn=args.fuse_bn,
         exporter=args.exporter,
+        force=args.force,
     )
     if args.json:
         print(json.dumps(result))

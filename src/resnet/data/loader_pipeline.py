@@ -30,6 +30,7 @@ class FolderDataset(Dataset):
     def __init__(self, split: FolderSplit, transform: Transform, mean: Tensor, std: Tensor, on_bad_image: str) -> None:
         self.split, self.transform, self.on_bad_image = split, transform, on_bad_image
         self.mean, self.std = mean.reshape(-1, 1, 1) / 255, std.reshape(-1, 1, 1) / 255
+        self.resize_to = largest_shorter_side(transform)  # bounds the resized size before decoding
 
     def __len__(self) -> int:
         return len(self.split.samples)
@@ -43,13 +44,24 @@ class FolderDataset(Dataset):
                 data = self.split.reader.read(key)
             except OSError as error:
                 raise BadImageError(name, f"cannot read the file ({error})") from error
-            image = decode_rgb(data, name)
+            image = decode_rgb(data, name, self.resize_to)
         except BadImageError as error:
             # Returned, not raised: a worker's exception would reach the user as ~50 lines of worker traceback.
             return None if self.on_bad_image == "skip" else BadItem(str(error))
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         image = (self.transform(image, gen) - self.mean) / self.std
         return image, label
+
+
+def largest_shorter_side(transform: object) -> int | None:
+    """The largest shorter side ``transform`` resizes an image to (scale augmentation, evaluation resize), or
+    None when it never enlarges by more than the crop (random resized crop)."""
+    base = getattr(transform, "base", transform)  # a policy augmentation wraps its geometric part
+    sides = getattr(base, "sides", None)
+    if sides is not None:
+        return int(max(sides))
+    resize = getattr(base, "resize", None)
+    return int(resize) if isinstance(resize, int) else None
 
 
 class BadItem:

@@ -13,6 +13,7 @@ from resnet.export.onnx import ExportError, check_exporter, export_onnx, verify_
 from resnet.export.safetensors_io import save_safetensors
 from resnet.export.torchscript import export_torchscript, verify_torchscript
 from resnet.export.torchvision_layout import load_into_torchvision, max_abs_difference, torchvision_state_dict
+from resnet.export.writing import check_targets, export_targets, staged
 
 FORMATS = ("onnx", "torchscript", "safetensors", "torchvision")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "torchvision": ".pth"}
@@ -41,37 +42,6 @@ def output_scale(model: nn.Module, inputs: list[torch.Tensor]) -> float:
         return max(float(model.eval()(x).abs().max()) for x in inputs)
 
 
-def staging_path(output: Path) -> Path:
-    """Where an export is written until it passes its check: beside ``output``, hidden, never under its name."""
-    return output.with_name(f".{output.name}.partial{output.suffix}")
-
-
-def _write_and_check(
-    fmt: str, exported: nn.Module, reference: nn.Module, meta: dict[str, Any], path: Path, inputs: list, **onnx: Any
-) -> dict[str, Any]:
-    """Write ``exported`` to ``path`` in ``fmt`` and measure it against ``reference``."""
-    if fmt == "onnx":
-        export_onnx(exported, inputs[0], path, **onnx)
-        return {"max_abs_diff": verify_onnx(path, reference, inputs), "checked_with": "onnxruntime"}
-    if fmt == "torchscript":
-        export_torchscript(exported, path)
-        return {"max_abs_diff": verify_torchscript(path, reference, inputs), "checked_with": "torch.jit.load"}
-    if fmt == "safetensors":
-        _, sidecar = save_safetensors(exported, meta, path)
-        from resnet.inference import load_model
-
-        loaded = load_model(path).model
-        return {"max_abs_diff": max_abs_difference(loaded, reference, inputs[0]), "checked_with": "resnet.load_model",
-                "sidecar": str(sidecar)}  # fmt: skip
-    state = torchvision_state_dict(exported, meta)
-    theirs = load_into_torchvision(state, meta["model"]["name"], meta["model"]["options"]["num_classes"])
-    torch.save(state, path)
-    return {
-        "max_abs_diff": max_abs_difference(theirs, reference, inputs[0]),
-        "checked_with": "torchvision (strict load)",
-    }
-
-
 def export_model(
     model: nn.Module,
     meta: dict[str, Any],
@@ -82,13 +52,17 @@ def export_model(
     fuse_bn: bool = False,
     exporter: str = "legacy",
     tolerance: float = TOLERANCE,
+    force: bool = False,
+    source: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` and check the result against it; returns what was written, the max abs difference and
     the difference relative to the outputs' magnitude (``max_rel_diff``).
 
     The reference is always the model as trained (unfused), so the difference covers folding and export alike.
-    The export is accepted when the max abs difference is at most ``tolerance * max(1, largest |logit|)``; it is
-    written under a hidden name first and moved to ``output`` only then, so a refused export never sits there.
+    The export is accepted when the max abs difference is at most ``tolerance * max(1, largest |logit|)``. The
+    files are written and verified under temporary names, then renamed into place, so a refused export never sits
+    under ``output``; an existing target is replaced only with ``force``, the checkpoint ``source`` never
+    (:mod:`resnet.export.writing`).
     """
     from resnet.models.fuse import count_batchnorms, fuse_conv_bn
 
@@ -101,19 +75,19 @@ def export_model(
         )
     if fmt == "onnx":
         check_exporter(exporter)
+    output = Path(output)
+    targets = export_targets(fmt, output)
+    check_targets(targets, source=None if source is None else Path(source), force=force)
     reference = model.eval().cpu()
     exported = fuse_conv_bn(reference) if fuse_bn else reference
     inputs = verification_inputs(meta, dynamic_batch)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"format": fmt, "path": str(output), "fused_bn": fuse_bn}
     if fuse_bn:
         result["batchnorms_left"] = count_batchnorms(exported)
-    staging = staging_path(output)
-    staged = [staging, staging.with_suffix(".json")]  # the file, and the safetensors sidecar
-    try:
-        onnx_options = {"dynamic_batch": dynamic_batch, "exporter": exporter} if fmt == "onnx" else {}
-        result.update(_write_and_check(fmt, exported, reference, meta, staging, inputs, **onnx_options))
+    if fmt == "safetensors":
+        result["sidecar"] = str(targets[1])
+    with staged(targets) as tmp:
+        _write_and_verify(fmt, exported, reference, meta, inputs, tmp, result, dynamic_batch, exporter)
         worst, scale = result["max_abs_diff"], output_scale(reference, inputs)
         result["output_scale"] = scale
         result["max_rel_diff"] = worst / scale if scale > 0 else worst
@@ -121,18 +95,44 @@ def export_model(
         if not worst <= allowed:
             raise ExportError(
                 f"the {fmt} export differs from PyTorch by {worst:.3g} (relative {result['max_rel_diff']:.3g}; "
-                f"allowed {allowed:.3g}, {tolerance:g} of max(1, largest |logit| {scale:.3g})); nothing written to "
-                f"{output}"
+                f"allowed {allowed:.3g}, {tolerance:g} of max(1, largest |logit| {scale:.3g})); not usable as is, "
+                f"so {output} was not written"
             )
-        staging.replace(output)
-        if "sidecar" in result:
-            sidecar = output.with_suffix(".json")
-            staging.with_suffix(".json").replace(sidecar)
-            result["sidecar"] = str(sidecar)
-    finally:
-        for leftover in staged:
-            leftover.unlink(missing_ok=True)
     return result
+
+
+def _write_and_verify(
+    fmt: str,
+    exported: nn.Module,
+    reference: nn.Module,
+    meta: dict[str, Any],
+    inputs: list[torch.Tensor],
+    output: Path,
+    result: dict[str, Any],
+    dynamic_batch: bool,
+    exporter: str,
+) -> None:
+    """Write ``exported`` as ``fmt`` to ``output`` and record in ``result`` how far it is from ``reference``."""
+    if fmt == "onnx":
+        export_onnx(exported, inputs[0], output, dynamic_batch=dynamic_batch, exporter=exporter)
+        result["max_abs_diff"] = verify_onnx(output, reference, inputs)
+        result["checked_with"] = "onnxruntime"
+    elif fmt == "torchscript":
+        export_torchscript(exported, output)
+        result["max_abs_diff"] = verify_torchscript(output, reference, inputs)
+        result["checked_with"] = "torch.jit.load"
+    elif fmt == "safetensors":
+        save_safetensors(exported, meta, output)
+        from resnet.inference import load_model
+
+        result["max_abs_diff"] = max_abs_difference(load_model(output).model, reference, inputs[0])
+        result["checked_with"] = "resnet.load_model"
+    else:
+        state = torchvision_state_dict(exported, meta)
+        theirs = load_into_torchvision(state, meta["model"]["name"], meta["model"]["options"]["num_classes"])
+        torch.save(state, output)
+        result["max_abs_diff"] = max_abs_difference(theirs, reference, inputs[0])
+        result["checked_with"] = "torchvision (strict load)"
 
 
 def export_checkpoint(
@@ -143,14 +143,25 @@ def export_checkpoint(
     dynamic_batch: bool = False,
     fuse_bn: bool = False,
     exporter: str = "legacy",
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Export the trained model of ``checkpoint`` (see :func:`export_model`); output next to it by default."""
+    """Export the trained model of ``checkpoint`` (see :func:`export_model`); output next to it by default. An
+    existing output is replaced only with ``force``; the checkpoint itself never."""
     from resnet.inference import load_model
 
     if fmt == "onnx":
         check_exporter(exporter)  # before loading: a missing onnxscript is the first thing to say
-    loaded = load_model(checkpoint)
     output = Path(output) if output is not None else default_output(checkpoint, fmt)
+    check_targets(export_targets(fmt, output), source=Path(checkpoint), force=force)  # before the slow load
+    loaded = load_model(checkpoint)
     return export_model(
-        loaded.model, loaded.meta, fmt, output, dynamic_batch=dynamic_batch, fuse_bn=fuse_bn, exporter=exporter
+        loaded.model,
+        loaded.meta,
+        fmt,
+        output,
+        dynamic_batch=dynamic_batch,
+        fuse_bn=fuse_bn,
+        exporter=exporter,
+        force=force,
+        source=checkpoint,
     )

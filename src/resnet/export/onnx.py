@@ -50,9 +50,13 @@ def export_onnx(
     check_exporter(exporter)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from resnet.export.pooling import onnx_compatible_pooling
+
     model = model.eval()
     names = {"input_names": ["input"], "output_names": ["logits"]}
-    with warnings.catch_warnings(), torch.no_grad():
+    # The graph's height and width are fixed, so pooling to a size that does not divide the input (VGG-19 on
+    # 32x32 images) can be exported as matrix products.
+    with onnx_compatible_pooling(model, example), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer notes
         if exporter == "legacy":
             axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from resnet.data.decode import BadImageError, decode_image
 from resnet.data.sources.folder import IMAGE_EXTENSIONS
 from resnet.errors import DataError, DataNotFoundError
 
@@ -28,8 +26,10 @@ class UnreadableImageError(DataError):
         self.name = name
 
 
-def read_image(path: PathLike, mode: str) -> Tensor:
-    """An image file as uint8 (C, H, W) in ``mode`` ("RGB" or "L"); grayscale, palette, RGBA and CMYK converted.
+def read_image(path: PathLike, mode: str, resize_to: int | None = None) -> Tensor:
+    """An image file as uint8 (C, H, W) in ``mode`` ("RGB" or "L"), decoded as in training
+    (:func:`resnet.data.decode.decode_image`: 16-bit kept, transparent pixels on white, size bounded before
+    decoding, also after resizing the shorter side to ``resize_to``).
 
     Raises :class:`UnreadableImageError` naming the file when it cannot be read or decoded.
     """
@@ -38,25 +38,10 @@ def read_image(path: PathLike, mode: str) -> Tensor:
         data = Path(path).read_bytes()
     except OSError as error:
         raise UnreadableImageError(name, f"cannot read the file ({error.strerror or error})") from error
-    if not data:
-        raise UnreadableImageError(name, "the file is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        if image.mode in ("RGBA", "LA", "P", "PA") and mode == "RGB":
-            image = image.convert("RGBA")
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image)  # transparent pixels shown on white, as viewers do
-        image = image.convert(mode)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise UnreadableImageError(name, f"refused as a possible decompression bomb ({error})") from error
-    except Image.UnidentifiedImageError as error:
-        raise UnreadableImageError(name, "not a recognised image format") from error
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise UnreadableImageError(name, str(error) or type(error).__name__) from error
-    return TF.pil_to_tensor(image)
+        return decode_image(data, name, mode, resize_to)
+    except BadImageError as error:
+        raise UnreadableImageError(name, error.reason) from error
 
 
 class Preprocess:
@@ -74,7 +59,7 @@ class Preprocess:
         self.mean_image = None if mean_image is None else torch.as_tensor(mean_image, dtype=torch.float32)
 
     def load(self, path: PathLike) -> Tensor:
-        return self(read_image(path, self.mode))
+        return self(read_image(path, self.mode, self.resize))
 
     def __call__(self, image: Tensor) -> Tensor:
         """uint8 (C, H, W) -> normalised float (in_chans, crop_h, crop_w)."""

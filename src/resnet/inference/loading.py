@@ -6,7 +6,6 @@ exported safetensors file is read with its JSON sidecar.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from resnet.errors import CheckpointError, DataNotFoundError
 from resnet.inference.fast import InferenceModel, prepare_for_inference
 from resnet.inference.images import Preprocess
 from resnet.runs import read_checkpoint, require_preprocessing
+from resnet.runs.sidecar import load_weights, read_sidecar
 
 PathLike = str | os.PathLike[str]
 
@@ -49,31 +49,15 @@ class LoadedModel:
         return prepare_for_inference(self.model, device, **options)
 
 
-def _meta_from_sidecar(path: Path) -> dict[str, Any]:
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        raise CheckpointError(
-            f"'{path}' holds weights only and its sidecar {sidecar.name} (model name, options, classes) is missing; "
-            "export again with `resnet export --format safetensors`, or use create_model(NAME, weights=PATH)"
-        )
-    meta = json.loads(sidecar.read_text())
-    pre = meta.get("preprocessing") or {}
-    if pre.get("mean_image") is not None:
-        pre["mean_image"] = torch.tensor(pre["mean_image"], dtype=torch.float32)
-    return meta
-
-
 def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """The trained network of a checkpoint (``last.pt``/``best.pt``) or of an exported safetensors file with its
     JSON sidecar, in eval mode, with its class names and metadata (``.meta``: options, preprocessing)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         if not path.is_file():
             raise DataNotFoundError(f"no weights file at '{path}'")
-        meta, payload = _meta_from_sidecar(path), {}
-        state = load_file(str(path))
+        meta, payload = read_sidecar(path), {}  # validated: JSON object, model, classes, preprocessing
+        state = load_weights(path)
     else:
         try:
             saved = read_checkpoint(path)
@@ -99,7 +83,10 @@ def model_from_meta(meta: dict[str, Any], state: dict[str, Tensor], path: PathLi
     try:
         model.load_state_dict(strip_wrapper_prefixes(state))
     except RuntimeError as error:
-        raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {error}") from error
+        detail = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # torch: many lines
+        if len(detail) > 300:
+            detail = detail[:300] + " ..."
+        raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {detail}") from error
     return model.eval()
 
 

@@ -7,7 +7,6 @@ access it is decompressed once into the cache directory (never next to the sourc
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet.data.paths import cache_dir
+from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -32,9 +32,27 @@ LAYOUT = (
 )
 
 
+TAR_FORMATS = ("tar", "gzip", "bzip2", "xz")  # what tarfile reads (compressed ones decompressed once to seek)
+
+
 def is_archive(path: Path) -> bool:
     """Whether ``path`` names a tar archive we can read."""
     return path.name.endswith(ARCHIVE_SUFFIXES)
+
+
+def archive_format(path: Path) -> str:
+    """The format of a tar archive from its content (a name may lie: a plain tar called ``.tar.gz``, a gzip called
+    ``.tar``): ``tar``, ``gzip``, ``bzip2`` or ``xz``; anything else is an error that says what the file is."""
+    kind = sniff_format(path)
+    if kind == "unknown" and tarfile.is_tarfile(path):
+        return "tar"  # an old-style tar without the ustar magic
+    if kind not in TAR_FORMATS:
+        raise DataError(
+            f"{path} is {describe_format(kind)}, not a .tar/.tar.gz/.tar.bz2/.tar.xz archive; pack the image "
+            f"folder with tar (e.g. tar czf {path.name.split('.')[0]}.tar.gz train test), or unpack it and pass "
+            "the folder"
+        )
+    return kind
 
 
 class DirReader:
@@ -60,7 +78,8 @@ class TarReader:
     def __init__(self, path: Path, offsets: dict[str, tuple[int, int]]) -> None:
         self.path = path
         self.offsets = offsets
-        self._seekable: Path | None = None if path.name.endswith((".gz", ".tgz")) else path
+        self.format = archive_format(path)  # by content: the name may lie
+        self._seekable: Path | None = path if self.format == "tar" else None
         self._handle = None
         self._pid = -1
 
@@ -72,6 +91,10 @@ class TarReader:
     def describe(self, key: str) -> str:
         return f"{self.path}:{key}"
 
+    def __del__(self) -> None:
+        if self._handle is not None:  # closed here, not by the garbage collector's ResourceWarning
+            self._handle.close()
+
     def _uncompressed(self) -> Path:
         if self._seekable is None:
             stat = self.path.stat()
@@ -80,7 +103,7 @@ class TarReader:
             if not target.is_file():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-                with gzip.open(self.path, "rb") as src, open(tmp, "wb") as dst:
+                with OPENERS[self.format](self.path, "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 22)
                 os.replace(tmp, target)
             self._seekable = target
@@ -175,15 +198,18 @@ def _check_no_empty_class(where: str, folders: set[str], by_class: dict[str, lis
 
 
 def _scan_dir(split_dir: Path, root: Path, ignored: list[str]) -> dict[str, list[str]]:
+    """Index a split directory, following links but each folder and file once (see :func:`walk_once`)."""
     entries = []
     folders: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(split_dir, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _skip(d))
-        rel_dir = Path(dirpath).relative_to(split_dir).parts
+    walk = Walk()
+    for dirpath, dirnames, filenames in walk_once(split_dir, _skip, walk):
+        rel_dir = dirpath.relative_to(split_dir).parts
         if len(rel_dir) == 0:
             folders.update(dirnames)
         for name in filenames:
             entries.append((str(Path(dirpath, name).relative_to(root)), [*rel_dir, name]))
+    for line in walk.warnings(str(split_dir)):
+        warnings.warn(line, stacklevel=3)
     by_class = _group(entries, str(split_dir), ignored)
     _check_no_empty_class(str(split_dir), folders, by_class)
     return by_class
@@ -194,6 +220,7 @@ def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, 
     found: dict[str, list[tuple[str, list[str]]]] = {}
     folders: dict[str, set[str]] = {}  # per split, every class folder seen (as a directory or a path component)
     offsets: dict[str, tuple[int, int]] = {}
+    archive_format(path)  # says what the file is when it is no tar at all (a zip, an image, ...)
     try:
         with tarfile.open(path) as tar:
             for info in tar:
@@ -221,6 +248,12 @@ def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, 
                     offsets[info.name] = (info.offset_data, info.size)
                     found.setdefault(where, []).append((info.name, rel))
     except (OSError, tarfile.TarError, EOFError) as error:
+        kind = sniff_format(path)
+        if isinstance(error, tarfile.ReadError) and not offsets and kind in OPENERS:
+            raise DataError(
+                f"{path} is {describe_format(kind)} that holds no tar archive; pack the image folder with tar "
+                "(e.g. tar czf NAME.tar.gz train test), or unpack it and pass the folder"
+            ) from error
         raise DataError(f"cannot read archive {path}: {error}; it is corrupt or truncated, replace it") from error
     grouped = {s: _group(entries, f"{path}", ignored) for s, entries in found.items()}
     for split_name, names in folders.items():
@@ -242,8 +275,6 @@ def index_folder(path: Path) -> ImageFolderIndex:
     ignored: list[str] = []
     raw: dict[str, tuple[dict[str, list[str]], Reader, str]] = {}
     if path.is_file():
-        if not is_archive(path):
-            raise DataError(f"{path} is neither a directory nor a .tar/.tar.gz archive; {LAYOUT}")
         grouped, offsets = _scan_tar(path, None, ignored)
         reader = TarReader(path, offsets)
         raw = {s: (classes, reader, str(path)) for s, classes in grouped.items()}

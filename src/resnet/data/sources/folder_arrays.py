@@ -11,7 +11,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from resnet.data.decode import BadImageError, check_policy, decode_rgb
+from resnet.data.decode import DECODER_VERSION, BadImageError, check_policy, decode_rgb
 from resnet.data.sources.base import ArrayDataset, cached_arrays
 from resnet.data.sources.folder import FolderSplit, ImageFolderIndex
 from resnet.errors import DataError
@@ -74,7 +74,7 @@ def folder_arrays(name: str, index: ImageFolderIndex, on_bad_image: str = "error
         )
         return data
 
-    data = cached_arrays(name, [index.content_key(), on_bad_image], build)
+    data = cached_arrays(name, [index.content_key(), on_bad_image, DECODER_VERSION], build)
     if data.skipped:
         warnings.warn(f"{index.root}: skipped {data.skipped} unreadable image(s) (--on-bad-image skip)", stacklevel=2)
     data.location = str(index.root.resolve())

@@ -1,0 +1,86 @@
+"""Writing export files safely: never over a checkpoint or a file this export did not create, never half-written.
+
+An export goes to temporary files beside its targets, is verified there, and only then renamed into place; an
+existing target (the weights, or the ``NAME.json`` sidecar of a safetensors export) is replaced only with
+``force=True``, and the checkpoint being exported never.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from resnet.export.onnx import ExportError
+
+
+class OutputExistsError(ExportError, FileExistsError):
+    """An export target that exists and may not be replaced."""
+
+
+def export_targets(fmt: str, output: Path) -> list[Path]:
+    """Every file an export to ``output`` writes: the file, and for safetensors its JSON sidecar."""
+    return [output, output.with_suffix(".json")] if fmt == "safetensors" else [output]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _describe(path: Path) -> str:
+    """What an existing file looks like, for the refusal."""
+    if path.suffix in (".pt", ".pth", ".ckpt") and zipfile.is_zipfile(path):
+        return "a PyTorch checkpoint"
+    if path.name in ("run.json", "summary.json", "metrics.jsonl", "config.toml"):
+        return "a file of a run directory"
+    return "a file"
+
+
+def check_targets(targets: list[Path], *, source: Path | None, force: bool) -> None:
+    """Refuse targets that are the checkpoint being exported (always), a directory, or exist (unless ``force``)."""
+    protected = [] if source is None else [source]
+    if source is not None and source.suffix == ".safetensors":
+        protected.append(source.with_suffix(".json"))  # an exported source's sidecar is part of it
+    for target in targets:
+        if any(_same_file(target, kept) for kept in protected):
+            what = "checkpoint" if _same_file(target, protected[0]) else "sidecar of the weights"
+            raise OutputExistsError(
+                f"{target} is the {what} being exported, which an export never replaces; choose another --output "
+                "(or leave it out: the default names the file after the format, e.g. best.onnx)"
+            )
+        if target.is_dir():
+            raise OutputExistsError(f"{target} is a directory; give --output a file name")
+        if target.exists() and not force:
+            sidecar = (
+                " (the JSON sidecar the safetensors export writes beside the weights)"
+                if (target.suffix == ".json" and target != targets[0])
+                else ""
+            )
+            raise OutputExistsError(
+                f"{target}{sidecar} exists and is {_describe(target)} this export did not create; pass --force to "
+                "replace it, or choose another --output"
+            )
+
+
+@contextlib.contextmanager
+def staged(targets: list[Path]) -> Iterator[Path]:
+    """Yield a temporary path for ``targets[0]`` (the others are its ``.json`` sidecar: ``tmp.with_suffix``); on
+    success rename every temporary file onto its target, on any error remove them, leaving the targets as they were.
+    """
+    main = targets[0]
+    main.parent.mkdir(parents=True, exist_ok=True)
+    tmp = main.with_name(f".{main.name.split('.')[0]}.{os.getpid()}.export-tmp{main.suffix}")
+    pairs = [(tmp, main)] + [(tmp.with_suffix(t.suffix), t) for t in targets[1:]]
+    try:
+        yield tmp
+        for staged_path, target in reversed(pairs):  # the sidecar first: the weights appear complete, or not at all
+            os.replace(staged_path, target)
+    finally:
+        for staged_path, _ in pairs:
+            with contextlib.suppress(OSError):
+                staged_path.unlink()
