@@ -264,9 +264,8 @@ def test_pooling_that_does_not_divide_exports_to_onnx(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_vgg19_trained_on_32x32_exports_to_onnx(capsys, run: Path, tmp_path: Path) -> None:
-    from resnet.train.checkpoint import load_checkpoint, save_atomic
-
     from resnet.models import create_model, resolve_options
+    from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
     payload = load_checkpoint(run / "best.pt")
     meta = payload["meta"]

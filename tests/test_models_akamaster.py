@@ -182,7 +182,7 @@ def akamaster_preprocess(image: Image.Image) -> torch.Tensor:
 
 
 def test_cli_eval_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from resnet.data.synthetic import write_image_folder
+    from synthetic import write_image_folder
 
     torch.manual_seed(0)
     reference = trained_like(AkaResNet(3)).eval()

@@ -52,6 +52,9 @@ class TrainingInterrupted(ResNetError, KeyboardInterrupt):
         self.signum = signum
         self.exit_code = 128 + signum
 
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:  # crosses process boundaries (experiment --jobs)
+        return (type(self), (str(self), self.signum))
+
 
 class InputError(ResNetError, ValueError):
     """A tensor a model cannot take (wrong shape, dtype or size)."""

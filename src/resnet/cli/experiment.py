@@ -44,6 +44,11 @@ def _common(parser: argparse.ArgumentParser, default_depths: list[int], default_
         "paper: 64k (a GPU)",
     )  # fmt: skip
     parser.add_argument("--iterations", type=int, help="another length for every net (milestones keep their place)")
+    parser.add_argument(
+        "--jobs", default="auto",
+        help="nets trained at once, each a process with cores/N threads (default auto: one per core on the CPU, "
+        "one on a GPU)",
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...); mean ± std when > 1")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: auto (GPU if any)")
     parser.add_argument("--out", default=default_out, help=f"experiment folder (default: {default_out})")
@@ -69,6 +74,7 @@ def _settings(args: argparse.Namespace):  # -> ExperimentSettings (imported lazi
         seeds=tuple(range(args.seeds)),
         device=args.device,
         overrides=overrides,
+        jobs=args.jobs,
     )
 
 

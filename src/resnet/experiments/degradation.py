@@ -43,6 +43,14 @@ class ExperimentSettings:
     device: str | None = None
     progress: str = "plain"
     overrides: dict[str, Any] = field(default_factory=dict)  # any further configuration keys, for every net
+    jobs: str | int = 1  # nets trained at once ("auto": see resnet.experiments.parallel.resolve_jobs)
+
+    def workers(self, pending: int) -> int:
+        """How many nets train at once, for ``pending`` nets left."""
+        from resnet.experiments.parallel import resolve_jobs
+
+        on_gpu = self.device not in ("cpu", "mps") and _cuda_available()
+        return resolve_jobs(self.jobs, max(1, pending), on_gpu)
 
     def config(self, run: PlannedRun) -> Config:
         values: dict[str, Any] = {
@@ -56,14 +64,21 @@ class ExperimentSettings:
         if self.data_dir:
             values["data.data_dir"] = self.data_dir
         if Path(self.dataset).exists():
-            # A CIFAR-like image folder: decoded once into tensors, so that the recipe's per-pixel mean applies.
+            # A CIFAR-like image folder: decoded once into tensors, so that the recipe's per-pixel mean applies;
+            # validation as training carves it by default (a tenth, at most 5,000), not the recipe's 5,000.
             values["data.pipeline"] = "tensor"
+            values["data.val_size"] = None
         if self.budget.iterations:
             values["train.iterations"] = self.budget.iterations
         if self.budget.eval_every:
             values["eval.every_iterations"] = self.budget.eval_every
         if self.device:
             values["system.device"] = self.device
+        jobs = self.workers(sum(r.status() != DONE for r in self.runs()))
+        if jobs > 1:
+            from resnet.experiments.parallel import threads_per_job
+
+            values["system.threads"] = threads_per_job(jobs)  # the cores shared out (an override wins)
         values.update(self.overrides)
         return load_config(RECIPE, values)
 
@@ -80,7 +95,8 @@ def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = p
     started = time.monotonic()
     runs = settings.runs()
     settings.out.mkdir(parents=True, exist_ok=True)
-    ExperimentRunner(runs, settings.config, say=say).run()
+    pending = sum(run.status() != DONE for run in runs)
+    ExperimentRunner(runs, settings.config, say=say, jobs=settings.workers(pending)).run()
     report = write_degradation_report(settings, runs, time.monotonic() - started)
     say(f"report: {report}\nfigures: {settings.out / 'fig6.png'}, {settings.out / 'fig1.png'}")
     return report
@@ -164,3 +180,10 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
     path = settings.out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+

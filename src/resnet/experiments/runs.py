@@ -7,17 +7,26 @@ unfinished one resumes from its ``last.pt`` with the trainer's exact resume, the
 
 from __future__ import annotations
 
-import json
 import os
 import platform
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet.config import Config
-from resnet.errors import ConfigError
-from resnet.runs import LAST_CHECKPOINT, METRICS_FILE, SUMMARY_FILE, read_config_file, read_metrics
+from resnet.config import Config, config_from_dict
+from resnet.errors import CheckpointError, ConfigError, RunDirError
+from resnet.runs import (
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    load_checkpoint,
+    read_config_file,
+    read_metrics,
+    read_summary,
+)
 
 DONE, STARTED, LEFT = "done", "started", "left"
 
@@ -93,14 +102,19 @@ class PlannedRun:
         return self.path.name
 
     def status(self) -> str:
-        if (self.path / SUMMARY_FILE).is_file():
+        """Done only with a valid ``summary.json`` of the checkpoint's iteration (a damaged or stray summary
+        resumes the run, which rewrites it)."""
+        checkpoint = self.path / LAST_CHECKPOINT
+        summary = read_summary(self.path)
+        if summary is not None and checkpoint.is_file() and summary.get("iterations") == _iteration_of(checkpoint):
             return DONE
-        if (self.path / LAST_CHECKPOINT).is_file():
-            return STARTED
-        return LEFT
+        return STARTED if checkpoint.is_file() else LEFT
 
     def summary(self) -> dict[str, Any]:
-        return json.loads((self.path / SUMMARY_FILE).read_text())
+        summary = read_summary(self.path)
+        if summary is None:
+            raise RunDirError(f"{self.path / SUMMARY_FILE} is missing or damaged; run the experiment again")
+        return summary
 
     def records(self) -> list[dict[str, Any]]:
         return read_metrics(self.path, METRICS_FILE)
@@ -119,21 +133,31 @@ class ExperimentRunner:
     make_config: Callable[[PlannedRun], Config]
     say: Callable[[str], None] = print
     train_fn: Callable[..., dict[str, Any]] | None = None  # resnet.train.train; replaceable in tests
+    jobs: int = 1  # nets trained at once, each in a process of its own (see resnet.experiments.parallel)
 
     def run(self) -> list[dict[str, Any]]:
-        from resnet.train import train
-
-        train_fn = self.train_fn or train
         for run in self.runs:
             _check_matches(run, self.make_config(run))
-        for run in self.runs:
-            status = run.status()
-            if status == DONE:
-                continue
-            self.say(self.status_line(current=run))
-            config = self.make_config(run)
-            train_fn(config, resume=status == STARTED)
-        self.say(self.status_line())
+        pending = [run for run in self.runs if run.status() != DONE]
+        for run in pending:
+            set_aside_unfinished(run, self.say)
+        if self.jobs > 1 and self.train_fn is None:
+            from resnet.experiments.parallel import Job, run_jobs
+
+            self.say(self.status_line())
+            jobs = [
+                Job(run.name, self.make_config(run), run.status() == STARTED, run.path.parent / f"{run.name}.log")
+                for run in pending
+            ]
+            run_jobs(jobs, self.jobs, self.say, lambda: self.say(self.status_line()))
+        else:
+            from resnet.train import train
+
+            train_fn = self.train_fn or train
+            for run in pending:
+                self.say(self.status_line(current=run))
+                train_fn(self.make_config(run), resume=run.status() == STARTED)
+            self.say(self.status_line())
         return [run.summary() for run in self.runs]
 
     def status_line(self, current: PlannedRun | None = None) -> str:
@@ -170,24 +194,48 @@ class ExperimentRunner:
             total = config.train.iterations or 0
             done_iterations = max((r["iteration"] for r in run.records()), default=0)
             remaining += _cost_units(_model_macs(run.model, config), max(total - done_iterations, 0)) or 0.0
-        return seconds / units * remaining
+        return seconds / units * remaining / max(1, min(self.jobs, len([r for r in self.runs if r.status() != DONE])))
 
 
 def _check_matches(run: PlannedRun, config: Config) -> None:
-    """A run directory left by another setting of the experiment must not be mixed into this one."""
+    """A run directory left by another setting of the experiment must not be mixed into this one: the whole
+    resolved configuration is compared, except what a resumed run may change (``resnet.train.resume``)."""
     saved = read_config_file(run.path)
     if not saved:
         return
-    wanted = config.to_dict()
-    for section, key in (("model", "name"), ("train", "iterations"), ("data", "dataset"), ("optim", "lr")):
-        ours, theirs = wanted[section].get(key), saved.get(section, {}).get(key)
-        if ours != theirs:
-            raise ConfigError(
-                f"'{run.path}' holds a run with {section}.{key} = {theirs!r}, this experiment asks for {ours!r}; "
-                "use another --out, or the settings that run was started with"
-            )
-    if saved.get("seed", 0) != wanted["seed"]:
-        raise ConfigError(f"'{run.path}' holds a run with seed {saved.get('seed')}, expected {wanted['seed']}")
+    from resnet.train.resume import IGNORED_KEYS, RESUMABLE_KEYS, flatten
+
+    free = set(RESUMABLE_KEYS) - {"train.iterations", "train.epochs", "data.dataset"}  # the length and data count
+    theirs = flatten(config_from_dict(saved, f"{run.path / CONFIG_FILE}").to_dict())
+    ours = flatten(config.to_dict())
+    differ = sorted(
+        key for key in ours.keys() | theirs.keys()
+        if key not in free and key not in IGNORED_KEYS and ours.get(key) != theirs.get(key)
+    )  # fmt: skip
+    if differ:
+        shown = ", ".join(f"{key} = {theirs.get(key)!r} (asked: {ours.get(key)!r})" for key in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ConfigError(
+            f"'{run.path}' holds a run with {shown}{more}; use another --out, or the settings that run was "
+            "started with"
+        )
+
+
+def set_aside_unfinished(run: PlannedRun, say: Callable[[str], None]) -> None:
+    """A net stopped before its first checkpoint left records that a new start must not append to: its folder is
+    moved aside (kept, never deleted) and the net starts cleanly."""
+    if run.status() != LEFT or not run.path.is_dir() or not any(run.path.iterdir()):
+        return
+    aside = run.path.with_name(f"{run.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
+    run.path.rename(aside)
+    say(f"experiment: {run.name} stopped before its first checkpoint; its files were moved to {aside}")
+
+
+def _iteration_of(checkpoint: Path) -> int | None:
+    try:
+        return int(load_checkpoint(checkpoint, verify=False, mmap=True)["iteration"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _cost_units(macs: int | None, iterations: int | None) -> float | None:

@@ -1,0 +1,82 @@
+"""``resnet experiment --jobs``: nets side by side in processes of their own, resumable after a kill, each
+bit-identical to the same net trained alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet.experiments import ExperimentSettings, budget_named, run_degradation
+from resnet.experiments.parallel import resolve_jobs, threads_per_job
+from resnet.runs import load_checkpoint
+from synthetic import write_image_folder
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TINY = {
+    "data.batch_size": 4,
+    "data.val_size": 4,
+    "data.pipeline": "tensor",
+    "system.threads": 1,
+    "log.tensorboard": False,
+    "checkpoint.every_iterations": 20,
+    "checkpoint.every_minutes": 0,
+}
+ITERATIONS = 400
+
+
+def test_jobs_auto_is_one_net_per_core_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resnet.experiments.parallel as parallel
+
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    assert resolve_jobs("auto", pending=4, on_gpu=False) == 2
+    assert resolve_jobs("auto", pending=1, on_gpu=False) == 1
+    assert resolve_jobs("auto", pending=4, on_gpu=True) == 1
+    assert resolve_jobs("3", pending=4, on_gpu=True) == 3 and threads_per_job(2) == 1
+    with pytest.raises(Exception, match="--jobs"):
+        resolve_jobs("0", pending=1, on_gpu=False)
+
+
+def _command(out: Path, dataset: Path) -> list[str]:
+    sets = [f"--set={key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in TINY.items()]
+    return [sys.executable, "-m", "resnet", "experiment", "degradation", "--dataset", str(dataset), "--depths", "8",
+            "--iterations", str(ITERATIONS), "--jobs", "2", "--out", str(out), *sets]  # fmt: skip
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kill relies on Linux's parent-death signal")
+def test_two_nets_in_parallel_resume_after_a_kill_bit_identically(tmp_path: Path) -> None:
+    dataset = write_image_folder(tmp_path / "tiny", classes=("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8))
+    out = tmp_path / "parallel"
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    first = subprocess.Popen(_command(out, dataset), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    nets = [out / "plain8-seed0", out / "resnet8-seed0"]
+    deadline = time.monotonic() + 120
+    while not all((net / "last.pt").is_file() for net in nets):  # both nets have trained a while
+        assert first.poll() is None, first.stdout.read().decode() if first.stdout else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # the experiment dies; each net gets SIGTERM, checkpoints and stops
+    first.wait()
+    time.sleep(3)
+    stopped = [int(load_checkpoint(net / "last.pt")["iteration"]) for net in nets]
+    assert all(0 < it < ITERATIONS for it in stopped) or all((net / "summary.json").exists() for net in nets)
+
+    second = subprocess.run(_command(out, dataset), env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resuming" in second.stdout
+
+    alone = ExperimentSettings(
+        out=tmp_path / "alone", depths=(8,), dataset=str(dataset), budget=budget_named("small", ITERATIONS),
+        overrides={**TINY, "log.progress": "none"}, jobs=1,
+    )  # fmt: skip
+    run_degradation(alone, say=lambda _: None)
+    for net in nets:
+        ours = load_checkpoint(net / "last.pt")["model"]
+        theirs = load_checkpoint(tmp_path / "alone" / net.name / "last.pt")["model"]
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), net.name
