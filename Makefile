@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 models: setup
 	$(VENV)/bin/resnet models

@@ -33,7 +33,7 @@ class ResNetFPN(nn.Module):
         super().__init__()
         self.body = body
         self.fpn = FeaturePyramidNetwork(
-            [info.channels for info in body.feature_info], out_channels, extra_blocks=LastLevelMaxPool()
+            [info.channels for info in body.feature_info], out_channels, extra_blocks=LastLevelMaxPool()  # type: ignore[union-attr]
         )
         self.out_channels = out_channels
 

@@ -19,7 +19,7 @@ from torch import nn
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Every convolution's and linear layer's weight, in forward (definition) order."""
     return [
-        (name, module.weight)
+        (name, module.weight)  # type: ignore[misc]  # torch types Linear.weight as Tensor; it is a Parameter
         for name, module in model.named_modules()
         if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight is not None
     ]

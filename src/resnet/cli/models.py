@@ -61,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
     if args.family in (None, "cifar"):
         print()
-        for line in BLOCK_NOTES:
-            print(line)
+        for note in BLOCK_NOTES:
+            print(note)
     return 0

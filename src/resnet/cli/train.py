@@ -177,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
         config, changed = load_config(None, overrides, check=False), list(overrides)
     else:  # a fresh run, or "auto": the recipe's configuration is used if there is nothing to resume
         config = load_config(args.recipe or DEFAULT_RECIPE, overrides)
-    summary = train(config, resume={None: False, "yes": True, "auto": "auto"}[args.resume], changed=changed)
+    modes: dict[str | None, bool | str] = {None: False, "yes": True, "auto": "auto"}
+    resume = modes[args.resume]
+    summary = train(config, resume=resume, changed=changed)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports
     test_error = summary.get("test_error")

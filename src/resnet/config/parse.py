@@ -24,7 +24,7 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
         hint = hints[item.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             keys.extend(all_keys(hint, f"{prefix}{item.name}."))
         else:
             keys.append(f"{prefix}{item.name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from resnet.config.schema import Config
 from resnet.errors import ConfigError
@@ -47,6 +48,8 @@ def _probability(key: str, value: float, upper_open: bool = False) -> None:
 def _validate_training_options(config: Config) -> None:
     """Range checks of the options beyond the paper's recipe (mixing, EMA, accumulation, FixRes, keeping)."""
     optim, mix, ema, data, keep = config.optim, config.mix, config.ema, config.data, config.checkpoint
+    key: str
+    value: Any
     for key, value in (
         ("optim.accum_steps", optim.accum_steps),
         ("ema.every_iterations", ema.every_iterations),

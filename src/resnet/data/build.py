@@ -74,11 +74,8 @@ def to_grayscale(images: Tensor) -> Tensor:
 
 
 def _grayscale_arrays(data: ArrayDataset) -> ArrayDataset:
-    converted = {
-        name: None if getattr(data, name) is None else to_grayscale(getattr(data, name))
-        for name in ("train_x", "test_x", "val_x")
-    }
-    return dataclasses.replace(data, **converted)
+    val_x = None if data.val_x is None else to_grayscale(data.val_x)
+    return dataclasses.replace(data, train_x=to_grayscale(data.train_x), test_x=to_grayscale(data.test_x), val_x=val_x)
 
 
 def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: DataConfig, at: _Placement) -> DataBundle:
@@ -97,6 +94,7 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: Dat
     train_idx, val_idx = split_indices(len(data.train_y), val_size, cfg.subset, at.seed)
     train_x, train_y = data.train_x[train_idx], data.train_y[train_idx]
     if own_val and val_size == 0:
+        assert data.val_x is not None and data.val_y is not None
         val_x, val_y = data.val_x, data.val_y
     else:
         val_x, val_y = data.train_x[val_idx], data.train_y[val_idx]
@@ -196,8 +194,6 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
     # FixRes: the evaluation view may be larger than the training crop (torchvision's recipe: train 176, eval 224).
     eval_tf = EvalTransform(cfg.eval_view, cfg.eval_crop_size or cfg.crop_size, cfg.eval_resize)
     eval_bs = 1 if cfg.eval_view == "full" else at.eval_batch_size
-    placement = {"device": at.device, "num_workers": workers, "channels_last": at.channels_last}
-    shard = {"rank": at.rank, "world_size": at.world_size}
 
     def dataset(split: FolderSplit, transform: Any) -> FolderDataset:
         return FolderDataset(split, transform, mean, std, cfg.on_bad_image)
@@ -206,15 +202,26 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
         dataset(train_split, train_tf),
         batch_size=cfg.batch_size,
         seed=at.seed,
+        device=at.device,
+        num_workers=workers,
+        channels_last=at.channels_last,
+        rank=at.rank,
+        world_size=at.world_size,
         repeats=cfg.repeats,
-        **placement,
-        **shard,
     )
     if len(train) == 0:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the training images per rank")
 
     def evaluation(split: FolderSplit) -> LoaderEvalStream:
-        return LoaderEvalStream(dataset(split, eval_tf), batch_size=eval_bs, **placement, **shard)
+        return LoaderEvalStream(
+            dataset(split, eval_tf),
+            batch_size=eval_bs,
+            device=at.device,
+            num_workers=workers,
+            channels_last=at.channels_last,
+            rank=at.rank,
+            world_size=at.world_size,
+        )
 
     return DataBundle(
         train=train,

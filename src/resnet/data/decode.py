@@ -91,7 +91,7 @@ def decode_image(data: bytes, name: str, mode: str = "RGB", resize_to: int | Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))  # header only: PIL's bomb guard runs here
+            image: Image.Image = Image.open(io.BytesIO(data))  # header only: PIL's bomb guard runs here
         check_size(*image.size, name, resize_to)
         if image.format == "JPEG" and image.mode in ("RGB", "L") and mode == "RGB":
             try:

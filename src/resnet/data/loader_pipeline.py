@@ -114,8 +114,8 @@ class SeededBatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        order = repeat_samples(torch.randperm(self.size, generator=gen), self.repeats)
-        order = order[self.rank :: self.world_size][: self.per_rank].tolist()
+        repeated = repeat_samples(torch.randperm(self.size, generator=gen), self.repeats)
+        order = repeated[self.rank :: self.world_size][: self.per_rank].tolist()
         for k in range(self.start_batch, self.per_rank // self.batch_size):
             batch = order[k * self.batch_size : (k + 1) * self.batch_size]
             yield [(i, derive_seed(self.seed, self.epoch, k, j, self.rank)) for j, i in enumerate(batch)]

@@ -8,6 +8,8 @@ the global average pooling and the linear classifier commute.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,11 +28,12 @@ class FullyConvolutional(nn.Module):
                 f"fully-convolutional testing needs a ResNet or plain network with a linear classifier 'fc', "
                 f"got {type(model).__name__}"
             )
-        self.model = model
+        self.model: Any = model  # a ResNet: forward_features and fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.model.forward_features(x)
         fc = self.model.fc
+        assert isinstance(fc, nn.Linear)
         return F.conv2d(features, fc.weight[:, :, None, None], fc.bias)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:

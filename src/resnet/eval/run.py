@@ -72,7 +72,7 @@ def run_eval(
     options = inference_options(fast, precision, backend)
     loaded = load_model(checkpoint)
     require_preprocessing(loaded.meta, loaded.path)
-    device = resolve_device(device)
+    device = resolve_device(str(device))
     data = build_eval_data(
         loaded.meta,
         loaded.payload.get("config", {}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +54,7 @@ def export_onnx(
     from resnet.export.pooling import onnx_compatible_pooling
 
     model = model.eval()
-    names = {"input_names": ["input"], "output_names": ["logits"]}
+    names: dict[str, Any] = {"input_names": ["input"], "output_names": ["logits"]}
     # The graph's height and width are fixed, so pooling to a size that does not divide the input (VGG-19 on
     # 32x32 images) can be exported as matrix products.
     with onnx_compatible_pooling(model, example), warnings.catch_warnings(), torch.no_grad():
@@ -68,6 +69,8 @@ def export_onnx(
             program = torch.onnx.export(
                 model, (example,), dynamo=True, dynamic_shapes=shapes, verbose=False, optimize=True, **names
             )
+            if program is None:
+                raise ExportError("torch.onnx.export (dynamo) returned no program; try --exporter legacy")
             program.save(str(path))
     return path
 

@@ -33,6 +33,9 @@ class MatrixAdaptiveAvgPool2d(nn.Module):
         self.register_buffer("rows", pooling_matrix(size_in[0], size_out[0]), persistent=False)
         self.register_buffer("cols", pooling_matrix(size_in[1], size_out[1]).t().contiguous(), persistent=False)
 
+    rows: Tensor
+    cols: Tensor
+
     def forward(self, x: Tensor) -> Tensor:
         return torch.matmul(torch.matmul(self.rows.to(x.dtype), x), self.cols.to(x.dtype))
 

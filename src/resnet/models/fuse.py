@@ -65,7 +65,7 @@ def _fold_module(module: nn.Module, pairs: dict[type[nn.Module], tuple[tuple[str
         for first, second in itertools.pairwise(keys):
             conv, bn = module._modules[first], module._modules[second]
             if conv is not None and bn is not None and _foldable(conv, bn):
-                module._modules[first] = fuse_conv_bn_eval(conv, bn)
+                module._modules[first] = fuse_conv_bn_eval(conv, bn)  # type: ignore[type-var, arg-type]  # checked by _foldable
                 module._modules[second] = nn.Identity()
                 folded += 1
     return folded
@@ -82,7 +82,7 @@ def fuse_conv_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
     fused.eval()
     pairs = {**_FOLD_PAIRS, **_torchvision_pairs()}
     folded = sum(_fold_module(module, pairs) for module in list(fused.modules()))
-    fused.folded_batchnorms = folded
+    fused.folded_batchnorms = folded  # type: ignore[assignment]  # an int attribute on the module
     return fused
 
 

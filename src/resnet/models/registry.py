@@ -181,11 +181,11 @@ def model_info(name: str, input_size: tuple[int, int, int] | None = None, **opti
     """
     spec = get_spec(name)
     resolved = _validated_options(spec, options.pop("num_classes", None), options)
-    if input_size is None:
-        input_size = (resolved["in_chans"], *spec.input_size[1:])
-    input_size = tuple(int(v) for v in input_size)
-    if len(input_size) != 3 or input_size[0] != resolved["in_chans"]:
-        raise ConfigError(f"input_size must be (C, H, W) with C = in_chans = {resolved['in_chans']}, got {input_size}")
+    size: tuple[int, ...] = (resolved["in_chans"], *spec.input_size[1:]) if input_size is None else input_size
+    size = tuple(int(v) for v in size)
+    if len(size) != 3 or size[0] != resolved["in_chans"]:
+        raise ConfigError(f"input_size must be (C, H, W) with C = in_chans = {resolved['in_chans']}, got {size}")
+    input_size = (size[0], size[1], size[2])
     params, macs = _count(spec.name, tuple(sorted(resolved.items())), input_size)
     info: dict[str, Any] = {
         "name": spec.name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 BlockType = Literal["basic", "bottleneck"]
 Family = Literal["cifar", "imagenet", "vgg"]
@@ -219,7 +219,7 @@ def lookup_spec(name: str) -> ArchSpec | None:
     if block is None and depth in IMAGENET_DEPTHS:
         return None
     try:
-        spec = cifar_spec(depth, residual=match.group(1) == "resnet", block=block)
+        spec = cifar_spec(depth, residual=match.group(1) == "resnet", block=cast("BlockType | None", block))
     except ValueError:
         return None
     return ARCHITECTURES.get(spec.name, spec)  # ``resnet20-basic`` is ``resnet20``

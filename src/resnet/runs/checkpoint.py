@@ -20,6 +20,7 @@ import random
 import struct
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 def capture_rng_state() -> dict[str, Any]:
     """Every RNG a training step may touch (the data streams use their own seeded generators)."""
     python_state = random.getstate()
-    numpy_state = np.random.get_state()
+    numpy_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "python": [python_state[0], list(python_state[1]), python_state[2]],
         "numpy": {
@@ -127,6 +128,7 @@ def _first_non_finite(value: Any, where: str) -> str | None:
         if value.is_floating_point() or value.is_complex():
             return None if bool(torch.isfinite(value).all()) else where
         return None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, (list, tuple)):

@@ -27,6 +27,7 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+BEST_EMA_CHECKPOINT = "best_ema.pt"  # the weight average that validated best (ema.enabled)
 RUN_FILE = "run.json"  # the run's identity: checkpoints carry the same run_id
 SUMMARY_PATHS = ("run_dir", "curves", "last_checkpoint", "best_checkpoint", "averaged_checkpoint", "kept_best")
 

@@ -22,7 +22,7 @@ class Cadence:
 
     def checkpoint_scheduled(self, iteration: int) -> bool:
         every = self.checkpoint.every_iterations
-        return bool(every) and iteration % every == 0
+        return every is not None and every > 0 and iteration % every == 0
 
     def checkpoint_time_due(self, last_save_time: float) -> bool:
         minutes = self.checkpoint.every_minutes

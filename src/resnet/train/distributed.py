@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -239,7 +239,8 @@ def main_first(ctx: DistContext) -> Iterator[None]:
         return
     outcome = ctx.broadcast(("ok", None))
     if outcome[0] == "error":
-        raise outcome[1]
+        failure = outcome[1]
+        raise failure if isinstance(failure, BaseException) else DistributedError(str(failure))
     yield
 
 
@@ -268,14 +269,14 @@ def wrap_model(model: nn.Module, runtime: Runtime, ctx: DistContext) -> tuple[nn
     """``(training forward, evaluation forward)``: DDP for training; evaluation runs on the bare model, because
     each rank evaluates a shard of its own length (DDP's per-forward buffer broadcast would wait on the others)."""
     if not ctx.is_distributed:
-        forward = torch.compile(model) if runtime.compile else model
+        forward = cast(nn.Module, torch.compile(model)) if runtime.compile else model
         return forward, forward
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
     ddp = DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
     if runtime.compile:
-        return torch.compile(ddp), torch.compile(model)
+        return cast(nn.Module, torch.compile(ddp)), cast(nn.Module, torch.compile(model))
     return ddp, model
 
 

@@ -40,7 +40,7 @@ def evaluation_record(
     *,
     lr: float,
     epoch: float,
-    forward: Callable[..., Any],
+    forward: nn.Module,
     data: TrainingData,
     runtime: Runtime,
     reducer_for: Callable[[Any], Any],

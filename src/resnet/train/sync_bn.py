@@ -75,6 +75,8 @@ class PortableSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not synced or not self.affine or not self.track_running_stats:
             return super().forward(input)
         out, mean, var = _SyncBatchNorm.apply(input, self.weight, self.bias, self.eps)
+        assert self.num_batches_tracked is not None and self.running_mean is not None  # track_running_stats
+        assert self.running_var is not None
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum

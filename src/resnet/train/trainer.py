@@ -17,8 +17,9 @@ from resnet.data import TrainingData, build_data
 from resnet.errors import CheckpointError, ConfigError
 from resnet.eval import evaluate
 from resnet.inference import folded_copy
-from resnet.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, build_meta, default_run_dir, save_atomic
+from resnet.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir, save_atomic
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state
+from resnet.runs.run_dir import BEST_EMA_CHECKPOINT
 from resnet.runtime import resolve_runtime
 from resnet.train import distributed, divergence, resume
 from resnet.train.cadence import Cadence
@@ -34,17 +35,15 @@ from resnet.train.reporting import RunReport, ema_results, evaluate_ema, evaluat
 from resnet.train.state import TrainingState
 from resnet.train.step import train_step, update_batches, updates_per_epoch
 
-BEST_EMA_CHECKPOINT = "best_ema.pt"
-
 
 class Callback(Protocol):
-    def on_iteration_end(self, trainer: Trainer, iteration: int) -> None:
-        """Called after each update; ``iteration`` updates have been applied."""
+    def on_iteration_end(self, trainer: Trainer, iteration: int) -> None: ...  # after each update
 
 
 class Trainer:
     """One training run. ``data`` may be given (any :class:`TrainingData`) instead of built from the config."""
 
+    run_dir: RunDir  # set by setup()
     def __init__(
         self,
         config: Config,
@@ -57,8 +56,7 @@ class Trainer:
         """``resume``: True continues ``last.pt``; ``"auto"`` continues it when it exists and starts fresh otherwise.
         ``changed``: the keys the user set when resuming (default: those of ``config`` that differ from defaults)."""
         self.config, self.resume, self.callbacks = config, resume, list(callbacks)
-        self.changed = None if changed is None else list(changed)
-        self.given_data = data
+        self.changed, self.given_data = (None if changed is None else list(changed)), data
         self.dist = distributed.SINGLE  # set by run(); see resnet.train.distributed for the rank rules
         self.state = TrainingState()
         self.started = time.monotonic()
@@ -67,15 +65,16 @@ class Trainer:
         self.interrupt = InterruptGuard()
 
     @property
-    def iteration(self) -> int:
+    def iteration(self) -> int:  # updates applied so far
         return self.state.iteration
 
     # ---- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
         config = given = self.config
         ctx = self.dist
-        if getattr(self, "run_dir", None) is not None:
-            self.run_dir.release()  # setup() called again (e.g. by run() after a manual setup()): one lock per run
+        previous: RunDir | None = getattr(self, "run_dir", None)
+        if previous is not None:
+            previous.release()  # setup() called again (e.g. by run() after a manual setup()): one lock per run
         self.run_dir = distributed.run_dir_for(ctx, config.run_dir or default_run_dir(config))
         if self.resume == "auto":
             self.resume = ctx.on_main(self.run_dir.file(LAST_CHECKPOINT).exists)
@@ -324,7 +323,8 @@ class Trainer:
     ) -> tuple[int, int]:
         """The one host sync per window: NaN check, schedule feedback, progress; returns ``requests`` (a signal
         number or 0, checkpoint by the clock) as agreed by every rank."""
-        requests = self.dist.reduce_window(window, first_bad, requests)
+        agreed = self.dist.reduce_window(window, first_bad, requests)
+        requests = (int(agreed[0]), int(agreed[1]))
         loss_sum, wrong, seen = window.tolist()
         bad = int(first_bad.item())
         if bad >= 0 or not math.isfinite(loss_sum):

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 MAGIC = (  # (offset, bytes, format)
     (0, b"\x1f\x8b", "gzip"),
@@ -28,7 +28,7 @@ MAGIC = (  # (offset, bytes, format)
     (0, b"Rar!", "rar"),
     (257, b"ustar", "tar"),
 )
-OPENERS: dict[str, Callable[..., IO[bytes]]] = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+OPENERS: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}  # -> IO[bytes]
 NAMES = {"gzip": "gzip-compressed", "bzip2": "bzip2-compressed", "xz": "xz-compressed"}
 
 

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from resnet.data.paths import cache_dir
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
@@ -80,7 +81,7 @@ class TarReader:
         self.offsets = offsets
         self.format = archive_format(path)  # by content: the name may lie
         self._seekable: Path | None = path if self.format == "tar" else None
-        self._handle = None
+        self._handle: BinaryIO | None = None
         self._pid = -1
 
     def __getstate__(self) -> dict:
@@ -276,8 +277,8 @@ def index_folder(path: Path) -> ImageFolderIndex:
     raw: dict[str, tuple[dict[str, list[str]], Reader, str]] = {}
     if path.is_file():
         grouped, offsets = _scan_tar(path, None, ignored)
-        reader = TarReader(path, offsets)
-        raw = {s: (classes, reader, str(path)) for s, classes in grouped.items()}
+        whole: Reader = TarReader(path, offsets)
+        raw = {s: (classes, whole, str(path)) for s, classes in grouped.items()}
     else:
         for split in SPLITS:
             if (path / split).is_dir():
