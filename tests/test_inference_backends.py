@@ -8,6 +8,7 @@ import torch
 
 import resnet
 import resnet.inference.backends as backends
+import resnet.runtime as runtime
 from resnet.errors import ConfigError
 from resnet.inference.fast import PLAIN, describe, inference_options, prepare_for_inference
 from test_perf_fast_paths import _randomise_batchnorms
@@ -105,7 +106,7 @@ def test_backend_options_that_cannot_run_say_so(monkeypatch: pytest.MonkeyPatch)
         prepare_for_inference(model, "cpu", backend="onnxruntime", precision="bf16")
     with pytest.raises(ConfigError, match="takes NCHW inputs"):
         prepare_for_inference(model, "cpu", backend="onnxruntime", channels_last=True)
-    monkeypatch.setattr(backends.shutil, "which", lambda name: None)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
         prepare_for_inference(model, "cpu", backend="compile")

@@ -6,6 +6,8 @@ Train, eval, predict and the benchmarks resolve their device and precision here,
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,13 +135,43 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str
     return None, f"fp32: --amp auto keeps {device.type} in full precision"
 
 
+# A CPU run compiles its step under --compile auto from this many iterations on: the compile takes tens of seconds
+# and the compiled step is ~10% faster (docs/performance.md), so shorter runs (the 2-epoch demo) stay eager.
+COMPILE_MIN_ITERATIONS = 2000
+
+
+def has_cpp_compiler() -> bool:
+    """Inductor builds its CPU kernels with a C++ compiler: ``$CXX``, g++, clang++ or c++ on PATH."""
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++", "c++") if name)
+
+
+def compile_choice(choice: str, device: torch.device, iterations: int) -> tuple[bool, str]:
+    """Whether the training step is compiled (``--compile`` on/off/auto) for a run of ``iterations``, and why."""
+    if choice == "off":
+        return False, "eager: --no-compile"
+    if device.type == "cpu" and not has_cpp_compiler():
+        if choice == "on":
+            raise ConfigError(
+                "torch.compile on the CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); install one, "
+                "or drop --compile"
+            )
+        return False, "eager: no C++ compiler found, which torch.compile needs on the CPU (install g++ to compile)"
+    if choice == "on":
+        return True, "compiled: --compile"
+    if device.type == "cuda":
+        return True, "compiled: torch.compile on the GPU"
+    if device.type == "cpu" and iterations >= COMPILE_MIN_ITERATIONS:
+        return True, f"compiled: a CPU run of {iterations} iterations repays the compile time"
+    return False, f"eager: --compile auto compiles CPU runs of {COMPILE_MIN_ITERATIONS}+ iterations and GPU runs"
+
+
 def resolve_runtime(system: SystemConfig) -> Runtime:
     device = resolve_device(system.device)
     on_gpu = device.type == "cuda"
     amp_dtype, amp_reason = resolve_amp(system.amp, device)
     # Channels-last is faster on GPUs and, measured with oneDNN on 2 CPU cores, ~2x faster for ResNet-20.
     channels_last = device.type in ("cuda", "cpu") if system.channels_last == "auto" else system.channels_last == "on"
-    compile_model = on_gpu if system.compile == "auto" else system.compile == "on"
+    compile_model = system.compile == "on" or (on_gpu and system.compile == "auto")  # the trainer decides by length
     sync_every = system.sync_every or (1 if device.type == "cpu" else 50)
     if system.threads and device.type == "cpu":
         torch.set_num_threads(system.threads)

@@ -83,7 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="channels-last memory format (default: on, the faster layout on GPUs and CPUs)",
     )
     parser.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: off)"
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the training step (default: auto, on GPUs and for CPU runs of 2000+ iterations)",
     )
     parser.add_argument("--seed", type=int, help="seed of initialisation and data order")
     parser.add_argument("--run-dir", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")

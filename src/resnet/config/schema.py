@@ -126,7 +126,7 @@ class SystemConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: str = "auto"  # auto (bf16 on GPUs and CPUs with native bf16) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on CUDA and CPU) | on | off
-    compile: str = "off"  # auto (on GPU) | on | off
+    compile: str = "auto"  # auto (GPUs, and CPU runs long enough to repay it, with a C++ compiler) | on | off
     threads: int | None = None  # torch intra-op threads on CPU
     sync_every: int = 0  # GPU host syncs (NaN check, progress); 0: every iteration on CPU, 50 on GPU
     optimizer_impl: str = "auto"  # auto (fused where torch has it) | fused | foreach | for-loop

@@ -10,7 +10,6 @@ default of ``resnet eval``/``predict``) takes ONNX Runtime for fp32 on the CPU, 
 from __future__ import annotations
 
 import io
-import shutil
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
+from resnet.runtime import has_cpp_compiler as runtime_has_cpp_compiler
 
 BACKENDS = ("auto", "eager", "compile", "onnxruntime")
 
@@ -65,9 +65,7 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> t
 
 def has_cpp_compiler() -> bool:
     """Whether inductor can build its CPU kernels here."""
-    import os
-
-    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++", "c++") if name)
+    return runtime_has_cpp_compiler()
 
 
 def compiled_runner(model: nn.Module) -> Runner:

@@ -87,11 +87,6 @@ def init_weights(model: nn.Module, zero_init_residual: bool) -> None:
 class ResNetTrunk(nn.Module):
     """Stem and stages, shared by the classifier and the feature extractor."""
 
-    layer1: nn.Module  # the stages, added by name in __init__ (layer4 is an Identity in 3-stage nets)
-    layer2: nn.Module
-    layer3: nn.Module
-    layer4: nn.Module
-
     def __init__(
         self,
         spec: ArchSpec,

@@ -116,14 +116,17 @@ class RunReport:
     progress: Progress
     is_main: bool = True
 
-    def start(self, total: int, steps_per_epoch: int, runtime: Runtime, notes: list[str]) -> None:
-        """The first lines of a run: what trains on what, where, in which precision, and any notes."""
+    def start(self, total: int, steps_per_epoch: int, runtime: Runtime, notes: list[str], compile_reason: str) -> None:
+        """The first lines of a run: what trains on what, where, in which precision, and any notes (the compile
+        choice when the step is compiled, or when it could not be for want of a compiler)."""
         self.progress.write(
             f"training {self.config.model.name} on {self.data.name} ({self.data.num_train} images, "
             f"{steps_per_epoch} iterations/epoch) for {total} iterations on {runtime.describe()}; "
             f"run directory {self.run_dir.path}"
         )
         self.progress.write(f"precision: {runtime.amp_reason}")
+        if runtime.compile or "C++" in compile_reason:
+            self.progress.write(f"step: {compile_reason}")
         for note in notes:
             self.progress.write(note)
 

@@ -29,6 +29,7 @@ RESUMABLE_KEYS: dict[str, str] = {
     "data.dataset": "--dataset (the same data moved elsewhere, verified by content hash)",
     "data.num_workers": "data.num_workers",
     "system.device": "--device",
+    "system.compile": "--compile / --no-compile",
     "distributed.timeout": "--dist-timeout",
     "distributed.setup_timeout": "distributed.setup_timeout",
     "system.threads": "system.threads",

@@ -80,8 +80,9 @@ class PortableSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            self.running_mean.lerp_(mean, momentum)
-            self.running_var.lerp_(var, momentum)
+            # under bf16 autocast the batch statistics may be bf16; the running ones stay in their own dtype
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
+            self.running_var.lerp_(var.to(self.running_var.dtype), momentum)
         return out
 
 

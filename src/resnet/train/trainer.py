@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import time
@@ -20,7 +21,7 @@ from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir, save_atomic
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state
 from resnet.runs.run_dir import BEST_EMA_CHECKPOINT
-from resnet.runtime import resolve_runtime
+from resnet.runtime import compile_choice, resolve_runtime
 from resnet.train import distributed, divergence, resume
 from resnet.train.cadence import Cadence
 from resnet.train.checks import check_input_size
@@ -110,6 +111,8 @@ class Trainer:
             done = int(checkpoint["iteration"])
             self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done)
         self.total = total_iterations(config, self.steps_per_epoch)
+        compiled, self.compile_reason = compile_choice(config.system.compile, self.runtime.device, self.total)
+        self.runtime = dataclasses.replace(self.runtime, compile=compiled)
         self.cadence = Cadence(config.eval, config.checkpoint, self.steps_per_epoch)
         self.schedule: Schedule = build_schedule(config, self.steps_per_epoch, ctx.world_size)
         self.optimizer = build_optimizer(self.model, config, self.schedule.lr_at(0))
@@ -227,15 +230,12 @@ class Trainer:
             self.report = RunReport(self.run_dir, config, self.data, self.progress, self.dist.is_main)
             lines = [self.world_note, distributed.describe(config, self.dist, self.schedule)]
             notes = [*filter(None, lines if self.dist.is_distributed else []), *self.notes]
-            self.report.start(self.total, self.steps_per_epoch, runtime, notes)
+            self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason)
             with self.interrupt:
                 while self.iteration < self.total:
                     self._train_epoch()
-                if (
-                    not self.records
-                    or self.records[-1]["iteration"] != self.total
-                    or self.records[-1].get("test_error") is None
-                ):
+                last = self.records[-1] if self.records else {}
+                if last.get("iteration") != self.total or last.get("test_error") is None:
                     self._evaluate_and_log(final=True)
                     self.save()
             return self._finish()
