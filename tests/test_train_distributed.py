@@ -50,6 +50,7 @@ SETTINGS: dict[str, object] = {
     "checkpoint.every_minutes": 0,
     "system.device": "cpu",
     "system.channels_last": "off",
+    "system.amp": "off",  # fp32: the equivalences below are float32-exact (`auto` picks bf16 where the CPU has it)
     "log.tensorboard": False,
     "log.every_iterations": 2,
 }
