@@ -35,6 +35,10 @@ def validate(config: Config) -> None:
             raise ConfigError(f"'distributed.{key}' must be a positive number of seconds, got {value}")
     if not 0 < config.optim.backbone_lr_factor <= 1:
         raise ConfigError(f"'optim.backbone_lr_factor' must be in (0, 1], got {config.optim.backbone_lr_factor}")
+    if config.system.threads is not None and config.system.threads < 1:
+        raise ConfigError(f"'system.threads' must be a positive number of threads, got {config.system.threads}")
+    if config.system.sync_every < 0:
+        raise ConfigError(f"'system.sync_every' must be >= 0 (0: the device's default), got {config.system.sync_every}")
     if config.data.subset is not None and config.data.subset <= 0:
         raise ConfigError(f"'data.subset' must be a positive number of images, got {config.data.subset}")
     _validate_training_options(config)

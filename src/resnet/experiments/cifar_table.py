@@ -25,7 +25,7 @@ def run_cifar_table(
     """Train what is left, then write ``cifar_table.md``; returns its path."""
     started = time.monotonic()
     runs = settings.runs(("plain", "resnet") if with_plain else ("resnet",))
-    settings.out.mkdir(parents=True, exist_ok=True)
+    settings.make_out()
     pending = sum(run.status() != DONE for run in runs)
     ExperimentRunner(runs, settings.config, say=say, jobs=settings.workers(pending)).run()
     path = write_cifar_table(settings, runs, time.monotonic() - started)

@@ -45,6 +45,11 @@ class ExperimentSettings:
     overrides: dict[str, Any] = field(default_factory=dict)  # any further configuration keys, for every net
     jobs: str | int = 1  # nets trained at once ("auto": see resnet.experiments.parallel.resolve_jobs)
 
+    def make_out(self) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out '{self.out}' is a file; give a folder for the experiment's runs")
+        self.out.mkdir(parents=True, exist_ok=True)
+
     def workers(self, pending: int) -> int:
         """How many nets train at once, for ``pending`` nets left."""
         from resnet.experiments.parallel import resolve_jobs
@@ -94,7 +99,7 @@ def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = p
     """Train what is left of the experiment, then write the figures and ``report.md``; returns the report's path."""
     started = time.monotonic()
     runs = settings.runs()
-    settings.out.mkdir(parents=True, exist_ok=True)
+    settings.make_out()
     pending = sum(run.status() != DONE for run in runs)
     ExperimentRunner(runs, settings.config, say=say, jobs=settings.workers(pending)).run()
     report = write_degradation_report(settings, runs, time.monotonic() - started)

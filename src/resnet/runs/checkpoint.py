@@ -218,12 +218,22 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}'; check --run-dir, or start the run without --resume")
+    other = identify_other_file(path)
+    if other is not None:
+        raise CheckpointError(f"'{path}' is {other}, not a training checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower() or "weights_only" in str(error):
+            raise CheckpointError(
+                f"'{path}' holds Python objects that this package will not unpickle (it reads tensors and plain "
+                "values only, so that a file cannot run code); it was not written by resnet train"
+            ) from error
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({_first_line(error)}); it may be truncated "
+                              "or corrupt") from error  # fmt: skip
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
         raise CheckpointError(
-            f"checkpoint '{path}' cannot be read ({reason}); it may be truncated or corrupt"
+            f"checkpoint '{path}' cannot be read ({_first_line(error)}); it may be truncated or corrupt"
         ) from error
     if not isinstance(payload, dict) or "model" not in payload:
         raise CheckpointError(f"'{path}' is not a training checkpoint of this package")
@@ -239,3 +249,38 @@ def load_checkpoint(
                 f"computed {actual[:12]}); restore it from a copy, or resume from another checkpoint"
             )
     return payload
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def identify_other_file(path: Path) -> str | None:
+    """What a file given as a checkpoint is when it is something else, and which command reads it; None when it
+    may be a checkpoint (a torch zip archive or an old pickle)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".onnx" or (head[:1] == b"\x08" and b"onnx" in head.lower()):
+        return "an ONNX model (read by onnxruntime; `resnet export` writes it from a checkpoint)"
+    if suffix == ".safetensors" or (len(head) > 9 and head[8:10] == b'{"'):
+        return "a safetensors file (give it to `resnet eval/predict --checkpoint` with its .json sidecar)"
+    if head.startswith(b"PK") and _is_torchscript(path):
+        return "a TorchScript module (load it with torch.jit.load; `resnet export --format torchscript` writes it)"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON file"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")):
+        return "an image (give images to `resnet predict`, checkpoints to --checkpoint)"
+    return None
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+

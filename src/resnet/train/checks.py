@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+import torch
 
 from resnet.errors import ConfigError
 
@@ -17,6 +21,25 @@ def check_input_size(name: str, image_size: tuple[int, int]) -> None:
             f"{name} needs images of at least {minimum}x{minimum} pixels, the data has {image_size[0]}x"
             f"{image_size[1]}; choose a model for small images (e.g. resnet20) or a dataset of larger images"
         )
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(batch_size: int, accum_steps: int, device: str) -> Iterator[None]:
+    """A batch too large for the device's memory becomes one line saying so, with a batch size to try."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        text = str(error)
+        if not isinstance(error, torch.OutOfMemoryError) and not any(
+            marker in text for marker in ("out of memory", "can't allocate memory", "Failed to allocate")
+        ):
+            raise
+        smaller = max(1, batch_size // 2)
+        raise ConfigError(
+            f"a batch of {batch_size} images does not fit in the memory of {device} ({text.splitlines()[0][:120]}); "
+            f"try --batch-size {smaller}" + (f" with --accum-steps {accum_steps * 2}" if smaller > 1 else "")
+            + " (the same update in smaller pieces)"
+        ) from error
 
 
 def skipped_images(data: Any) -> int:

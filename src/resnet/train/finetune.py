@@ -70,6 +70,12 @@ def build_network(config: Config, data: TrainingData, *, resume: bool) -> tuple[
     from resnet.models import create_model
 
     options = {"in_chans": data.in_chans, **config.model.options}
+    asked = options.pop("num_classes", data.num_classes)
+    if asked != data.num_classes:
+        raise ConfigError(
+            f"model.options.num_classes = {asked!r}, but {data.name} has {data.num_classes} classes; the classifier "
+            "has one output per class of the data: drop model.options.num_classes"
+        )
     network = create_model(config.model.name, num_classes=data.num_classes, **options)
     return network, prepare_finetuning(network, config, resume=resume)
 

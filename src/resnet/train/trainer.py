@@ -24,7 +24,7 @@ from resnet.runs.run_dir import BEST_EMA_CHECKPOINT
 from resnet.runtime import compile_choice, resolve_runtime
 from resnet.train import distributed, divergence, resume
 from resnet.train.cadence import Cadence
-from resnet.train.checks import check_input_size
+from resnet.train.checks import check_input_size, out_of_memory_hint
 from resnet.train.ema import ModelEma
 from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
@@ -232,8 +232,9 @@ class Trainer:
             notes = [*filter(None, lines if self.dist.is_distributed else []), *self.notes]
             self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason)
             with self.interrupt:
-                while self.iteration < self.total:
-                    self._train_epoch()
+                with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
+                    while self.iteration < self.total:
+                        self._train_epoch()
                 last = self.records[-1] if self.records else {}
                 if last.get("iteration") != self.total or last.get("test_error") is None:
                     self._evaluate_and_log(final=True)
