@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"eval", "inference", "runs", "runtime", "config", "data", "models", "errors"},
     "export": {"inference", "models", "errors"},
     "analysis": {"inference", "runs", "config", "data", "models", "errors"},
-    "experiments": {"train", "runs", "config", "models", "errors"},
+    "experiments": {"train", "runs", "config", "data", "models", "errors"},
     "detection": {"models", "errors"},
     "cli": {"analysis", "config", "data", "eval", "experiments", "export", "inference", "models", "runs", "runtime",
             "train", "errors"},

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
+from resnet.cli.train import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
     parser.add_argument("--workers", type=int, help="DataLoader workers for image folders")
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--max-images", type=positive_int, metavar="N",
+        help="evaluate a seeded subset of N images with the classes in the same proportions (a quick estimate)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-other-classes", action="store_true",
+        help="evaluate on data whose class names differ from the checkpoint's (class i scored against output i)",
+    )  # fmt: skip
     add_inference_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -52,14 +61,17 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.workers,
         json_path=args.json_path,
+        allow_other_classes=args.allow_other_classes,
+        max_images=args.max_images,
         **inference_kwargs(args),
     )
     scales = f" at scales {', '.join(map(str, result['scales']))}" if result["scales"] else ""
     print(f"{result['model']} on {result['dataset']} {result['split']} ({result['views']}{scales}):")
-    print(
-        f"  top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  loss {result['loss']:.4f}"
-    )
-    print(f"  {result['images']} images in {result['seconds']:.1f} s on {result['device']}")
+    top5 = f"{result['top5_error']:.2f}%" if result["classes"] > 5 else "n/a (5 classes or fewer)"
+    print(f"  top-1 error {result['top1_error']:.2f}%  top-5 error {top5}  loss {result['loss']:.4f}")
+    subset = f" (a seeded, class-stratified subset of --max-images {args.max_images})" if args.max_images else ""
+    print(f"  {result['images']} images{subset} from {result['location']}, in {result['seconds']:.1f} s on "
+          f"{result['device']}")  # fmt: skip
     print(f"  inference path: {result['inference']}")
     if args.json_path:
         print(f"  results: {args.json_path}")

@@ -15,8 +15,8 @@ from resnet.data.bundle import DataBundle, EvalStream, TrainingData, TrainStream
 from resnet.data.config import DataConfig
 from resnet.data.info import dataset_info
 from resnet.data.paths import cache_dir, data_roots
-from resnet.data.registry import list_datasets, resolve
-from resnet.data.splits import split_indices, validation_size
+from resnet.data.registry import canonical_dataset, list_datasets, resolve
+from resnet.data.splits import split_indices, stratified_subset, validation_size
 from resnet.data.tensor_pipeline import pad_crop_flip
 from resnet.data.views import center_crop, full_image, ten_crop
 
@@ -28,6 +28,7 @@ __all__ = [
     "TrainingData",
     "build_data",
     "cache_dir",
+    "canonical_dataset",
     "center_crop",
     "check_data_config",
     "data_roots",
@@ -38,6 +39,7 @@ __all__ = [
     "pad_crop_flip",
     "resolve",
     "split_indices",
+    "stratified_subset",
     "ten_crop",
     "validation_size",
     "views",

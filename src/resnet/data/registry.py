@@ -106,6 +106,16 @@ def resolve(name_or_path: str | os.PathLike) -> DatasetSpec | Path:
     )
 
 
+def canonical_dataset(name_or_path: str) -> str:
+    """A registered name as it is, a path made absolute: a run records where its data was, wherever it is read
+    from later (``resnet eval`` in another directory must not find other data under the same relative path)."""
+    try:
+        target = resolve(name_or_path)
+    except ConfigError:
+        return name_or_path  # not data this package finds (a bundle given in Python): left as named
+    return str(target.resolve()) if isinstance(target, Path) and target.exists() else name_or_path
+
+
 def dataset_name(path: Path) -> str:
     """A readable name for a folder dataset: the folder (or archive) name without suffixes."""
     return path.resolve().name.split(".")[0] or "folder"

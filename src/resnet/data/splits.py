@@ -35,6 +35,24 @@ def validation_size(
     return min(cap, num_train // 10)
 
 
+def stratified_subset(labels: Tensor, count: int, seed: int = 0) -> Tensor:
+    """``count`` of the images (sorted indices), the same share of every class, drawn with ``seed``: a quick
+    evaluation whose class balance is the full set's."""
+    if count >= len(labels):
+        return torch.arange(len(labels))
+    order = torch.randperm(len(labels), generator=generator(seed, _SUBSET_TAG))
+    by_class: dict[int, list[int]] = {}
+    for index in order.tolist():
+        by_class.setdefault(int(labels[index]), []).append(index)
+    share = count / len(labels)
+    quota = {label: int(len(items) * share) for label, items in by_class.items()}
+    left = count - sum(quota.values())
+    for label in sorted(by_class, key=lambda c: len(by_class[c]) * share - quota[c], reverse=True)[:left]:
+        quota[label] += 1  # largest remainders first, so the total is exactly ``count``
+    chosen = [index for label, items in by_class.items() for index in items[: quota[label]]]
+    return torch.tensor(sorted(chosen), dtype=torch.long)
+
+
 def split_indices(n: int, val_size: int, subset: int | None, seed: int) -> tuple[Tensor, Tensor]:
     """Seeded, deterministic ``(train, val)`` indices of a training set of ``n`` images (both sorted)."""
     if not 0 <= val_size < n:

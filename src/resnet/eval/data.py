@@ -24,7 +24,7 @@ from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, index_folder
 from resnet.data.sources.folder_arrays import folder_arrays
-from resnet.data.splits import split_indices, validation_size
+from resnet.data.splits import split_indices, stratified_subset, validation_size
 from resnet.data.tensor_pipeline import Normalizer, TensorEvalStream
 from resnet.data.views import PAPER_SCALES
 from resnet.errors import ConfigError
@@ -51,6 +51,7 @@ class EvalData:
     pipeline: str
     scales: list[int] | None = None
     indices: Tensor | None = None  # for a validation split carved from the training set: which images, sorted
+    location: str = ""  # where the images were read (a registered dataset's folder or the image folder)
 
 
 class TenCropStream:
@@ -110,6 +111,26 @@ def _folder_split(index: Any, split: str, cfg: dict[str, Any]) -> FolderSplit:
     return FolderSplit("val", full.reader, [full.samples[i] for i in chosen], full.source)
 
 
+def check_classes(found: list[str], meta: dict[str, Any], where: str, allow_other: bool) -> None:
+    """The data's classes must be the checkpoint's (label i is scored against output i): other names are refused
+    unless ``allow_other`` (``--allow-other-classes``), more classes than outputs always."""
+    expected = list(meta.get("class_names") or [])
+    if not expected or found == expected:
+        return
+    if len(found) > len(expected):
+        raise ConfigError(
+            f"{where} has {len(found)} classes, the checkpoint's model has {len(expected)} outputs; evaluate on data "
+            "with the checkpoint's classes"
+        )
+    if not allow_other:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        theirs = ", ".join(expected[:4]) + (", ..." if len(expected) > 4 else "")
+        raise ConfigError(
+            f"{where} has classes {shown}, the checkpoint was trained on {theirs}; evaluate on data with the same "
+            "classes, or pass --allow-other-classes to score class i of the data against output i anyway"
+        )
+
+
 def build_eval_data(
     meta: dict[str, Any],
     config: dict[str, Any],
@@ -122,6 +143,8 @@ def build_eval_data(
     data_dir: str | None = None,
     device: torch.device | str = "cpu",
     num_workers: int | None = None,
+    allow_other_classes: bool = False,
+    max_images: int | None = None,
 ) -> EvalData:
     """The evaluation passes of ``view`` over ``split`` of ``dataset`` (default: the run's own)."""
     view = canonical_view(view)
@@ -153,7 +176,12 @@ def build_eval_data(
         else:
             name, spec_val = dataset_name(Path(target)), None
             arrays = folder_arrays(name, index_folder(Path(target)), on_bad_image)
+        check_classes(list(arrays.classes), meta, name, allow_other_classes)
         x, y, chosen_indices = _tensor_split(arrays, split, cfg, spec_val)
+        if max_images is not None:
+            keep = stratified_subset(y, max_images, seed=0)
+            x, y = x[keep], y[keep]
+            chosen_indices = chosen_indices[keep] if chosen_indices is not None else None
         if len(y) == 0:
             raise ConfigError(f"{name} has no {split} images (the run had no validation split?); use --split test")
         channels = 1 if pre["mode"] == "L" else 3
@@ -175,7 +203,8 @@ def build_eval_data(
             passes = [TenCropStream(base)]
         else:
             passes = [RescaledStream(base, side) for side in scales or []]
-        return EvalData(passes, len(y), name, split, "tensor", scales, chosen_indices)
+        where = arrays.location or str(target)
+        return EvalData(passes, len(y), name, split, "tensor", scales, chosen_indices, where)
 
     if pre["mode"] != "RGB":
         raise ConfigError(
@@ -183,7 +212,11 @@ def build_eval_data(
             "on a registered dataset or a same-size folder decoded into tensors (the run's own)"
         )
     index = index_folder(Path(target))
+    check_classes(list(index.classes), meta, dataset_name(Path(target)), allow_other_classes)
     chosen = _folder_split(index, split, cfg)
+    if max_images is not None:
+        kept = stratified_subset(torch.tensor([label for _, label in chosen.samples]), max_images, seed=0).tolist()
+        chosen = FolderSplit(chosen.name, chosen.reader, [chosen.samples[i] for i in kept], chosen.source)
     if not chosen.samples:
         raise ConfigError(f"{dataset} has no {split} images; use --split test")
     mean, std = torch.tensor(pre["mean"]) * 255, torch.tensor(pre["std"]) * 255
@@ -201,4 +234,5 @@ def build_eval_data(
         passes = [stream(EvalTransform("ten-crop", crop, resize), max(1, bs // 10))]
     else:
         passes = [stream(EvalTransform("full", crop, side), 1) for side in scales or []]
-    return EvalData(passes, len(chosen.samples), dataset_name(Path(target)), split, "loader", scales)
+    name = dataset_name(Path(target))
+    return EvalData(passes, len(chosen.samples), name, split, "loader", scales, location=str(index.root))

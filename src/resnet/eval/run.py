@@ -54,6 +54,8 @@ def run_eval(
     device: str | torch.device = "auto",
     num_workers: int | None = None,
     json_path: str | Path | None = None,
+    allow_other_classes: bool = False,
+    max_images: int | None = None,
     fast: bool = True,
     precision: str = "auto",
     backend: str = "auto",
@@ -84,6 +86,8 @@ def run_eval(
         data_dir=data_dir,
         device=device,
         num_workers=num_workers,
+        allow_other_classes=allow_other_classes,
+        max_images=max_images,
     )
     target = fully_convolutional(loaded.model) if views == "multiscale" else loaded.model
     model = prepare_for_inference(target, device, **options)  # the first call compiles with backend="compile"
@@ -103,11 +107,14 @@ def run_eval(
         "checkpoint": str(checkpoint),
         "model": loaded.meta["model"]["name"],
         "dataset": data.dataset,
+        "location": data.location,
+        "max_images": max_images,
+        "classes": len(loaded.class_names),
         "split": split,
         "views": views,
         "scales": data.scales,
         "top1_error": top1,
-        "top5_error": top5,
+        "top5_error": top5,  # always 0 with 5 classes or fewer: the CLI prints n/a then
         "top1_accuracy": None if math.isnan(top1) else 100.0 - top1,
         "loss": loss,
         "images": images,

@@ -15,6 +15,7 @@ from typing import Any
 
 from resnet.config import Config
 from resnet.config.recipes import load_config
+from resnet.data import canonical_dataset
 from resnet.errors import ConfigError
 from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
@@ -60,7 +61,7 @@ class ExperimentSettings:
     def config(self, run: PlannedRun) -> Config:
         values: dict[str, Any] = {
             "model.name": run.model,
-            "data.dataset": self.dataset,
+            "data.dataset": canonical_dataset(self.dataset),
             "seed": run.seed,
             "run_dir": str(run.path),
             "log.every_iterations": self.budget.log_every,

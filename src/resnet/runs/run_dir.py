@@ -15,9 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from resnet.errors import CheckpointError, ConfigError, RunDirError
 from resnet.config import Config
 from resnet.config.recipes import dump_toml
+from resnet.errors import CheckpointError, ConfigError, RunDirError
 from resnet.runs.lock import RunLock
 
 CONFIG_FILE = "config.toml"

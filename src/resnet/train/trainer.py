@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from resnet.config import Config, validate
-from resnet.data import TrainingData, build_data
+from resnet.data import TrainingData, build_data, canonical_dataset
 from resnet.errors import CheckpointError, ConfigError
 from resnet.eval import evaluate
 from resnet.inference import folded_copy
@@ -82,6 +82,7 @@ class Trainer:
         checkpoint, saved, self.world_note = None, None, None
         if not self.resume:
             validate(config)
+            config.data.dataset = canonical_dataset(config.data.dataset)
         ctx.on_main(self.run_dir.acquire, resume=bool(self.resume))  # exclusive until run() ends (rank 0)
         if self.resume:
             checkpoint, saved, self.config = resume.continue_from(self.run_dir, config, ctx, self.changed)
@@ -216,8 +217,7 @@ class Trainer:
             distributed.teardown(self.dist)
 
     def _where(self) -> str:
-        run_dir = getattr(self, "run_dir", None)
-        last = f"; last checkpoint {run_dir.file(LAST_CHECKPOINT)}" if run_dir is not None else ""
+        last = f"; last checkpoint {self.run_dir.file(LAST_CHECKPOINT)}" if hasattr(self, "run_dir") else ""
         return f"at iteration {self.iteration}{last}"
 
     def _run(self) -> dict[str, Any]:
