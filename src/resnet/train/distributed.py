@@ -311,6 +311,13 @@ def checkpoint_fields(config: Config, ctx: DistContext, iteration: int) -> dict[
     return {"world_size": ctx.world_size, "global_batch": global_batch, "images_seen": iteration * global_batch}
 
 
+def start_lines(config: Config, ctx: DistContext, schedule: Schedule, world_note: str | None) -> list[str]:
+    """What a distributed run says at its start (nothing for a single process)."""
+    if not ctx.is_distributed:
+        return []
+    return [line for line in (world_note, describe(config, ctx, schedule)) if line]
+
+
 def describe(config: Config, ctx: DistContext, schedule: Schedule) -> str:
     """The line a distributed run prints: world size, global batch, lr after the scaling rule, warm-up, BN."""
     batch, accum = config.data.batch_size, config.optim.accum_steps

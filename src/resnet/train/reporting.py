@@ -28,6 +28,7 @@ from resnet.runs.run_dir import (
 from resnet.runtime import Runtime
 from resnet.train.checks import skipped_images
 from resnet.train.ema import ModelEma
+from resnet.train.optim import describe_lr
 from resnet.train.plots import plot_run_curves
 from resnet.train.progress import Progress
 from resnet.train.state import TrainingState, fresh_sums
@@ -115,16 +116,28 @@ class RunReport:
     data: TrainingData
     progress: Progress
     is_main: bool = True
+    world_size: int = 1
 
-    def start(self, total: int, steps_per_epoch: int, runtime: Runtime, notes: list[str], compile_reason: str) -> None:
-        """The first lines of a run: what trains on what, where, in which precision, and any notes (the compile
-        choice when the step is compiled, or when it could not be for want of a compiler)."""
+    def start(
+        self,
+        total: int,
+        steps_per_epoch: int,
+        runtime: Runtime,
+        notes: list[str],
+        compile_reason: str,
+        resumed_from: int | None = None,
+    ) -> None:
+        """The first lines of a run: where it resumes, what trains on what, where, in which precision, and any notes
+        (the compile choice when the step is compiled, or when it could not be for want of a compiler)."""
+        if resumed_from is not None:
+            self.progress.write(f"resuming {self.run_dir.path} from iteration {resumed_from} of {total}")
         self.progress.write(
             f"training {self.config.model.name} on {self.data.name} ({self.data.num_train} images, "
             f"{steps_per_epoch} iterations/epoch) for {total} iterations on {runtime.describe()}; "
             f"run directory {self.run_dir.path}"
         )
         self.progress.write(f"precision: {runtime.amp_reason}")
+        self.progress.write(describe_lr(self.config, self.world_size))
         if runtime.compile or "C++" in compile_reason:
             self.progress.write(f"step: {compile_reason}")
         for note in notes:

@@ -14,6 +14,8 @@ would rewrite the learning rate of iterations already done: refused.
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 from resnet.config import Config, config_from_dict
@@ -109,6 +111,10 @@ def continue_from(
     saved = config_from_dict(checkpoint["config"], "the checkpoint's configuration")
     merged = merge_resume_config(saved, given, explicit)
     merged.run_dir = str(run_dir.path)
+    recorded = ((checkpoint.get("meta") or {}).get("dataset") or {}).get("location") if checkpoint else None
+    unset = merged.data.data_dir is None and not os.environ.get("RESNET_DATA")
+    if unset and recorded and Path(recorded).is_dir() and not Path(merged.data.dataset).exists():
+        merged.data.data_dir = str(Path(recorded).parent)  # a registered name: where the run found it (hash-checked)
     return checkpoint, saved, merged
 
 

@@ -22,7 +22,7 @@ from resnet.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, de
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state
 from resnet.runs.run_dir import BEST_EMA_CHECKPOINT
 from resnet.runtime import compile_choice, resolve_runtime
-from resnet.train import distributed, divergence, resume
+from resnet.train import distributed, divergence, optim, resume
 from resnet.train.cadence import Cadence
 from resnet.train.checks import check_input_size, out_of_memory_hint
 from resnet.train.ema import ModelEma
@@ -30,7 +30,6 @@ from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
 from resnet.train.keeping import CheckpointKeeper, averaged_results
 from resnet.train.mixing import build_criterion, build_mixer
-from resnet.train.optim import Schedule, build_optimizer, build_schedule, seed_everything, total_iterations
 from resnet.train.progress import Progress
 from resnet.train.reporting import RunReport, ema_results, evaluate_ema, evaluation_record
 from resnet.train.state import TrainingState
@@ -90,7 +89,7 @@ class Trainer:
             self.world_note = distributed.resume_at_world_size(config, given, checkpoint, ctx)
         validate(config)
         self.runtime = distributed.place(resolve_runtime(config.system), ctx)
-        seed_everything(config.seed)
+        optim.seed_everything(config.seed)
         if self.given_data is None:
             with distributed.main_first(ctx):
                 self.given_data = self._build_data()
@@ -111,12 +110,12 @@ class Trainer:
             resume.check_same_data(checkpoint, self.data, getattr(self.data, "location", "the data directory"))
             done = int(checkpoint["iteration"])
             self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done)
-        self.total = total_iterations(config, self.steps_per_epoch)
+        self.total = optim.total_iterations(config, self.steps_per_epoch)
         compiled, self.compile_reason = compile_choice(config.system.compile, self.runtime.device, self.total)
         self.runtime = dataclasses.replace(self.runtime, compile=compiled)
         self.cadence = Cadence(config.eval, config.checkpoint, self.steps_per_epoch)
-        self.schedule: Schedule = build_schedule(config, self.steps_per_epoch, ctx.world_size)
-        self.optimizer = build_optimizer(self.model, config, self.schedule.lr_at(0))
+        self.schedule: optim.Schedule = optim.build_schedule(config, self.steps_per_epoch, ctx.world_size)
+        self.optimizer = optim.build_optimizer(self.model, config, self.schedule.lr_at(0))
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.needs_grad_scaler)
         distributed.check_supported(config, ctx)
         self.criterion = build_criterion(config, self.data.num_classes)
@@ -227,10 +226,11 @@ class Trainer:
             self.last_save_time = time.monotonic()
             mode = config.log.progress if self.dist.is_main else "none"
             self.progress = Progress(mode, self.total, self.iteration, config.log.every_iterations)
-            self.report = RunReport(self.run_dir, config, self.data, self.progress, self.dist.is_main)
-            lines = [self.world_note, distributed.describe(config, self.dist, self.schedule)]
-            notes = [*filter(None, lines if self.dist.is_distributed else []), *self.notes]
-            self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason)
+            main, world = self.dist.is_main, self.dist.world_size
+            self.report = RunReport(self.run_dir, config, self.data, self.progress, main, world)
+            notes = [*distributed.start_lines(config, self.dist, self.schedule, self.world_note), *self.notes]
+            resumed = self.iteration if self.resume else None
+            self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed)
             with self.interrupt:
                 with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
                     while self.iteration < self.total:

@@ -222,6 +222,19 @@ def scaled_lr(config: Config, world_size: int = 1) -> float:
     return config.optim.lr * config.data.batch_size * world_size * config.optim.accum_steps / reference
 
 
+def describe_lr(config: Config, world_size: int = 1) -> str:
+    """The learning rate a run uses and why, printed at every start (a scaled lr must never be a surprise)."""
+    lr, reference = scaled_lr(config, world_size), config.optim.reference_batch_size
+    kind = config.schedule.kind + (" (peak)" if config.schedule.kind == "onecycle" else "")
+    if not reference:
+        return f"learning rate: {lr:g}, {kind} schedule (the recipe's; not scaled with the batch size)"
+    batch = config.data.batch_size * world_size * config.optim.accum_steps
+    return (
+        f"learning rate: {lr:.4g} = {config.optim.lr:g} x {batch}/{reference}, {kind} schedule (the linear scaling "
+        f"rule: batch {batch} per update against the recipe's {reference}; --lr sets it before scaling)"
+    )
+
+
 def total_iterations(config: Config, steps_per_epoch: int) -> int:
     if config.train.iterations is not None:
         return int(config.train.iterations)
