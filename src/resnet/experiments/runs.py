@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet.config import Config, config_from_dict
-from resnet.errors import CheckpointError, ConfigError, RunDirError
+from resnet.errors import CheckpointError, ConfigError, RunDirError, TrainingInterrupted
 from resnet.runs import (
     CONFIG_FILE,
     LAST_CHECKPOINT,
@@ -156,7 +156,14 @@ class ExperimentRunner:
             train_fn = self.train_fn or train
             for run in pending:
                 self.say(self.status_line(current=run))
-                train_fn(self.make_config(run), resume=run.status() == STARTED)
+                try:
+                    train_fn(self.make_config(run), resume=run.status() == STARTED)
+                except TrainingInterrupted as stop:  # the net checkpointed; the experiment is what to rerun
+                    raise TrainingInterrupted(
+                        f"{run.name}: {str(stop).split('; continue with')[0]}; run the same `resnet experiment` "
+                        "command again to continue",
+                        stop.signum,
+                    ) from None
             self.say(self.status_line())
         return [run.summary() for run in self.runs]
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from resnet.inference.fast import inference_options
 from resnet.inference.images import UnreadableImageError, expand_inputs
 from resnet.inference.loading import LoadedModel, load_model
+from resnet.runtime import resolve_device
 
 PathLike = str | os.PathLike[str]
 
@@ -29,6 +30,7 @@ class Predictor:
         precision: str = "auto",
         backend: str = "auto",
     ) -> None:
+        device = resolve_device(str(device))  # one rule for every command: unknown or absent devices are one line
         self.loaded = source if isinstance(source, LoadedModel) else load_model(source)
         self.preprocess = self.loaded.preprocess
         self.model = self.loaded.for_inference(device, **inference_options(fast, precision, backend))
