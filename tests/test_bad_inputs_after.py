@@ -149,12 +149,11 @@ def test_a_batch_too_big_for_memory_says_what_to_try(monkeypatch: pytest.MonkeyP
     from resnet.errors import ConfigError
     from resnet.train.checks import out_of_memory_hint
 
-    with pytest.raises(ConfigError, match=r"does not fit in the memory.*--batch-size 64 with --accum-steps 2"):
-        with out_of_memory_hint(128, 1, "cpu"):
-            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 999 bytes")
-    with pytest.raises(RuntimeError, match="shape"):  # other errors pass through unchanged
-        with out_of_memory_hint(128, 1, "cpu"):
-            raise RuntimeError("shape mismatch")
+    fits = r"does not fit in the memory.*--batch-size 64 with --accum-steps 2"
+    with pytest.raises(ConfigError, match=fits), out_of_memory_hint(128, 1, "cpu"):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 999 bytes")
+    with pytest.raises(RuntimeError, match="shape"), out_of_memory_hint(128, 1, "cpu"):
+        raise RuntimeError("shape mismatch")  # other errors pass through unchanged
 
 
 # --- 16: files that are not checkpoints ----------------------------------------------------------------------
@@ -172,7 +171,8 @@ def test_a_file_that_is_not_a_checkpoint_says_what_it_is(trained: Path, tmp_path
         torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
     code, _, err = run_cli(capsys, "eval", "--checkpoint", str(path))
     line = one_error_line(err)
-    assert code == 2 and {"onnx": "ONNX", "image": "an image", "json": "JSON", "torchscript": "TorchScript"}[kind] in line
+    names = {"onnx": "ONNX", "image": "an image", "json": "JSON", "torchscript": "TorchScript"}
+    assert code == 2 and names[kind] in line
     assert "weights_only" not in line
 
 
