@@ -7,10 +7,15 @@
 >>> fast = resnet.prepare_for_inference(model, "cpu")      # doctest: +SKIP  (BN folded, channels-last, bf16 if native)
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnet.errors import ResNetError
-from resnet.models import create_model, fuse_conv_bn, list_models, model_info
+
+if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use (`resnet --help` stays fast)
+    from resnet.eval.fully_conv import fully_convolutional
+    from resnet.inference import load_model, predict
+    from resnet.inference.fast import prepare_for_inference
+    from resnet.models import create_model, fuse_conv_bn, list_models, model_info
 
 __version__ = "0.1.0"
 
@@ -28,6 +33,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "create_model": "resnet.models",
+    "fuse_conv_bn": "resnet.models",
+    "list_models": "resnet.models",
+    "model_info": "resnet.models",
     "load_model": "resnet.inference",
     "predict": "resnet.inference",
     "fully_convolutional": "resnet.eval.fully_conv",
@@ -35,7 +44,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:  # inference and evaluation load on first use (fast `import resnet`)
+def __getattr__(name: str) -> Any:  # models, inference and evaluation load on first use (fast `import resnet`)
     if name in _LAZY:
         import importlib
 

@@ -30,10 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnet", description="Deep residual networks: build, train, evaluate and analyse."
     )
+    parser.add_argument("--version", action="version", version=f"resnet {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("resnet")
+    except metadata.PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        from resnet import __version__
+
+        return __version__
 
 
 def _plain_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -7,9 +7,6 @@ import json
 import sys
 import warnings
 
-from resnet.data import dataset_info, list_datasets
-from resnet.data.registry import REGISTRY
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="datasets: list them, describe one")
@@ -37,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from resnet.data import list_datasets
+    from resnet.data.registry import REGISTRY
+
     for name in list_datasets():
         print(f"{name:14s}  {REGISTRY[name].description}")
     print("(any path to an image folder train/<class>/<img> + val|test/<class>/<img>, or its .tar/.tar.gz)")
@@ -48,6 +48,8 @@ def _fmt(values: tuple[float, ...]) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from resnet.data import dataset_info
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         info = dataset_info(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from resnet.models import list_models, model_info
-
 # Which block a CIFAR name uses, and why (resnet.models.specs.default_cifar_block).
 BLOCK_NOTES = (
     "CIFAR blocks: resnet/plain{6n+2} use basic blocks (He et al. 2015, Sec. 4.2: 20 ... 1202);",
@@ -32,6 +30,8 @@ def _human(count: int, unit: str = "") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet.models import list_models, model_info
+
     rows = [model_info(name) for name in list_models(args.family)]
     if args.json:
         for row in rows:

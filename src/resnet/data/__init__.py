@@ -9,16 +9,47 @@ Registered names: cifar10, cifar100, mnist, fashion-mnist, cifar10-jpeg; any pat
 .tar / .tar.gz) works too. See docs/data.md.
 """
 
-from resnet.data import views
-from resnet.data.build import build_data, check_data_config, load_data
-from resnet.data.bundle import DataBundle, EvalStream, TrainingData, TrainStream
-from resnet.data.config import DataConfig
-from resnet.data.info import dataset_info
-from resnet.data.paths import cache_dir, data_roots
-from resnet.data.registry import canonical_dataset, list_datasets, resolve
-from resnet.data.splits import split_indices, stratified_subset, validation_size
-from resnet.data.tensor_pipeline import pad_crop_flip
-from resnet.data.views import center_crop, full_image, ten_crop
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (a fast CLI)
+    from resnet.data import views
+    from resnet.data.build import build_data, check_data_config, load_data
+    from resnet.data.bundle import DataBundle, EvalStream, TrainingData, TrainStream
+    from resnet.data.config import DataConfig
+    from resnet.data.info import dataset_info
+    from resnet.data.paths import cache_dir, data_roots
+    from resnet.data.registry import canonical_dataset, list_datasets, resolve
+    from resnet.data.splits import split_indices, stratified_subset, validation_size
+    from resnet.data.tensor_pipeline import pad_crop_flip
+    from resnet.data.views import center_crop, full_image, ten_crop
+
+_EXPORTS: dict[str, str] = {
+    "DataBundle": "resnet.data.bundle",
+    "DataConfig": "resnet.data.config",
+    "EvalStream": "resnet.data.bundle",
+    "TrainStream": "resnet.data.bundle",
+    "TrainingData": "resnet.data.bundle",
+    "build_data": "resnet.data.build",
+    "cache_dir": "resnet.data.paths",
+    "canonical_dataset": "resnet.data.registry",
+    "center_crop": "resnet.data.views",
+    "check_data_config": "resnet.data.build",
+    "data_roots": "resnet.data.paths",
+    "dataset_info": "resnet.data.info",
+    "full_image": "resnet.data.views",
+    "list_datasets": "resnet.data.registry",
+    "load_data": "resnet.data.build",
+    "pad_crop_flip": "resnet.data.tensor_pipeline",
+    "resolve": "resnet.data.registry",
+    "split_indices": "resnet.data.splits",
+    "stratified_subset": "resnet.data.splits",
+    "ten_crop": "resnet.data.views",
+    "validation_size": "resnet.data.splits",
+    "views": "resnet.data.views",
+}
 
 __all__ = [
     "DataBundle",
@@ -44,3 +75,12 @@ __all__ = [
     "validation_size",
     "views",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'resnet.data' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -8,10 +8,33 @@ ONNX Runtime for fp32 on the CPU and channels-last eager PyTorch elsewhere (``ba
 runs the plain model.
 """
 
-from resnet.inference.fast import InferenceModel, describe, folded_copy, inference_options, prepare_for_inference
-from resnet.inference.images import Preprocess, UnreadableImageError, expand_inputs, read_image
-from resnet.inference.loading import LoadedModel, load_model, model_from_meta
-from resnet.inference.predict import Predictor, predict
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (a fast CLI)
+    from resnet.inference.fast import InferenceModel, describe, folded_copy, inference_options, prepare_for_inference
+    from resnet.inference.images import Preprocess, UnreadableImageError, expand_inputs, read_image
+    from resnet.inference.loading import LoadedModel, load_model, model_from_meta
+    from resnet.inference.predict import Predictor, predict
+
+_EXPORTS: dict[str, str] = {
+    "InferenceModel": "resnet.inference.fast",
+    "LoadedModel": "resnet.inference.loading",
+    "Predictor": "resnet.inference.predict",
+    "Preprocess": "resnet.inference.images",
+    "UnreadableImageError": "resnet.inference.images",
+    "describe": "resnet.inference.fast",
+    "expand_inputs": "resnet.inference.images",
+    "folded_copy": "resnet.inference.fast",
+    "inference_options": "resnet.inference.fast",
+    "load_model": "resnet.inference.loading",
+    "model_from_meta": "resnet.inference.loading",
+    "predict": "resnet.inference.predict",
+    "prepare_for_inference": "resnet.inference.fast",
+    "read_image": "resnet.inference.images",
+}
 
 __all__ = [
     "InferenceModel",
@@ -29,3 +52,12 @@ __all__ = [
     "prepare_for_inference",
     "read_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'resnet.inference' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -18,9 +18,8 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
+from resnet.inference.choices import BACKENDS
 from resnet.runtime import has_cpp_compiler as runtime_has_cpp_compiler
-
-BACKENDS = ("auto", "eager", "compile", "onnxruntime")
 
 Runner = Callable[[torch.Tensor], Any]
 

@@ -26,9 +26,9 @@ from resnet.inference.backends import (
     example_input,
     resolve_backend,
 )
+from resnet.inference.choices import PRECISIONS
 from resnet.models.fuse import fuse_conv_bn
 
-PRECISIONS = ("auto", "fp32", "bf16")
 PLAIN: dict[str, Any] = {"precision": "fp32", "channels_last": False, "fold_bn": False, "backend": "eager"}
 
 __all__ = [
