@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "experiments": {"train", "runs", "config", "data", "models", "errors"},
     "detection": {"models", "errors"},
     "cli": {"analysis", "config", "data", "eval", "experiments", "export", "inference", "models", "runs", "runtime",
-            "train", "errors"},
+            "train", "errors", "resnet"},
     "resnet": {"models", "errors", "inference", "eval"},
     "__main__": {"cli"},
 }
