@@ -176,3 +176,28 @@ def test_cifar_table_quotes_the_paper(tmp_path, tiny_folder):
     assert "0.853M" in row56 and "0.85M" in row56 and "7.20 ± 0.28" in row56 and "6.97" in row56
     row110 = next(line for line in lines if line.startswith("| 110 |"))
     assert "6.43 (best; 6.61 ± 0.16)" in row110
+
+
+def test_verdicts_follow_the_noise_rule():
+    from resnet.experiments.report import NetResult, compare
+
+    def net(model: str, errors: list[float], images: int) -> NetResult:
+        return NetResult(model, 1, {"test_error": errors}, list(range(len(errors))), 10, 1.0, {"test_error": images})
+
+    # a 1-point difference on 300 test images, one seed: within the binomial noise (about ±6 points)
+    small = {"plain56": net("plain56", [31.0], 300), "plain20": net("plain20", [30.0], 300)}
+    claim = compare(small, "plain56", "plain20", "test_error", "plain56 tests worse", "final test error")
+    assert not claim.resolved and claim.sentence().startswith("- **Not resolved at this budget**")
+    # the same difference on 100,000 images is resolved; the opposite order is a contradiction, not a reproduction
+    large = {"plain56": net("plain56", [31.0], 100_000), "plain20": net("plain20", [30.0], 100_000)}
+    assert compare(large, "plain56", "plain20", "test_error", "s", "e").sentence().startswith("- **Reproduced**")
+    flipped = compare(large, "plain20", "plain56", "test_error", "s", "e")
+    assert flipped.resolved and not flipped.holds and "Contradicted" in flipped.sentence()
+    # seeds that disagree widen the noise: 2 points apart on average, 3 points of spread between seeds
+    spread = {"a": net("a", [28.0, 34.0], 100_000), "b": net("b", [29.0, 29.0], 100_000)}
+    assert not compare(spread, "a", "b", "test_error", "s", "e").resolved
+
+
+def test_the_budget_is_named_as_run():
+    assert budget_named("medium").label == "medium budget"
+    assert budget_named("small", 40).label == "small budget shortened to 40 iterations"

@@ -115,7 +115,7 @@ def describe_schedule(settings: ExperimentSettings, config: Config) -> str:
     milestones = milestone_iterations(config, steps_per_epoch=max(1, iterations))
     every = f"every {config.eval.every_iterations} iterations" if config.eval.every_iterations else "every epoch"
     return (
-        f"`{RECIPE}` ({settings.budget.name} budget): {iterations} iterations of batch {config.data.batch_size}, "
+        f"`{RECIPE}` ({settings.budget.label}): {iterations} iterations of batch {config.data.batch_size}, "
         f"SGD momentum {config.optim.momentum}, weight decay {config.optim.weight_decay:g}, lr {config.optim.lr:g} "
         f"divided by 10 at {', '.join(str(m) for m in milestones)}; validation and test error {every}"
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from resnet.experiments.runs import PlannedRun
@@ -25,6 +26,7 @@ class NetResult:
     seeds: list[int]
     iterations: int
     wall_time_s: float
+    images: dict[str, int] = field(default_factory=dict)  # column -> images each error is measured on
 
     def mean(self, column: str) -> float | None:
         values = self.values.get(column) or []
@@ -48,8 +50,10 @@ def gather(runs: Sequence[PlannedRun]) -> dict[str, NetResult]:
     for model, group in grouped.items():
         values: dict[str, list[float]] = defaultdict(list)
         params, iterations, wall = 0, 0, 0.0
+        images: dict[str, int] = {}
         for run in group:
             summary, last = run.summary(), _last_record(run)
+            images = images or image_counts(run, summary)
             params, iterations = int(summary["params"]), int(summary["iterations"])
             wall += float(summary.get("wall_time_s") or 0.0)
             for column, value in (
@@ -60,8 +64,38 @@ def gather(runs: Sequence[PlannedRun]) -> dict[str, NetResult]:
             ):
                 if value is not None:
                     values[column].append(float(value))
-        results[model] = NetResult(model, params, dict(values), [r.seed for r in group], iterations, wall)
+        results[model] = NetResult(model, params, dict(values), [r.seed for r in group], iterations, wall, images)
     return results
+
+
+def image_counts(run: PlannedRun, summary: dict[str, Any]) -> dict[str, int]:
+    """How many images each error of a run is measured on: validation and test from its summary (``val_images``,
+    ``test_images``; else from its configuration and the dataset's description, for runs written before), training
+    from the evaluation interval (the running error over its augmented mini-batches)."""
+    from resnet.config import config_from_dict
+    from resnet.runs import read_config_file
+
+    config = config_from_dict(read_config_file(run.path), "the run's config.toml")
+    every = config.eval.every_iterations or 0
+    counts = {"train_error": every * config.data.batch_size * config.optim.accum_steps}
+    for column, key in (("val_error", "val_images"), ("test_error", "test_images")):
+        if summary.get(key):
+            counts[column] = int(summary[key])
+    if "val_error" in counts and "test_error" in counts:
+        counts["test_error_at_best_val"] = counts["test_error"]
+        return {column: count for column, count in counts.items() if count > 0}
+    try:
+        from resnet.data import dataset_info, validation_size
+
+        info = dataset_info(config.data.dataset, data_dir=config.data.data_dir, download=False)
+        counts.setdefault("test_error", int(info["splits"].get("test") or 0))
+        n_train = int(info["splits"]["train"])
+        counts.setdefault("val_error", validation_size(n_train, config.data.val_size, registered_default=None))
+    except Exception:
+        pass
+    if "test_error" in counts:
+        counts["test_error_at_best_val"] = counts["test_error"]
+    return {column: count for column, count in counts.items() if count > 0}
 
 
 def _last_record(run: PlannedRun) -> dict[str, Any]:
@@ -95,12 +129,33 @@ class Claim:
     statement: str
     holds: bool | None  # None: not measurable with these runs
     evidence: str
+    resolved: bool = True  # the difference exceeds its noise (see :func:`noise`)
 
     def sentence(self) -> str:
         if self.holds is None:
             return f"- **Not measured**: {self.statement} ({self.evidence})."
-        verdict = "Reproduced" if self.holds else "Not reproduced at this budget"
+        if not self.resolved:
+            return f"- **Not resolved at this budget**: {self.statement} — {self.evidence}."
+        verdict = "Reproduced" if self.holds else "Contradicted at this budget"
         return f"- **{verdict}**: {self.statement} — {self.evidence}."
+
+
+Z95 = 1.96  # two-sided 95%
+
+
+def noise(a: NetResult, b: NetResult, column: str) -> float | None:
+    """The 95% half-width of the difference of two nets' mean errors (in points): the binomial standard error of
+    each error on the images it is measured on, and, with several seeds, the seed-to-seed spread of each mean."""
+    variance = 0.0
+    for result in (a, b):
+        values, count = result.values.get(column) or [], result.images.get(column)
+        if not values or not count:
+            return None
+        p = statistics.fmean(values) / 100.0
+        variance += p * (1.0 - p) / (count * len(values)) * 1e4
+        if len(values) > 1:
+            variance += statistics.variance(values) / len(values)
+    return Z95 * math.sqrt(variance)
 
 
 def compare(
@@ -112,8 +167,13 @@ def compare(
     high, low = results[worse].mean(column), results[better].mean(column)
     if high is None or low is None:
         return Claim(statement, None, f"{label} not recorded")
-    return Claim(
-        statement,
-        high > low,
-        f"{label} {worse} {results[worse].cell(column)}% vs {better} {results[better].cell(column)}%",
+    margin = noise(results[worse], results[better], column)
+    evidence = f"{label} {worse} {results[worse].cell(column)}% vs {better} {results[better].cell(column)}%"
+    if margin is None:
+        return Claim(statement, high > low, f"{evidence}; its noise is unknown (no image counts)", resolved=False)
+    seeds = len(results[worse].values.get(column) or [])
+    evidence += (
+        f", a difference of {high - low:+.2f} points against a noise of ±{margin:.2f} (95%: binomial on "
+        f"{results[worse].images[column]:,} images" + (f", and the spread of {seeds} seeds)" if seeds > 1 else ")")
     )
+    return Claim(statement, high > low, evidence, resolved=abs(high - low) > margin)

@@ -41,6 +41,14 @@ class Budget:
     log_every: int  # iterations between points of the dense training-error curve
     description: str
 
+    @property
+    def label(self) -> str:
+        """The budget as run: ``medium budget``, or ``small budget shortened to 40 iterations``."""
+        standard = BUDGETS.get(self.name)
+        if standard is None or standard.iterations == self.iterations:
+            return f"{self.name} budget"
+        return f"{self.name} budget shortened to {self.iterations} iterations"
+
 
 BUDGETS: dict[str, Budget] = {
     "small": Budget(

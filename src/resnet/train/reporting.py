@@ -222,6 +222,8 @@ class RunReport:
             "last_checkpoint": str(self.run_dir.file(LAST_CHECKPOINT)),
             "best_checkpoint": str(self.run_dir.file(BEST_CHECKPOINT)) if state.best_iteration is not None else None,
             "skipped_images": skipped_images(data),
+            "val_images": getattr(data, "num_val", None),  # what the errors are measured on (their noise)
+            "test_images": getattr(data, "num_test", None),
             "versions": versions(),
         }
 
