@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+# The real datasets: $RESNET_DATA when it is set (read once, before each test hides it), else ../shared/datasets.
+BESIDE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+SHARED_DATASETS = Path(os.environ["RESNET_DATA"]) if os.environ.get("RESNET_DATA") else BESIDE
 
 
 @pytest.fixture(autouse=True)

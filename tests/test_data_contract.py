@@ -95,3 +95,20 @@ def test_train_converts_an_rgb_folder_for_in_chans_1(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "in_chans=1" in err and "Traceback" not in err
     assert not refused.exists()
+
+
+def test_resume_finds_the_data_where_the_run_found_it(
+    small_fashion_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    monkeypatch.setenv("RESNET_DATA", str(small_fashion_mnist))  # found through the environment at the start...
+    args = ["train", "--model", "resnet8", "--dataset", "fashion-mnist", "--recipe", "cifar-paper",
+            "--batch-size", "20", "--set", "data.val_size=20", "--set", "log.tensorboard=false", "--progress", "plain",
+            "--run-dir", str(run)]  # fmt: skip
+    assert main([*args, "--iterations", "2"]) == 0
+    monkeypatch.delenv("RESNET_DATA")  # ... and a new shell without it resumes all the same
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", str(run), "--iterations", "3", "--progress", "plain"]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"resuming {run} from iteration 2 of 3"
+    assert "learning rate: 0.1" in err

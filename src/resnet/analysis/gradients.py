@@ -56,6 +56,9 @@ def plot_gradients(results: Sequence[GradientNorms], path: Path) -> Path:
     axes = figure.subplots()
     for result in results:
         axes.plot(range(1, len(result.norms) + 1), result.norms, marker=".", linewidth=1.2, label=result.label)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are counted: no 2.5
     axes.set_yscale("log")
     axes.set_xlabel("layer (input to output; convolutions and the classifier)")
     axes.set_ylabel("gradient norm of the weights")

@@ -109,10 +109,14 @@ def plot_responses(results: Sequence[Responses], path: Path) -> Path:
         bottom.plot(indices, sorted(result.std, reverse=True), marker=".", linewidth=1.2, label=result.label)
     top.set_xlabel("layer index (original)")
     bottom.set_xlabel("layer index (sorted by magnitude)")
+    from matplotlib.ticker import MaxNLocator
+
     for axes in (top, bottom):
         axes.set_ylabel("std")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are counted: no 2.5
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
+    figure.suptitle("Std of the layer responses (after BN, before the nonlinearity or addition), as the paper's Fig. 7")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

@@ -53,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default: {DEFAULT_RECIPE})",
     )
     parser.add_argument("--data-dir", help="where datasets are looked for")
+    parser.add_argument("--workers", type=int, metavar="N", help="DataLoader worker processes (image folders)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_float, help="run length in epochs (shortens/lengthens the recipe)")
     length.add_argument("--iterations", type=positive_int, help="run length in iterations")
@@ -141,6 +142,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "model.init": args.init,
         "data.dataset": args.dataset,
         "data.data_dir": args.data_dir,
+        "data.num_workers": args.workers,
         "train.epochs": args.epochs,
         "train.iterations": args.iterations,
         "data.batch_size": args.batch_size,
