@@ -17,12 +17,12 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on fir
     from resnet.inference.fast import InferenceModel, describe, folded_copy, inference_options, prepare_for_inference
     from resnet.inference.images import Preprocess, UnreadableImageError, expand_inputs, read_image
     from resnet.inference.loading import LoadedModel, load_model, model_from_meta
-    from resnet.inference.predict import Predictor, predict
+    from resnet.inference.prediction import Predictor, predict
 
 _EXPORTS: dict[str, str] = {
     "InferenceModel": "resnet.inference.fast",
     "LoadedModel": "resnet.inference.loading",
-    "Predictor": "resnet.inference.predict",
+    "Predictor": "resnet.inference.prediction",
     "Preprocess": "resnet.inference.images",
     "UnreadableImageError": "resnet.inference.images",
     "describe": "resnet.inference.fast",
@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "inference_options": "resnet.inference.fast",
     "load_model": "resnet.inference.loading",
     "model_from_meta": "resnet.inference.loading",
-    "predict": "resnet.inference.predict",
+    "predict": "resnet.inference.prediction",
     "prepare_for_inference": "resnet.inference.fast",
     "read_image": "resnet.inference.images",
 }

@@ -95,7 +95,8 @@ class OnnxRuntimeRunner:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer notes
             torch.onnx.export(
-                model, (example,), buffer, dynamo=False,  # type: ignore[arg-type]  # a file-like object works opset_version=opset, input_names=["input"],
+                model, (example,), buffer,  # type: ignore[arg-type]  # torch.onnx.export writes to file objects too
+                dynamo=False, opset_version=opset, input_names=["input"],
                 output_names=outputs, dynamic_axes=axes,
             )  # fmt: skip
         options = ort.SessionOptions()

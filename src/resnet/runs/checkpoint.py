@@ -224,13 +224,15 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower() or "weights_only" in str(error):
+        if "GLOBAL" in str(error) or "global" in str(error).split("WeightsUnpickler error:")[-1]:
             raise CheckpointError(
                 f"'{path}' holds Python objects that this package will not unpickle (it reads tensors and plain "
                 "values only, so that a file cannot run code); it was not written by resnet train"
             ) from error
-        raise CheckpointError(f"checkpoint '{path}' cannot be read ({_first_line(error)}); it may be truncated "
-                              "or corrupt") from error  # fmt: skip
+        detail = (str(error).split("WeightsUnpickler error:")[-1].strip().splitlines() or ["not a pickle"])[0]
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read ({detail}); it may be truncated or corrupt"
+        ) from error
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
         raise CheckpointError(
             f"checkpoint '{path}' cannot be read ({_first_line(error)}); it may be truncated or corrupt"

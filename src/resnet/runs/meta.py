@@ -20,9 +20,9 @@ def build_meta(config: Config, data: Any) -> dict[str, Any]:
     """The ``meta`` entry of a checkpoint written while training ``config`` on ``data``."""
     from resnet.models import resolve_options
 
-    options = resolve_options(
-        config.model.name, data.num_classes, **{"in_chans": data.in_chans, **config.model.options}
-    )
+    given = {"in_chans": data.in_chans, **config.model.options}
+    given.pop("num_classes", None)  # always the data's (the trainer refuses any other)
+    options = resolve_options(config.model.name, data.num_classes, **given)
     return {
         "version": META_VERSION,
         "model": {"name": config.model.name, "options": options},
