@@ -268,15 +268,17 @@ def check_supported(config: Config, ctx: DistContext) -> None:
 def wrap_model(model: nn.Module, runtime: Runtime, ctx: DistContext) -> tuple[nn.Module, nn.Module]:
     """``(training forward, evaluation forward)``: DDP for training; evaluation runs on the bare model, because
     each rank evaluates a shard of its own length (DDP's per-forward buffer broadcast would wait on the others)."""
+    # dynamic=False: static-shape kernels whatever shapes were seen before (an evaluation batch, an earlier
+    # recompile), so a resumed run compiles the very training graph the uninterrupted one ran: exact resume.
     if not ctx.is_distributed:
-        forward = cast(nn.Module, torch.compile(model)) if runtime.compile else model
+        forward = cast(nn.Module, torch.compile(model, dynamic=False)) if runtime.compile else model
         return forward, forward
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
     ddp = DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
     if runtime.compile:
-        return cast(nn.Module, torch.compile(ddp)), cast(nn.Module, torch.compile(model))
+        return cast(nn.Module, torch.compile(ddp, dynamic=False)), cast(nn.Module, torch.compile(model, dynamic=False))
     return ddp, model
 
 
