@@ -7,6 +7,7 @@ import json
 import sys
 
 from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
+from resnet.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from resnet.inference import Predictor, describe
 
+    if "-" in args.inputs:
+        raise ConfigError(
+            "resnet predict reads image files and folders, not standard input; save the image to a file and give "
+            "its path (or a folder of images)"
+        )
     predictor = Predictor(args.checkpoint, args.device, **inference_kwargs(args))
     print(f"resnet predict: inference path: {describe(predictor.choices)}", file=sys.stderr)
     results = predictor(args.inputs, top_k=args.top_k, batch_size=args.batch_size)
