@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -11,6 +12,15 @@ def _format_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _terminal_width(stream: TextIO) -> int | None:
+    """None when the terminal reports its size (tqdm follows it), else a fixed 100 columns."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        return None if size.columns > 0 and size.lines > 0 else 100
+    except (OSError, ValueError, AttributeError):
+        return 100
 
 
 class Progress:
@@ -29,7 +39,13 @@ class Progress:
         if mode == "bar":
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, file=self.stream, desc="train")
+            # A pseudo-terminal without a size (`script`, ssh -T, CI) reports 0x0, and tqdm then hides the bar as
+            # "below the screen": give it a size of its own.
+            width = _terminal_width(self.stream)
+            self.bar = tqdm(
+                total=total, initial=start, unit="it", file=self.stream, desc="train",
+                dynamic_ncols=width is None, ncols=width, nrows=None if width is None else 24,
+            )  # fmt: skip
 
     def update(
         self, iteration: int, epoch: int, loss: float, error: float, images: int, seconds: float, lr: float
