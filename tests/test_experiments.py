@@ -201,3 +201,22 @@ def test_verdicts_follow_the_noise_rule():
 def test_the_budget_is_named_as_run():
     assert budget_named("medium").label == "medium budget"
     assert budget_named("small", 40).label == "small budget shortened to 40 iterations"
+
+
+def test_an_experiment_on_a_user_folder_uses_the_training_split_rule(tmp_path, capsys):
+    """1,300 images: the recipe's 5,000-image validation split cannot apply; training's default (a tenth) does."""
+    folder = write_image_folder(tmp_path / "own", classes=("a", "b"), splits={"train": 600, "test": 50}, size=(8, 8))
+    out = tmp_path / "exp"
+    code = main(["experiment", "degradation", "--dataset", str(folder), "--depths", "8", "--iterations", "2",
+                 "--out", str(out), "--set", "log.tensorboard=false"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "resnet8-seed0" / "summary.json").read_text())
+    assert summary["val_images"] == 120 and summary["test_images"] == 100  # a tenth of 1,200 training images
+
+
+def test_unknown_model_is_named_before_any_data_is_read(tmp_path, capsys):
+    where = str(tmp_path / "nowhere")
+    code = main(["train", "--model", "resnet21", "--dataset", where, "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown model 'resnet21'" in err and "nowhere" not in err
+    assert not (tmp_path / "r").exists()

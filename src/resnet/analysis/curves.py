@@ -95,6 +95,8 @@ def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path, title: str = 
     figure, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for curve in curves:
         name = f"{curve.label} ({curve.recipe})" if curve.recipe not in curve.label else curve.label
+        if len(curve.test_error) == 1:  # eval.test = "end": one point, said in the legend rather than left a dot
+            name += ", test error at the end only"
         by_epoch.plot(curve.epochs, curve.test_error, marker="o", markersize=3, label=name)
         by_time.plot(curve.minutes, curve.test_error, marker="o", markersize=3, label=name)
     by_epoch.set_xlabel("epoch")

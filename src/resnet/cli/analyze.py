@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gradients.add_argument("--checkpoint", nargs="*", default=[], metavar="PATH", help="trained nets")
     gradients.add_argument("--dataset", default="cifar10-jpeg", help="where the batch comes from")
     gradients.add_argument("--data-dir", help="where datasets are looked for")
-    gradients.add_argument("--batch-size", type=int, default=128)
+    gradients.add_argument(
+        "--batch-size", type=int, default=128, help="images in the one training batch the gradients are taken on"
+    )
     gradients.add_argument("--seed", type=int, default=0, help="initialisation and batch seed")
     gradients.add_argument("--out", default="analysis", help="output folder (default: analysis)")
     gradients.set_defaults(func=run_gradients)

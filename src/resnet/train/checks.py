@@ -8,7 +8,17 @@ from typing import Any
 
 import torch
 
+from resnet.config import Config, validate
 from resnet.errors import ConfigError
+
+
+def check_run(config: Config) -> None:
+    """Everything a run's configuration can be checked for before any data is read or file written: its fields,
+    and that the model exists (`--model resnet21` is named at once, not after looking for data)."""
+    from resnet.models import get_spec
+
+    validate(config)
+    get_spec(config.model.name)
 
 
 def check_input_size(name: str, image_size: tuple[int, int]) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from resnet.config import Config, validate
+from resnet.config import Config
 from resnet.data import TrainingData, build_data, canonical_dataset
 from resnet.errors import CheckpointError, ConfigError
 from resnet.eval import evaluate
@@ -24,7 +24,7 @@ from resnet.runs.run_dir import BEST_EMA_CHECKPOINT
 from resnet.runtime import compile_choice, resolve_runtime
 from resnet.train import distributed, divergence, optim, resume
 from resnet.train.cadence import Cadence
-from resnet.train.checks import check_input_size, out_of_memory_hint
+from resnet.train.checks import check_input_size, check_run, out_of_memory_hint
 from resnet.train.ema import ModelEma
 from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
@@ -80,14 +80,14 @@ class Trainer:
             self.resume = ctx.on_main(self.run_dir.file(LAST_CHECKPOINT).exists)
         checkpoint, saved, self.world_note = None, None, None
         if not self.resume:
-            validate(config)
+            check_run(config)
             config.data.dataset = canonical_dataset(config.data.dataset)
         ctx.on_main(self.run_dir.acquire, resume=bool(self.resume))  # exclusive until run() ends (rank 0)
         if self.resume:
             checkpoint, saved, self.config = resume.continue_from(self.run_dir, config, ctx, self.changed)
             config = self.config
             self.world_note = distributed.resume_at_world_size(config, given, checkpoint, ctx)
-        validate(config)
+        check_run(config)
         self.runtime = distributed.place(resolve_runtime(config.system), ctx)
         optim.seed_everything(config.seed)
         if self.given_data is None:
