@@ -10,6 +10,7 @@
 from typing import TYPE_CHECKING, Any
 
 from resnet.errors import ResNetError
+from resnet.lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use (`resnet --help` stays fast)
     from resnet.eval.fully_conv import fully_convolutional
@@ -44,9 +45,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:  # models, inference and evaluation load on first use (fast `import resnet`)
-    if name in _LAZY:
-        import importlib
+_load = lazy_exports(__name__, _LAZY)
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'resnet' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:  # models, inference and evaluation load on first use (fast `import resnet`)
+    return _load(name, globals())

@@ -11,8 +11,9 @@ Registered names: cifar10, cifar100, mnist, fashion-mnist, cifar10-jpeg; any pat
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from resnet.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (a fast CLI)
     from resnet.data import views
@@ -77,10 +78,8 @@ __all__ = [
 ]
 
 
+_load = lazy_exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'resnet.data' has no attribute {name!r}")
-    module = importlib.import_module(_EXPORTS[name])
-    value = module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
-    globals()[name] = value
-    return value
+    return _load(name, globals())

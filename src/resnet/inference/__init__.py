@@ -10,8 +10,9 @@ runs the plain model.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from resnet.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (a fast CLI)
     from resnet.inference.fast import InferenceModel, describe, folded_copy, inference_options, prepare_for_inference
@@ -54,10 +55,8 @@ __all__ = [
 ]
 
 
+_load = lazy_exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'resnet.inference' has no attribute {name!r}")
-    module = importlib.import_module(_EXPORTS[name])
-    value = module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
-    globals()[name] = value
-    return value
+    return _load(name, globals())
