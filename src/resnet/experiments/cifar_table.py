@@ -26,8 +26,8 @@ def run_cifar_table(
     started = time.monotonic()
     runs = settings.runs(("plain", "resnet") if with_plain else ("resnet",))
     settings.make_out()
-    pending = sum(run.status() != DONE for run in runs)
-    ExperimentRunner(runs, settings.config, say=say, jobs=settings.workers(pending)).run()
+    settings = settings.with_workers(runs)
+    ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
     path = write_cifar_table(settings, runs, time.monotonic() - started)
     say(f"table: {path}")
     return path

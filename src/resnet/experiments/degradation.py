@@ -7,6 +7,7 @@ written beside them from their ``metrics.jsonl``/``train_curve.jsonl``/``summary
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ class ExperimentSettings:
             raise ConfigError(f"--out '{self.out}' is a file; give a folder for the experiment's runs")
         self.out.mkdir(parents=True, exist_ok=True)
 
+    def with_workers(self, runs: Sequence[PlannedRun]) -> ExperimentSettings:
+        """These settings with ``jobs`` resolved for the nets left, so that every net's configuration (asked many
+        times for the ETA and the checks) no longer reads the runs' states."""
+        return dataclasses.replace(self, jobs=self.workers(sum(run.status() != DONE for run in runs)))
+
     def workers(self, pending: int) -> int:
         """How many nets train at once, for ``pending`` nets left."""
         from resnet.experiments.parallel import resolve_jobs
@@ -80,7 +86,8 @@ class ExperimentSettings:
             values["eval.every_iterations"] = self.budget.eval_every
         if self.device:
             values["system.device"] = self.device
-        jobs = self.workers(sum(r.status() != DONE for r in self.runs()))
+        # resolved once by the runner's caller (an int); "auto" here only when config() is called on its own
+        jobs = self.jobs if isinstance(self.jobs, int) else self.workers(sum(r.status() != DONE for r in self.runs()))
         if jobs > 1:
             from resnet.experiments.parallel import threads_per_job
 
@@ -101,8 +108,8 @@ def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = p
     started = time.monotonic()
     runs = settings.runs()
     settings.make_out()
-    pending = sum(run.status() != DONE for run in runs)
-    ExperimentRunner(runs, settings.config, say=say, jobs=settings.workers(pending)).run()
+    settings = settings.with_workers(runs)
+    ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
     report = write_degradation_report(settings, runs, time.monotonic() - started)
     say(f"report: {report}\nfigures: {settings.out / 'fig6.png'}, {settings.out / 'fig1.png'}")
     return report

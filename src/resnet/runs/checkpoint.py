@@ -234,10 +234,12 @@ def load_checkpoint(
             f"checkpoint '{path}' cannot be read ({detail}); it may be truncated or corrupt"
         ) from error
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
+        _refuse_torchscript(path)
         raise CheckpointError(
             f"checkpoint '{path}' cannot be read ({_first_line(error)}); it may be truncated or corrupt"
         ) from error
     if not isinstance(payload, dict) or "model" not in payload:
+        _refuse_torchscript(path)
         raise CheckpointError(f"'{path}' is not a training checkpoint of this package")
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
@@ -258,8 +260,9 @@ def _first_line(error: BaseException) -> str:
 
 
 def identify_other_file(path: Path) -> str | None:
-    """What a file given as a checkpoint is when it is something else, and which command reads it; None when it
-    may be a checkpoint (a torch zip archive or an old pickle)."""
+    """What a file given as a checkpoint is when its first bytes say it is something else, and which command reads
+    it; None when it may be a checkpoint (a torch zip archive or an old pickle). Only 64 bytes are read: every load
+    pays for it."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)
@@ -270,13 +273,20 @@ def identify_other_file(path: Path) -> str | None:
         return "an ONNX model (read by onnxruntime; `resnet export` writes it from a checkpoint)"
     if suffix == ".safetensors" or (len(head) > 9 and head[8:10] == b'{"'):
         return "a safetensors file (give it to `resnet eval/predict --checkpoint` with its .json sidecar)"
-    if head.startswith(b"PK") and _is_torchscript(path):
-        return "a TorchScript module (load it with torch.jit.load; `resnet export --format torchscript` writes it)"
     if head.lstrip()[:1] in (b"{", b"["):
         return "a JSON file"
     if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")):
         return "an image (give images to `resnet predict`, checkpoints to --checkpoint)"
     return None
+
+
+def _refuse_torchscript(path: Path) -> None:
+    """Called once a load has failed (not on every load): a TorchScript archive is a zip like a checkpoint."""
+    if _is_torchscript(path):
+        raise CheckpointError(
+            f"'{path}' is a TorchScript module (load it with torch.jit.load; `resnet export --format torchscript` "
+            "writes it), not a training checkpoint"
+        )
 
 
 def _is_torchscript(path: Path) -> bool:
