@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # a checkout without `pip install -e .`
 
-from end_to_end import Ours, find_cifar10_jpeg
+from resnet.benchmarks.end_to_end import Ours, find_cifar10_jpeg
 
 GROUPS = {  # operator-name fragments -> bucket, first match wins
     "convolution": ("conv", "mkldnn"),

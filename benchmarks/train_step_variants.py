@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # a checkout without `pip install -e .`
 
-from common import interleaved, median, timed_calls
+from resnet.benchmarks.common import interleaved, median, timed_calls
 
 CASES = (("resnet20", 32, 128, 6), ("resnet18", 224, 16, 3))  # name, image size, batch, calls per block
 

@@ -13,7 +13,9 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
 
 from resnet.data.sources.cifar import CIFAR10, CifarFormat
 from resnet.data.sources.idx import FILES
@@ -111,3 +113,30 @@ def tar_tree(source: Path, archive: Path, arcname: str | None = None) -> Path:
     with tarfile.open(archive, mode) as tar:
         tar.add(source, arcname=arcname if arcname is not None else source.name)
     return archive
+
+
+def trained_like(model: nn.Module, seed: int = 0, *, weights: bool = False) -> nn.Module:
+    """Random BN statistics and affine parameters and classifier biases, as after training: every channel differs,
+    so a wrong permutation, a misplaced or missing BN or a wrong fold changes the outputs. ``weights``: random
+    He-scaled convolution and linear weights too. The module's mode is left as it was."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
+            elif isinstance(module, nn.Conv2d | nn.Linear):
+                if weights:
+                    fan_in = module.weight[0].numel()
+                    module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * (0.1 if weights else 1.0))
+    return model
+
+
+def trained_in_eval(model: nn.Module, seed: int = 0) -> nn.Module:
+    """:func:`trained_like`, in eval mode: BN then uses the random statistics, as an exported or folded model does."""
+    return trained_like(model, seed).eval()

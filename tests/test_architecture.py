@@ -32,8 +32,9 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": {"inference", "runs", "config", "data", "models", "errors"},
     "experiments": {"train", "runs", "config", "data", "models", "errors"},
     "detection": {"models", "errors"},
-    "cli": {"analysis", "config", "data", "eval", "experiments", "export", "inference", "models", "runs", "runtime",
-            "train", "errors", "resnet"},
+    "benchmarks": {"train", "inference", "runtime", "data", "models", "errors"},
+    "cli": {"analysis", "benchmarks", "config", "data", "eval", "experiments", "export", "inference", "models", "runs",
+            "runtime", "train", "errors", "resnet"},
     "resnet": {"models", "errors", "inference", "eval", "lazy"},
     "__main__": {"cli"},
 }

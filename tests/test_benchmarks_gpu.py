@@ -17,14 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MAX_TEST_ACCURACY = 100.0 * 17 / 18  # the gray image is in both test classes: one of its two copies is wrong
 
 
 @pytest.fixture
-def gpu(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import gpu
+def gpu():
+    from resnet.benchmarks import gpu
 
     return gpu
 
@@ -101,7 +99,7 @@ def test_both_sides_stop_at_the_first_evaluation_that_reaches_the_target(gpu, ti
 
 
 def test_a_target_not_reached_is_reported_with_the_best_and_a_common_level(gpu, tiny_cifar: Path, capsys) -> None:
-    from common import print_table
+    from resnet.benchmarks.common import print_table
 
     rows = gpu.run(_plan(gpu, tiny_cifar, throughput=False, target=95.0, epochs=2))
     assert len(rows) == 2
@@ -135,7 +133,7 @@ def test_an_exhausted_budget_skips_and_caps_instead_of_overrunning(gpu, tiny_cif
 def test_a_failing_variant_or_run_is_reported_and_the_rest_goes_on(gpu, tiny_cifar: Path) -> None:
     import torch
 
-    from gpu_throughput import BASELINE, Variant, measure
+    from resnet.benchmarks.gpu_throughput import BASELINE, Variant, measure
 
     bad = Variant("ours compiled (no-such-mode)", compile_mode="no-such-mode", ours=True)
     measured, skipped = measure(
@@ -149,9 +147,11 @@ def test_a_failing_variant_or_run_is_reported_and_the_rest_goes_on(gpu, tiny_cif
     assert len(re.findall(r"failed: \w+Error: ", rows[0].note)) == 2, rows[0].note
 
 
-def test_compile_modes_are_checked_when_parsed(gpu) -> None:
+def test_compile_modes_are_checked_when_parsed() -> None:
+    from resnet.benchmarks.options import add_arguments
+
     parser = argparse.ArgumentParser()
-    gpu.add_arguments(parser)
+    add_arguments(parser)
     assert parser.parse_args(
         ["--gpu-compile-modes", "max-autotune-no-cudagraphs,reduce-overhead"]
     ).gpu_compile_modes == (

@@ -15,6 +15,7 @@ from resnet.export import export_model, torchvision_state_dict
 from resnet.export.onnx import ExportError
 from resnet.models import resolve_options
 from resnet.models.fuse import count_batchnorms
+from synthetic import trained_in_eval
 
 
 def meta_for(name: str, size: int, **options: object) -> dict:
@@ -29,27 +30,13 @@ def meta_for(name: str, size: int, **options: object) -> dict:
     }  # fmt: skip
 
 
-def trained_like(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BN statistics and affine parameters, as after training."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
-
-
 @pytest.mark.parametrize(
     ("name", "options", "size"),
     [("resnet8", {}, 16), ("resnet14", {"shortcut": "B", "preact": True}, 16), ("resnet50", {}, 64)],
 )
 def test_fused_equals_unfused(name: str, options: dict, size: int) -> None:
     torch.manual_seed(0)
-    model = trained_like(resnet.create_model(name, num_classes=6, **options))
+    model = trained_in_eval(resnet.create_model(name, num_classes=6, **options))
     fused = resnet.fuse_conv_bn(model)
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
@@ -67,7 +54,7 @@ def test_onnx_and_torchscript_equal_pytorch(tmp_path: Path, fuse_bn: bool) -> No
     import onnxruntime
 
     torch.manual_seed(0)
-    model = trained_like(resnet.create_model("resnet8", num_classes=5))
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=5))
     meta = meta_for("resnet8", 16, num_classes=5)
     result = export_model(model, meta, "onnx", tmp_path / "m.onnx", dynamic_batch=True, fuse_bn=fuse_bn)
     assert result["max_abs_diff"] < 1e-4
@@ -87,7 +74,7 @@ def test_onnx_and_torchscript_equal_pytorch(tmp_path: Path, fuse_bn: bool) -> No
 
 def test_torchvision_export_round_trips_strictly(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = trained_like(resnet.create_model("resnet18", num_classes=3))
+    model = trained_in_eval(resnet.create_model("resnet18", num_classes=3))
     export_model(model, meta_for("resnet18", 64, num_classes=3), "torchvision", tmp_path / "tv.pth")
     state = torch.load(tmp_path / "tv.pth", weights_only=True)
     theirs = torchvision.models.resnet18(num_classes=3).eval()
@@ -112,7 +99,7 @@ def test_torchvision_export_refuses_what_torchvision_cannot_compute(name: str, o
 
 
 def test_safetensors_with_sidecar_loads_back(tmp_path: Path) -> None:
-    model = trained_like(resnet.create_model("resnet8", num_classes=4))
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=4))
     result = export_model(model, meta_for("resnet8", 16, num_classes=4), "safetensors", tmp_path / "w.safetensors")
     assert Path(result["sidecar"]).is_file() and result["max_abs_diff"] == 0.0
     _, classes = resnet.load_model(tmp_path / "w.safetensors")
@@ -150,7 +137,7 @@ def test_onnx_accepts_correct_exports_of_large_logits(tmp_path: Path, name: str,
 
 
 def test_a_refused_export_is_not_left_under_the_requested_name(tmp_path: Path) -> None:
-    model = trained_like(resnet.create_model("resnet8", num_classes=5))
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=5))
     meta = meta_for("resnet8", 16, num_classes=5)
     with pytest.raises(ExportError, match="was not written") as error:
         export_model(model, meta, "onnx", tmp_path / "m.onnx", fuse_bn=True, tolerance=0.0)
@@ -160,7 +147,7 @@ def test_a_refused_export_is_not_left_under_the_requested_name(tmp_path: Path) -
     good = export_model(model, meta, "safetensors", tmp_path / "w.safetensors")
     before = (tmp_path / "w.safetensors").read_bytes()
     with pytest.raises(ExportError):
-        export_model(trained_like(model), meta, "safetensors", tmp_path / "w.safetensors", tolerance=-1.0)
+        export_model(trained_in_eval(model), meta, "safetensors", tmp_path / "w.safetensors", tolerance=-1.0)
     assert (tmp_path / "w.safetensors").read_bytes() == before and Path(good["sidecar"]).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.json", "w.safetensors"]
 
@@ -174,7 +161,7 @@ def test_dynamo_without_onnxscript_says_how_to_install(
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
-    model = trained_like(resnet.create_model("resnet8"))
+    model = trained_in_eval(resnet.create_model("resnet8"))
     with pytest.raises(ExportError, match=r"pip install 'resnet\[onnx-dynamo\]'"):
         export_model(model, meta_for("resnet8", 16), "onnx", tmp_path / "m.onnx", exporter="dynamo")
     assert not (tmp_path / "m.onnx").exists()
@@ -188,7 +175,7 @@ NO_ONNXSCRIPT = importlib.util.find_spec("onnxscript") is None
 
 @pytest.mark.skipif(NO_ONNXSCRIPT, reason="onnxscript is not installed (the onnx-dynamo extra)")
 def test_dynamo_exporter_with_onnxscript(tmp_path: Path) -> None:
-    model = trained_like(resnet.create_model("resnet8", num_classes=5))
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=5))
     result = export_model(model, meta_for("resnet8", 16, num_classes=5), "onnx", tmp_path / "m.onnx",
                           exporter="dynamo", dynamic_batch=True)  # fmt: skip
     assert result["max_rel_diff"] < 1e-5 and (tmp_path / "m.onnx").is_file()

@@ -11,12 +11,12 @@ import resnet.inference.backends as backends
 import resnet.runtime as runtime
 from resnet.errors import ConfigError
 from resnet.inference.fast import PLAIN, describe, inference_options, prepare_for_inference
-from test_perf_fast_paths import _randomise_batchnorms
+from synthetic import trained_in_eval
 
 
 def _model(**options: object) -> torch.nn.Module:
     torch.manual_seed(0)
-    return _randomise_batchnorms(resnet.create_model("resnet8", num_classes=10, **options))
+    return trained_in_eval(resnet.create_model("resnet8", num_classes=10, **options))
 
 
 def _close(out: torch.Tensor, expected: torch.Tensor) -> None:

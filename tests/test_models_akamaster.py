@@ -23,6 +23,7 @@ import resnet
 from resnet.cli import main
 from resnet.models.akamaster import CIFAR10_CLASSES, MEAN, STD
 from resnet.models.weights import WeightsConverted
+from synthetic import trained_like
 
 
 class LambdaLayer(nn.Module):
@@ -82,22 +83,6 @@ class AkaResNet(nn.Module):
         out = self.layer3(self.layer2(self.layer1(out)))
         out = F.avg_pool2d(out, out.size()[3])
         return self.linear(out.view(out.size(0), -1))
-
-
-def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BN statistics: every channel differs, so a wrong permutation shows."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
-            elif isinstance(module, nn.Linear):
-                module.bias.copy_(torch.randn(module.bias.shape, generator=generator))
-    return model
 
 
 def save_akamaster(model: nn.Module, path: Path) -> Path:

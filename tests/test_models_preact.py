@@ -14,6 +14,7 @@ from torch import nn
 
 import resnet
 from resnet.errors import ConfigError
+from synthetic import trained_like
 
 LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 
@@ -112,25 +113,6 @@ def reference_net(
     return nn.Sequential(*layers)
 
 
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BN statistics, so that a misplaced or missing BN changes the outputs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2 / fan_in) ** 0.5)
-                if module.bias is not None:
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
-    return model
-
-
 def copy_in_order(source: nn.Module, target: nn.Module) -> None:
     """The reference's weights into ours, layer by layer in construction order (types and shapes must agree)."""
     theirs = [m for m in source.modules() if isinstance(m, LAYERS)]
@@ -185,7 +167,7 @@ def test_preact_parameter_counts_equal_the_authors_construction(name: str, kind:
 
 @pytest.mark.parametrize("kind", ["A", "B", "C"])
 def test_preact_cifar_resnet20_computes_the_authors_function(kind: str) -> None:
-    reference = randomise(reference_net("cifar", "basic", (3, 3, 3), kind, preact=True))
+    reference = trained_like(reference_net("cifar", "basic", (3, 3, 3), kind, preact=True), weights=True)
     ours = resnet.create_model("resnet20", preact=True, shortcut=kind)
     copy_in_order(reference, ours)
     assert assert_same_function(reference, ours, 32) < 1e-5
@@ -194,7 +176,7 @@ def test_preact_cifar_resnet20_computes_the_authors_function(kind: str) -> None:
 @pytest.mark.parametrize(("name", "kind"), [("resnet18", "B"), ("resnet18", "A"), ("resnet50", "B")])
 def test_preact_imagenet_computes_the_authors_function(name: str, kind: str) -> None:
     family, block, counts = FAMILY[name]
-    reference = randomise(reference_net(family, block, counts, kind, preact=True))
+    reference = trained_like(reference_net(family, block, counts, kind, preact=True), weights=True)
     ours = resnet.create_model(name, preact=True, shortcut=kind)
     copy_in_order(reference, ours)
     assert assert_same_function(reference, ours, 64) < 1e-5
@@ -202,7 +184,7 @@ def test_preact_imagenet_computes_the_authors_function(name: str, kind: str) -> 
 
 
 def test_first_cifar_unit_preactivates_its_identity_shortcut_too() -> None:
-    model = randomise(resnet.create_model("resnet8", preact=True)).eval()
+    model = trained_like(resnet.create_model("resnet8", preact=True), weights=True).eval()
     unit = model.layer1[0]
     x = torch.randn(2, 16, 8, 8)
     preact = torch.relu(unit.bn1(x))
@@ -213,7 +195,8 @@ def test_first_cifar_unit_preactivates_its_identity_shortcut_too() -> None:
 
 @pytest.mark.parametrize(("name", "n"), [("resnet164", 18), ("resnet20-bottleneck", 2), ("resnet11", 1)])
 def test_cifar_bottleneck_preact_computes_resnet_1k_layers(name: str, n: int) -> None:
-    reference = randomise(reference_net("cifar", "bottleneck", (n, n, n), "B", preact=True, stride_on="1x1"))
+    net = reference_net("cifar", "bottleneck", (n, n, n), "B", preact=True, stride_on="1x1")
+    reference = trained_like(net, weights=True)
     ours = resnet.create_model(name, preact=True)
     assert resnet.model_info(name)["stage_depths"] == (n, n, n)
     copy_in_order(reference, ours)
@@ -222,7 +205,8 @@ def test_cifar_bottleneck_preact_computes_resnet_1k_layers(name: str, n: int) ->
 
 @pytest.mark.parametrize("kind", ["A", "B", "C"])
 def test_cifar_bottleneck_original_units(kind: str) -> None:
-    reference = randomise(reference_net("cifar", "bottleneck", (2, 2, 2), kind, preact=False, stride_on="1x1"))
+    net = reference_net("cifar", "bottleneck", (2, 2, 2), kind, preact=False, stride_on="1x1")
+    reference = trained_like(net, weights=True)
     ours = resnet.create_model("resnet20-bottleneck", shortcut=kind)
     copy_in_order(reference, ours)
     assert assert_same_function(reference, ours, 32) < 1e-5

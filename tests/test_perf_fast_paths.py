@@ -19,20 +19,8 @@ from resnet.models import ArchSpec, ResNet
 from resnet.models.fuse import count_batchnorms, fuse_conv_bn
 from resnet.train import load_config
 from resnet.train.optim.optimizers import build_optimizer, sgd_implementation
+from synthetic import trained_in_eval
 from test_train_fake_data import make_fake_bundle
-
-
-def _randomise_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BN statistics and affine parameters, so that folding has something to get wrong."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            shape = module.running_mean.shape
-            module.running_mean.copy_(torch.rand(shape, generator=generator) - 0.5)
-            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.rand(shape, generator=generator) - 0.5)
-    return model.eval()
 
 
 def _tiny_bottleneck(**options: object) -> nn.Module:
@@ -103,7 +91,7 @@ def test_default_training_path_matches_the_plain_one() -> None:
     ],
 )
 def test_folding_keeps_the_outputs(name: str, options: dict, folded: int, left: int) -> None:
-    model = _randomise_batchnorms(
+    model = trained_in_eval(
         _tiny_bottleneck(**options) if name == "bottleneck" else resnet.create_model(name, **options)
     )
     before = copy.deepcopy(model.state_dict())
@@ -118,13 +106,13 @@ def test_folding_keeps_the_outputs(name: str, options: dict, folded: int, left: 
 
 
 def test_folding_torchvision_and_feature_models() -> None:
-    tv = _randomise_batchnorms(ResNetTV(BasicBlockTV, [1, 1, 1, 1], num_classes=10))
+    tv = trained_in_eval(ResNetTV(BasicBlockTV, [1, 1, 1, 1], num_classes=10))
     images = torch.randn(2, 3, 32, 32)
     fused = fuse_conv_bn(tv)
     assert fused.folded_batchnorms == 12 and count_batchnorms(fused) == 0  # stem + 4 x 2 + 3 projections
     with torch.no_grad():
         torch.testing.assert_close(fused(images), tv(images), rtol=1e-4, atol=1e-4)
-    backbone = _randomise_batchnorms(resnet.create_model("resnet8", features_only=True))
+    backbone = trained_in_eval(resnet.create_model("resnet8", features_only=True))
     fast = prepare_for_inference(backbone, "cpu", precision="fp32")
     with torch.no_grad():
         for a, b in zip(fast(images), backbone(images), strict=True):
@@ -132,7 +120,7 @@ def test_folding_torchvision_and_feature_models() -> None:
 
 
 def test_prepared_model_matches_and_cannot_train() -> None:
-    model = _randomise_batchnorms(resnet.create_model("resnet8", num_classes=10))
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=10))
     fast = prepare_for_inference(model, "cpu", precision="fp32")
     assert fast.choices["channels_last"] and fast.choices["folded_batchnorms"] == 7
     assert fast.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
@@ -148,7 +136,7 @@ def test_prepared_model_matches_and_cannot_train() -> None:
 
 def test_bf16_inference_keeps_the_predictions() -> None:
     torch.manual_seed(0)
-    model = _randomise_batchnorms(resnet.create_model("resnet8", num_classes=10))
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=10))
     fast = prepare_for_inference(model, "cpu", precision="bf16")
     assert fast.choices["precision"] == "bf16" and fast.model.fc.weight.dtype == torch.bfloat16
     images = torch.randn(32, 3, 32, 32)
@@ -173,7 +161,7 @@ def test_inference_precision_auto_follows_the_cpu(monkeypatch) -> None:
 
 def test_trainer_evaluation_on_the_folded_copy_is_the_same() -> None:
     data = make_fake_bundle(num_classes=4)
-    model = _randomise_batchnorms(resnet.create_model("resnet8", num_classes=4, in_chans=1), seed=3)
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=4, in_chans=1), seed=3)
     model = model.to(memory_format=torch.channels_last)
     plain_error, plain_loss = evaluate(model, data.test)
     error, loss = evaluate(folded_copy(model, torch.device("cpu"), channels_last=True), data.test)

@@ -267,8 +267,9 @@ def test_killed_rank_torchrun_restart_and_exact_resume(
     survivor = json.loads((exits / "rank0-attempt0.json").read_text())
     assert survivor["code"] == 2, output  # a user-facing error, not a crash
     assert survivor["time"] - float(Path(f"{run_dir}-killed").read_text()) < TIMEOUT
-    assert "rank 0 of 2 lost contact with another rank at iteration 7" in output
-    assert "--resume auto" in output
+    assert "rank 1 of 2 died (rank 0 lost contact with it at iteration 7; last checkpoint: iteration 6," in output
+    assert "torchrun restarts the job (restart 1 of 1) and --resume auto continues it" in output
+    assert "Traceback" not in output
     assert output.count("distributed: 2 processes (gloo), global batch 64 (32 per process)") == 2  # rank 0 only
     assert json.loads((exits / "rank1-attempt1.json").read_text())["code"] == 0
 
@@ -294,6 +295,39 @@ def test_killed_rank_torchrun_restart_and_exact_resume(
     assert summary["iterations"] == 8 and summary["world_size"] == 1
     assert load_checkpoint(snapshot / "last.pt")["config"]["data"]["batch_size"] == 64
     assert max_difference(weights(snapshot), expected["model"]) < TOLERANCE
+
+
+def test_torchrun_noticing_first_leaves_one_line(tmp_path: Path, folder: Path, env: dict[str, str]) -> None:
+    """The variant users meet: torchrun's default monitor interval notices the SIGKILLed rank first and sends SIGTERM
+    to the survivor, whose DataLoader worker is stopped with it. Rank 0's stderr still ends in one line naming the
+    dead rank and the restart, without a traceback; the restart finishes the run."""
+    run_dir, exits, logs = tmp_path / "run", tmp_path / "exits", tmp_path / "logs"
+    exits.mkdir()
+    script = tmp_path / "cli_with_faults.py"
+    script.write_text(CLI_SCRIPT)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    options = ["--max-restarts", "1", "--log-dir", str(logs), "--redirects", "3"]  # each rank's output in its file
+    loader = {"data.pipeline": "loader", "data.num_workers": 1}
+    cli = [*cli_args(settings(folder, run_dir, **loader)), "--dist-timeout", str(TIMEOUT), "--resume", "auto"]
+    result = subprocess.run(
+        [*torchrun, *options, str(script), *cli],
+        env={**env, "HANG_AT": "5", "EXIT_DIR": str(exits)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (rank0,) = logs.glob("*/attempt_0/0/stderr.log")
+    err = rank0.read_text()
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("resnet train: error:")]
+    assert len(errors) == 1 and errors[0].startswith("resnet train: error: rank 1 of 2 died (rank 0 lost contact")
+    assert "torchrun restarts the job (restart 1 of 1)" in errors[0]
+    assert "SIGTERM received" not in err  # no checkpoint can be agreed on with a dead rank: none is promised
+    assert err.rstrip().splitlines()[-1] == errors[0]
+    assert json.loads((exits / "rank0-attempt0.json").read_text())["code"] == 2
+    assert json.loads((exits / "rank0-attempt1.json").read_text())["code"] == 0
+    assert load_checkpoint(run_dir / "last.pt")["iteration"] == 8
 
 
 def test_sigterm_to_one_rank_stops_all_at_one_iteration_and_resumes_exactly(
@@ -356,12 +390,53 @@ def test_a_lost_peer_becomes_one_clear_error() -> None:
 
     ctx = DistContext(rank=1, world_size=2, timeout=60)
     expected = pytest.raises(DistributedError, match=r"rank 1 of 2 lost contact with another rank at iteration 7")
-    with expected, guard(ctx, lambda: "at iteration 7"):
+    with expected, guard(ctx, lambda: "at iteration 7", resumes=True):
         raise RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:43667")
-    with pytest.raises(RuntimeError, match="shape mismatch"), guard(ctx, lambda: ""):
+    with pytest.raises(RuntimeError, match="shape mismatch"), guard(ctx, lambda: "", resumes=True):
         raise RuntimeError("shape mismatch")  # not a communication error: unchanged
-    with pytest.raises(RuntimeError, match="Connection"), guard(DistContext(), lambda: ""):
+    with pytest.raises(RuntimeError, match="Connection"), guard(DistContext(), lambda: "", resumes=True):
         raise RuntimeError("Connection closed by peer")  # single process: unchanged
+
+
+def _ended_process() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_dead_rank_is_named_with_what_torchrun_does_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun's SIGTERM stops the survivor's DataLoader workers while it handles the gloo error: the chained
+    error is still a lost peer, and the rank whose process ended is named, with the restart torchrun makes."""
+    from resnet.errors import DistributedError
+    from resnet.train.distributed import DistContext, guard
+    from resnet.train.peers import Peer, this_process
+
+    here = this_process()
+    alive, ended = Peer(here.host, os.getpid()), Peer(here.host, _ended_process())
+    ctx = DistContext(rank=0, world_size=3, peers=(here, alive, ended))
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "2")
+
+    with pytest.raises(DistributedError) as stop, guard(ctx, lambda: "at iteration 7", resumes=True):
+        try:
+            raise RuntimeError("[pair.cc:561] Connection closed by peer [127.0.0.1]:19370. GLHF")
+        except RuntimeError:
+            raise RuntimeError("DataLoader worker (pid 29732) is killed by signal: Terminated. ")  # noqa: B904
+    message = str(stop.value)
+    assert message.startswith("rank 2 of 3 died (rank 0 lost contact with it at iteration 7)")
+    assert "torchrun restarts the job (restart 1 of 2) and --resume auto continues it" in message
+    assert "\n" not in message and "GLHF" not in message
+
+    refused = pytest.raises(DistributedError, match="without --resume auto the restart refuses this run directory")
+    with refused, guard(ctx, lambda: "at iteration 7", resumes=False):
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated. ")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
+    last = pytest.raises(DistributedError, match=r"no restart left \(--max-restarts 2\); continue with --resume")
+    with last, guard(ctx, lambda: "at iteration 7", resumes=True):
+        raise RuntimeError("Connection closed by peer")
+    with pytest.raises(RuntimeError, match="killed by signal: Killed"), guard(ctx, lambda: "", resumes=True):
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Killed.")  # its own worker: unchanged
 
 
 def test_resume_auto_starts_then_continues(tmp_path: Path) -> None:

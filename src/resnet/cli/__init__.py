@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "resnet.cli.eval",
     "resnet.cli.predict",
     "resnet.cli.export",
+    "resnet.cli.benchmark",
 )
 
 

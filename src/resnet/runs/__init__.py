@@ -10,6 +10,7 @@ from resnet.runs.meta import build_meta, read_meta, require_preprocessing
 from resnet.runs.reading import SavedRun, read_checkpoint, read_config_file, read_summary
 from resnet.runs.run_dir import (
     BEST_CHECKPOINT,
+    BEST_EMA_CHECKPOINT,
     CONFIG_FILE,
     CURVES_FILE,
     LAST_CHECKPOINT,
@@ -24,6 +25,7 @@ from resnet.runs.run_dir import (
 
 __all__ = [
     "BEST_CHECKPOINT",
+    "BEST_EMA_CHECKPOINT",
     "CONFIG_FILE",
     "CURVES_FILE",
     "FORMAT_VERSION",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -36,11 +35,11 @@ from resnet.errors import ConfigError, DistributedError, ResNetError
 from resnet.runs.run_dir import METRICS_FILE, RunDir
 from resnet.runtime import Runtime, resolve_device
 from resnet.train.optim.schedules import LinearWarmup, Schedule, scaled_lr
+from resnet.train.peers import Peer, exchange
+from resnet.train.peers import guard as peer_guard
 
 T = TypeVar("T")
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-# Messages of gloo/nccl/c10d when a peer is gone or silent (they raise plain RuntimeErrors in places).
-_LOST_PEER = re.compile(r"gloo|nccl|connection|timed out|timeout|peer|socket|broken pipe|watchdog", re.IGNORECASE)
 
 
 @dataclass
@@ -54,6 +53,7 @@ class DistContext:
     timeout: float = 60.0
     owns_group: bool = False  # False when the caller initialised the process group (library use)
     armed: bool = False  # the short training timeout is in force
+    peers: tuple[Peer, ...] = ()  # every rank's host and process id, to name the one that died
 
     @property
     def is_distributed(self) -> bool:
@@ -169,7 +169,8 @@ def init_distributed(config: Config) -> DistContext:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if dist.get_backend() == "nccl":
             torch.cuda.set_device(local)
-        return DistContext(dist.get_rank(), world, local, dist.get_backend(), settings.timeout, owns_group=False)
+        ctx = DistContext(dist.get_rank(), world, local, dist.get_backend(), settings.timeout, owns_group=False)
+        return replace(ctx, peers=exchange(world))
     world = launched_world_size()
     if world <= 1:
         return SINGLE
@@ -199,13 +200,14 @@ def init_distributed(config: Config) -> DistContext:
             dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout)
         else:
             dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
+        processes = exchange(world)
     except (RuntimeError, ValueError) as error:
         raise DistributedError(
             f"rank {rank} of {world} could not join the process group at "
             f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({str(error).strip().splitlines()[0]}); "
             "check --rdzv-endpoint / --master-addr and that every node can reach it"
         ) from error
-    return DistContext(rank, world, local_rank, backend, settings.timeout, owns_group=True)
+    return DistContext(rank, world, local_rank, backend, settings.timeout, owns_group=True, peers=processes)
 
 
 def teardown(ctx: DistContext) -> None:
@@ -337,23 +339,9 @@ def describe(config: Config, ctx: DistContext, schedule: Schedule) -> str:
     return text
 
 
-@contextlib.contextmanager
-def guard(ctx: DistContext, where: Callable[[], str]) -> Iterator[None]:
-    """Turn a lost peer (dead, raised, hung past the timeout) into one clear :class:`DistributedError`."""
-    try:
-        yield
-    except ResNetError:
-        raise
-    except RuntimeError as error:
-        lost = isinstance(error, getattr(dist, "DistError", ())) or _LOST_PEER.search(str(error))
-        if not (ctx.is_distributed and lost):
-            raise
-        detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        raise DistributedError(
-            f"rank {ctx.rank} of {ctx.world_size} lost contact with another rank {where()}: a rank died, raised "
-            f"or hung for over {ctx.timeout:g} s (see its output; {detail}). Continue with --resume auto (torchrun "
-            "--max-restarts N does it automatically); change the bound with --dist-timeout"
-        ) from error
+def guard(ctx: DistContext, where: Callable[[], str], resumes: bool) -> contextlib.AbstractContextManager[None]:
+    """A lost peer becomes one line naming the dead rank and what torchrun does next (see :mod:`resnet.train.peers`)."""
+    return peer_guard(ctx.rank, ctx.world_size, ctx.timeout, ctx.peers, where, resumes)
 
 
 class PassiveRunDir(RunDir):

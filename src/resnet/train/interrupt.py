@@ -3,6 +3,10 @@
 The first SIGINT/SIGTERM only sets a flag that the training loop reads after each update (so the checkpoint holds
 a consistent state, never half an update); a second one restores the default handlers and interrupts at once.
 Handlers can be installed from the main thread only; elsewhere the guard is inert.
+
+Under torchrun the signal is announced when the ranks have agreed to stop, not when it arrives: torchrun also sends
+SIGTERM to the survivors when a rank dies, and then no checkpoint can be agreed on; the lost peer's one line
+(:mod:`resnet.train.peers`) is what such a rank prints.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import sys
 import threading
 from types import FrameType
 from typing import Any
+
+import torch.distributed as dist
 
 from resnet.errors import TrainingInterrupted
 
@@ -46,7 +52,11 @@ class InterruptGuard:
             self.restore()
             raise KeyboardInterrupt
         self.requested = signum
-        name = signal.Signals(signum).name
+        if not _distributed():
+            self._announce()
+
+    def _announce(self) -> None:
+        name = signal.Signals(self.requested or signal.SIGINT).name
         print(
             f"\n{name} received: writing a checkpoint at the current iteration, then stopping "
             "(press Ctrl-C again to stop at once)",
@@ -59,6 +69,8 @@ class InterruptGuard:
         rank stops this one too, with the same exit code."""
         if signum and self.requested is None:
             self.requested, self.from_peer = signum, True
+        elif signum and _distributed():
+            self._announce()  # this rank received it: said now that every rank stops at this iteration
         return bool(signum)
 
     def error(self, iteration: int, checkpoint: str, run_dir: str) -> TrainingInterrupted:
@@ -70,3 +82,7 @@ class InterruptGuard:
             f"continue with: resnet train --resume --run-dir {run_dir}",
             signum,
         )
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

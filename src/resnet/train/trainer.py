@@ -18,9 +18,8 @@ from resnet.data import TrainingData, build_data, canonical_dataset
 from resnet.errors import CheckpointError, ConfigError
 from resnet.eval import evaluate
 from resnet.inference import folded_copy
-from resnet.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir, save_atomic
-from resnet.runs.checkpoint import capture_rng_state, restore_rng_state
-from resnet.runs.run_dir import BEST_EMA_CHECKPOINT
+from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
+from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
 from resnet.runtime import compile_choice, resolve_runtime
 from resnet.train import distributed, divergence, optim, resume
 from resnet.train.cadence import Cadence
@@ -210,14 +209,15 @@ class Trainer:
         self.started = time.monotonic()
         self.dist = distributed.init_distributed(self.config)
         try:
-            with distributed.guard(self.dist, self._where):
+            with distributed.guard(self.dist, self._where, resumes=bool(self.resume)):
                 return self._run()
         finally:
             distributed.teardown(self.dist)
 
     def _where(self) -> str:
-        last = f"; last checkpoint {self.run_dir.file(LAST_CHECKPOINT)}" if hasattr(self, "run_dir") else ""
-        return f"at iteration {self.iteration}{last}"
+        if (kept := self.saved_iteration) is None:
+            return f"at iteration {self.iteration}; no checkpoint yet"
+        return f"at iteration {self.iteration}; last checkpoint: iteration {kept}, {self.run_dir.file(LAST_CHECKPOINT)}"
 
     def _run(self) -> dict[str, Any]:
         try:

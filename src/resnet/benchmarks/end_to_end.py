@@ -16,12 +16,12 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from common import Row, interleaved, median
+from resnet.benchmarks.common import Row, interleaved, median
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -69,6 +69,7 @@ class Ours:
     """Blocks of `resnet train` iterations; the data bundle is built once, as the trainer builds it."""
 
     def __init__(self, data_dir: Path, steps: int, warmup: int, tmp: Path) -> None:
+        from resnet.data.bundle import DataBundle
         from resnet.data.tensor_pipeline import TensorEvalStream
         from resnet.runtime import resolve_runtime
         from resnet.train import load_config
@@ -94,7 +95,8 @@ class Ours:
         self.setup_s = time.perf_counter() - start
         test = bundle.test
         tiny = TensorEvalStream(test.images[:256], test.labels[:256], test.normalizer, test.batch_size)
-        self.bundle = dataclasses.replace(bundle, val=None, test=tiny)  # the timed part is the training loop
+        # The timed part is the training loop.
+        self.bundle = dataclasses.replace(cast(DataBundle, bundle), val=None, test=tiny)
         self.device = probe.runtime.describe()
         self.batch_size = self.config.data.batch_size
 
@@ -118,7 +120,7 @@ class CommonRecipe:
         from torchvision import datasets
         from torchvision import transforms as T
 
-        import resnet
+        from resnet.models import create_model
 
         transform = T.Compose(
             [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]
@@ -129,7 +131,7 @@ class CommonRecipe:
             dataset, batch_size=batch_size, shuffle=True, num_workers=self.workers, drop_last=True,
             persistent_workers=True,
         )  # fmt: skip
-        self.model = resnet.create_model("resnet20", num_classes=10)
+        self.model = create_model("resnet20", num_classes=10)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         self.criterion = nn.CrossEntropyLoss()
         self.steps, self.warmup, self.batch_size = steps, warmup, batch_size

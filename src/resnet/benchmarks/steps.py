@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from common import Row, interleaved, median
+from resnet.benchmarks.common import Row, interleaved, median
 
 CIFAR_DEPTHS_QUICK = (20, 56, 110)
 CIFAR_DEPTHS_FULL = (20, 32, 44, 56, 110, 1202)
@@ -29,7 +29,7 @@ def _batch(size: int, batch: int, classes: int, channels_last: bool) -> tuple[to
 
 def ours_step(name: str, size: int, batch: int, amp: str = "auto") -> Callable[[], None]:
     """A closure running one of our default training steps."""
-    import resnet
+    from resnet.models import create_model
     from resnet.runtime import resolve_runtime
     from resnet.train import load_config
     from resnet.train.optim.optimizers import build_optimizer
@@ -37,7 +37,7 @@ def ours_step(name: str, size: int, batch: int, amp: str = "auto") -> Callable[[
     config = load_config("fast", {"model.name": name, "system.device": "cpu", "system.amp": amp}, check=False)
     runtime = resolve_runtime(config.system)
     classes = 10 if size <= 64 else 1000
-    model = resnet.create_model(name, num_classes=classes)
+    model = create_model(name, num_classes=classes)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if runtime.compile else model
@@ -57,10 +57,10 @@ def ours_step(name: str, size: int, batch: int, amp: str = "auto") -> Callable[[
 
 def eager_step(name: str, size: int, batch: int) -> Callable[[], None]:
     """The plain loop: eager fp32 NCHW, ``torch.optim.SGD`` with its defaults."""
-    import resnet
+    from resnet.models import create_model
 
     classes = 10 if size <= 64 else 1000
-    model = resnet.create_model(name, num_classes=classes)
+    model = create_model(name, num_classes=classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     criterion = nn.CrossEntropyLoss()
     images, labels = _batch(size, batch, classes, channels_last=False)
@@ -74,7 +74,7 @@ def eager_step(name: str, size: int, batch: int) -> Callable[[], None]:
     return step
 
 
-def rate_block(step: Callable[[], None], steps: int, batch: int) -> Callable[[], float]:
+def rate_block(step: Callable[[], object], steps: int, batch: int) -> Callable[[], float]:
     """A block of ``steps`` steps, returning images/s (the median step time, robust to a stray stall)."""
 
     def block() -> float:
@@ -125,9 +125,9 @@ def saved_bytes(name: str, batch: int, size: int = 32) -> tuple[float, float]:
     Autograd's saved tensors are counted once per storage (in-place ops and views share one), on meta tensors: the
     same shapes as on a real device, without the compute, so even ResNet-1202 at batch 128 costs nothing.
     """
-    import resnet
+    from resnet.models import create_model
 
-    model = resnet.create_model(name, num_classes=10).to("meta").to(memory_format=torch.channels_last)
+    model = create_model(name, num_classes=10).to("meta").to(memory_format=torch.channels_last)
     images = torch.empty(batch, 3, size, size, device="meta").contiguous(memory_format=torch.channels_last)
     storages: dict[int, int] = {}
 

@@ -1,6 +1,6 @@
 """Section 6 (a GPU): ResNet-50 training images/s with MFU, and CIFAR ResNet-20 time to 91% test accuracy.
 
-    python benchmarks/run.py --only 6 --gpu-budget 420 [--data-dir DIR] [--gpu-peak-tflops 989]
+    resnet benchmark --only 6 --gpu-budget 420 [--data-dir DIR] [--gpu-peak-tflops 989]
 
 Parts, each timed and printed as it ends; the budget is shared out as the section goes (a part gets a share of
 what is left when it starts; a compiled variant or run starts only if its compilation fits), so the whole
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from common import Row, cpu_model
-from end_to_end import find_cifar10_jpeg
-from gpu_cifar import Attempt, failed, ours_config, prepare_data, run_common, run_ours
-from gpu_throughput import BASELINE, measure, standard_variants
+from resnet.benchmarks.common import Row, cpu_model
+from resnet.benchmarks.end_to_end import find_cifar10_jpeg
+from resnet.benchmarks.gpu_cifar import Attempt, failed, ours_config, prepare_data, run_common, run_ours
+from resnet.benchmarks.gpu_throughput import BASELINE, measure, standard_variants
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from the vendors' datasheets (SXM parts unless named).
 # Matched as whole words in the device name, longest key first: "H100 PCIe" before "H100"; "A10" is not "A100".
@@ -88,32 +88,6 @@ class GpuPlan:
     cifar_compile: bool = True  # also ours with torch.compile, if its compilation and run fit what is left
     cifar_compile_estimate_s: float = 60.0
     prepare_in_background: bool = True  # extract and decode the CIFAR data in a spawned process during part 1
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("section 6 (GPU)")
-    group.add_argument("--gpu-device", default="cuda", help="the device of section 6 (default: cuda)")
-    group.add_argument("--gpu-budget", type=float, default=420.0, help="seconds for all of section 6 (default 420)")
-    group.add_argument("--gpu-peak-tflops", type=float, help="the card's dense bf16 peak for MFU (default: by name)")
-    group.add_argument("--gpu-target", type=float, default=91.0, help="CIFAR test accuracy to reach, %% (91)")
-    group.add_argument("--gpu-epochs", type=int, default=40, help="CIFAR epochs of each side's schedule (40)")
-    group.add_argument(
-        "--gpu-compile-modes",
-        type=_compile_modes,
-        default=("default", "reduce-overhead"),
-        help="torch.compile modes for ResNet-50, comma-separated (max-autotune-no-cudagraphs takes minutes)",
-    )
-
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-
-
-def _compile_modes(text: str) -> tuple[str, ...]:
-    modes = tuple(mode.strip() for mode in text.split(",") if mode.strip())
-    unknown = [mode for mode in modes if mode not in COMPILE_MODES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown torch.compile mode {unknown[0]!r}; use {', '.join(COMPILE_MODES)}")
-    return modes
 
 
 def plan_from_args(args: argparse.Namespace) -> GpuPlan:
@@ -206,7 +180,7 @@ def run(plan: GpuPlan) -> list[Row]:
 
 
 def _throughput(plan: GpuPlan, device: torch.device, name: str, peak: float | None, budget: Budget) -> list[Row]:
-    import resnet
+    from resnet.models import model_info
 
     started = time.perf_counter()
     variants = standard_variants(plan.compile_modes)
@@ -228,7 +202,7 @@ def _throughput(plan: GpuPlan, device: torch.device, name: str, peak: float | No
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    macs = resnet.model_info(plan.model, (3, plan.image_size, plan.image_size), num_classes=plan.num_classes)["macs"]
+    macs = model_info(plan.model, (3, plan.image_size, plan.image_size), num_classes=plan.num_classes)["macs"]
     flops = 6.0 * macs
     by_name = {m.variant.name: m for m in measured}
     base = by_name[BASELINE.name].rate if BASELINE.name in by_name else None

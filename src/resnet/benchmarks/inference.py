@@ -18,13 +18,14 @@ every variant's outputs are checked against the baseline's before timing (max ab
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable
 
 import torch
 
-from common import Row, interleaved, median
-from steps import rate_block
+from resnet.benchmarks.common import Row, interleaved, median
+from resnet.benchmarks.steps import rate_block
 
 
 def _timed(label: str, make: Callable[[], Callable[[], torch.Tensor]]) -> tuple[Callable[[], torch.Tensor], float]:
@@ -42,15 +43,16 @@ def run(quick: bool, batch: int = 32, compile: bool | None = None) -> list[Row]:
     """The rows of section 3; ``compile`` (default: the full run only) adds the torch.compile backend."""
     import torchvision
 
-    import resnet
+    from resnet.errors import ResNetError
     from resnet.inference.backends import has_cpp_compiler
     from resnet.inference.fast import describe, prepare_for_inference
+    from resnet.models import create_model
 
     calls, repeats = (1, 3) if quick else (3, 5)
     images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     baseline = torchvision.models.resnet50().eval()
-    model = resnet.create_model("resnet50").eval()
+    model = create_model("resnet50").eval()
     model.load_state_dict(baseline.state_dict())  # the same weights: outputs comparable across variants
 
     def infer(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], torch.Tensor]:
@@ -72,10 +74,10 @@ def run(quick: bool, batch: int = 32, compile: bool | None = None) -> list[Row]:
         if backend != auto:
             try:
                 prepared = prepare_for_inference(model, "cpu", backend=backend, example=images[:2])
-            except resnet.ResNetError as error:
+            except ResNetError as error:
                 print(f"[3] {backend}: skipped ({error})")
                 continue
-            fn, first = _timed(backend, lambda prepared=prepared: infer(prepared))
+            fn, first = _timed(backend, functools.partial(infer, prepared))
             note = describe(prepared.choices).split(";")[0]
             variants[backend] = (fn, first + prepared.choices["setup_seconds"], note)
     variants["jit.freeze"] = (*_timed("torch.jit freeze", lambda: infer(_jit_frozen(model, images))), "plain model")

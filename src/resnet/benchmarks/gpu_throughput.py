@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from common import interleaved, median
+from resnet.benchmarks.common import interleaved, median
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,15 @@ BASELINE = Variant("eager fp32 NCHW")
 
 def standard_variants(compile_modes: tuple[str, ...]) -> list[Variant]:
     """The baselines, ours eager, then ours compiled in each mode (cheapest first, so a short budget keeps them)."""
-    ours = dict(bf16=True, channels_last=True, ours=True)
-    compiled = [Variant(f"ours compiled ({mode})", compile_mode=mode, **ours) for mode in compile_modes]
+
+    def ours(name: str, mode: str | None = None) -> Variant:
+        return Variant(name, bf16=True, channels_last=True, compile_mode=mode, ours=True)
+
+    compiled = [ours(f"ours compiled ({mode})", mode) for mode in compile_modes]
     return [
         BASELINE,
         Variant("eager bf16 autocast NCHW", bf16=True),
-        Variant("ours eager (resnet train's GPU default)", **ours),
+        ours("ours eager (resnet train's GPU default)"),
         *compiled,
     ]
 
@@ -84,12 +87,12 @@ def build_step(
     backend: str = "inductor",
 ) -> Callable[[], None]:
     """A closure running one training update of ``variant`` on a fixed synthetic batch on ``device``."""
-    import resnet
+    from resnet.models import create_model
     from resnet.train.optim.optimizers import sgd_implementation
     from resnet.train.step import train_step
 
     torch.manual_seed(0)
-    model = resnet.create_model(model_name, num_classes=num_classes).to(device)
+    model = create_model(model_name, num_classes=num_classes).to(device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, image_size, image_size, generator=generator).to(device)
     labels = torch.randint(0, num_classes, (batch,), generator=generator).to(device)

@@ -10,7 +10,7 @@ decoding the JPEGs into our tensor cache) are done and timed before either clock
   Nesterov, label smoothing 0.1, no decay on norms and biases) at batch 512 with its lr scaled linearly from batch
   128, the images held on the device and augmented there, bf16 autocast, channels-last, fused SGD; optionally
   ``torch.compile``. The run directory, per-epoch checkpoints and metrics are written as in any run.
-- The common recipe, as tutorials write it (and ``benchmarks/end_to_end.py``): torchvision ``ImageFolder`` + PIL
+- The common recipe, as tutorials write it (and ``resnet/benchmarks/end_to_end.py``): torchvision ``ImageFolder`` + PIL
   transforms (pad-4 crop, flip, ToTensor, Normalize) + ``DataLoader`` workers (one per core, persistent), the same
   ResNet-20 in eager fp32 NCHW, ``torch.optim.SGD`` (lr 0.1, momentum 0.9, weight decay 5e-4) at batch 128 with
   ``CosineAnnealingLR`` over its epochs.
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from end_to_end import CIFAR_MEAN, CIFAR_STD, extracted_split
+from resnet.benchmarks.end_to_end import CIFAR_MEAN, CIFAR_STD, extracted_split
 
 
 @dataclass
@@ -195,7 +195,7 @@ def run_common(
     from torchvision import datasets
     from torchvision import transforms as T
 
-    import resnet
+    from resnet.models import create_model
 
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -209,7 +209,7 @@ def run_common(
     options: dict[str, Any] = {"num_workers": workers, "persistent_workers": workers > 0}
     train_loader = DataLoader(train_set, batch_size=batch, shuffle=True, **options)
     test_loader = DataLoader(test_set, batch_size=1000, shuffle=False, **options)
-    net = resnet.create_model(model, num_classes=len(train_set.classes)).to(target_device)
+    net = create_model(model, num_classes=len(train_set.classes)).to(target_device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     criterion = nn.CrossEntropyLoss()

@@ -1,0 +1,135 @@
+"""What a rank says when it loses a peer: which rank died, where the run stands, and whether torchrun restarts it.
+
+A SIGKILLed rank reaches the survivors as a gloo/nccl error in whatever collective comes next — or, when torchrun
+notices first, as its SIGTERM, which also stops the survivors' DataLoader workers and surfaces as "DataLoader worker
+is killed by signal: Terminated" chained to the gloo error. Either way the survivor prints one line naming the dead
+rank (found by its process id, for ranks on this host) and whether torchrun's ``--max-restarts`` will continue it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch.distributed as dist
+
+from resnet.errors import DistributedError, ResNetError
+
+# Messages of gloo/nccl/c10d when a peer is gone or silent (they raise plain RuntimeErrors in places).
+LOST_PEER = re.compile(r"gloo|nccl|connection|timed out|timeout|peer|socket|broken pipe|watchdog", re.IGNORECASE)
+# torchrun's SIGTERM to a survivor reaches its DataLoader workers too: the loader reports them as killed.
+WORKERS_TERMINATED = re.compile(r"DataLoader worker \(pid[^)]*\) is killed by signal: Terminated")
+EXIT_WAIT_S = 2.0  # a peer that raised may still be printing its traceback when the connection closes
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A rank's process: enough to tell, from another rank on the same host, whether it is still alive."""
+
+    host: str
+    pid: int
+
+
+def this_process() -> Peer:
+    return Peer(socket.gethostname(), os.getpid())
+
+
+def exchange(world_size: int) -> tuple[Peer, ...]:
+    """Every rank's :class:`Peer`, by rank (one collective, at start-up)."""
+    gathered: list[Peer | None] = [None] * world_size
+    dist.all_gather_object(gathered, this_process())
+    return tuple(peer for peer in gathered if peer is not None)
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped by torchrun, counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal probe has said it exists
+
+
+def dead_ranks(peers: tuple[Peer, ...], rank: int, wait_s: float = EXIT_WAIT_S) -> list[int]:
+    """The ranks on this host whose process has ended, waiting up to ``wait_s`` for one to end."""
+    here = socket.gethostname()
+    local = [(r, peer.pid) for r, peer in enumerate(peers) if r != rank and peer.host == here]
+    deadline = time.monotonic() + wait_s
+    while True:
+        dead = [r for r, pid in local if not is_alive(pid)]
+        if dead or not local or time.monotonic() >= deadline:
+            return dead
+        time.sleep(0.05)
+
+
+def restart_note(resumes: bool) -> str:
+    """What happens next: torchrun's restart (and whether it can continue this run), or how to continue by hand."""
+    try:
+        done = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+        allowed = int(os.environ["TORCHELASTIC_MAX_RESTARTS"])
+    except (KeyError, ValueError):
+        return "continue with --resume auto (torchrun --max-restarts N does it automatically)"
+    if done >= allowed:
+        return f"torchrun has no restart left (--max-restarts {allowed}); continue with --resume auto"
+    if not resumes:
+        return (
+            f"torchrun restarts the job (restart {done + 1} of {allowed}), but without --resume auto the restart "
+            "refuses this run directory: start it with --resume auto"
+        )
+    return f"torchrun restarts the job (restart {done + 1} of {allowed}) and --resume auto continues it from there"
+
+
+def lost_contact(error: BaseException) -> bool:
+    """Whether ``error``, or one it was raised while handling, is a lost peer."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, getattr(dist, "DistError", ())) or (
+            isinstance(current, RuntimeError)
+            and (LOST_PEER.search(str(current)) or WORKERS_TERMINATED.search(str(current)))
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+
+
+@contextlib.contextmanager
+def guard(
+    rank: int, world_size: int, timeout: float, peers: tuple[Peer, ...], where: Callable[[], str], resumes: bool
+) -> Iterator[None]:
+    """Turn a lost peer (dead, raised, hung past the timeout) into one :class:`DistributedError` line."""
+    try:
+        yield
+    except ResNetError:
+        raise
+    except RuntimeError as error:
+        if world_size <= 1 or not lost_contact(error):
+            raise
+        dead = dead_ranks(peers, rank)
+        next_step = restart_note(resumes)
+        if dead:
+            ranks = f"rank {dead[0]}" if len(dead) == 1 else "ranks " + ", ".join(str(r) for r in dead)
+            raise DistributedError(
+                f"{ranks} of {world_size} died (rank {rank} lost contact with it {where()}); {next_step}"
+            ) from error
+        raise DistributedError(
+            f"rank {rank} of {world_size} lost contact with another rank {where()}: a rank died, raised or hung for "
+            f"over {timeout:g} s (see its output; {first_line(error)}); {next_step}; change the bound with "
+            "--dist-timeout"
+        ) from error
