@@ -32,7 +32,8 @@ class RunDirLockedError(ConfigError):
     """Another live process is training in this run directory."""
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this host; a zombie (killed, not yet reaped by its parent) counts as ended."""
     if pid <= 0:
         return False
     try:
@@ -41,7 +42,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal probe has said it exists
 
 
 def _read_owner(path: Path) -> dict[str, Any]:
@@ -108,7 +113,7 @@ class RunLock:
                 return False
             return True
         owner = _read_owner(self.path)  # pragma: no cover - no fcntl: trust the recorded pid
-        return not (owner.get("pid") and owner.get("pid") != os.getpid() and _pid_alive(int(owner["pid"])))
+        return not (owner.get("pid") and owner.get("pid") != os.getpid() and process_alive(int(owner["pid"])))
 
     def _same_file(self, fd: int) -> bool:
         try:

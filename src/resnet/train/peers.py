@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch.distributed as dist
 
 from resnet.errors import DistributedError, ResNetError
+from resnet.runs.lock import process_alive
 
 # Messages of gloo/nccl/c10d when a peer is gone or silent (they raise plain RuntimeErrors in places).
 LOST_PEER = re.compile(r"gloo|nccl|connection|timed out|timeout|peer|socket|broken pipe|watchdog", re.IGNORECASE)
@@ -46,28 +47,13 @@ def exchange(world_size: int) -> tuple[Peer, ...]:
     return tuple(peer for peer in gathered if peer is not None)
 
 
-def is_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed and not yet reaped by torchrun, counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): the signal probe has said it exists
-
-
 def dead_ranks(peers: tuple[Peer, ...], rank: int, wait_s: float = EXIT_WAIT_S) -> list[int]:
     """The ranks on this host whose process has ended, waiting up to ``wait_s`` for one to end."""
     here = socket.gethostname()
     local = [(r, peer.pid) for r, peer in enumerate(peers) if r != rank and peer.host == here]
     deadline = time.monotonic() + wait_s
     while True:
-        dead = [r for r, pid in local if not is_alive(pid)]
+        dead = [r for r, pid in local if not process_alive(pid)]
         if dead or not local or time.monotonic() >= deadline:
             return dead
         time.sleep(0.05)
