@@ -1,6 +1,6 @@
 """Is one net per core faster than one net on all cores? The question behind ``resnet experiment --jobs auto``.
 
-Runs our default CIFAR training step (``benchmarks/steps.py``'s ``ours_step``: the runtime ``resnet train``
+Runs our default CIFAR training step (``resnet.benchmarks.steps.ours_step``: the runtime ``resnet train``
 resolves, the recipe's fused SGD) for a fixed time: once as one process using every core, then as one process per
 core with one thread each, side by side. Prints images/s of each setting and their ratio (measured in the same
 run, so the machine's speed cancels out).
@@ -13,7 +13,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # a checkout without `pip install -e .`
 
 BATCH = 128
 
@@ -21,7 +25,7 @@ BATCH = 128
 def _worker(model: str, threads: int, seconds: float, results: multiprocessing.Queue) -> None:
     import torch
 
-    from steps import ours_step
+    from resnet.benchmarks.steps import ours_step
 
     torch.set_num_threads(threads)
     step = ours_step(model, 32, BATCH)
