@@ -124,6 +124,16 @@ def test_the_installed_command_measures_a_section(tmp_path: Path) -> None:
     assert "img/s x depth = 1.00 of resnet20's" in done.stdout
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
+def test_every_checkout_script_imports_what_it_needs(script: str) -> None:
+    """The repository-only scripts import the installed runner's pieces; --help runs each one's imports."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:")
+
+
 def test_the_checkout_script_is_the_same_runner() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"], capture_output=True, text=True, timeout=60
