@@ -1,6 +1,6 @@
 """The data-pipeline benchmark alone, with its own knobs (section 4 of `resnet benchmark`).
 
-    python benchmarks/data_pipeline.py [--data-dir ../shared/datasets] [--batches 200] [--workers N]
+python benchmarks/data_pipeline.py [--data-dir ../shared/datasets] [--batches 200] [--workers N]
 """
 
 import sys

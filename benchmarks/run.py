@@ -1,6 +1,6 @@
 """The benchmark runner from a checkout: the same as the installed `resnet benchmark` (resnet/benchmarks/runner.py).
 
-    python benchmarks/run.py [--quick] [--data-dir DIR] [--only 1,3]
+python benchmarks/run.py [--quick] [--data-dir DIR] [--only 1,3]
 """
 
 import sys

@@ -191,4 +191,3 @@ def test_a_malicious_checkpoint_is_named_for_what_it_holds(tmp_path: Path, capsy
 def test_predict_from_standard_input_says_what_it_reads(trained: Path, capsys) -> None:
     code, _, err = run_cli(capsys, "predict", "-", "--checkpoint", str(trained / "run" / "last.pt"))
     assert code == 2 and "not standard input" in one_error_line(err)
-

@@ -27,15 +27,11 @@ TINY = {
 
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
-    return write_image_folder(
-        tmp_path / "tiny", classes=("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8)
-    )
+    return write_image_folder(tmp_path / "tiny", classes=("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8))
 
 
 def tiny_settings(out: Path, dataset: Path, **kw) -> ExperimentSettings:
-    options = dict(
-        out=out, depths=(8, 14), dataset=str(dataset), budget=budget_named("small", 4), overrides=dict(TINY)
-    )
+    options = dict(out=out, depths=(8, 14), dataset=str(dataset), budget=budget_named("small", 4), overrides=dict(TINY))
     options.update(kw)
     return ExperimentSettings(**options)
 

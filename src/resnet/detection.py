@@ -32,9 +32,8 @@ class ResNetFPN(nn.Module):
     def __init__(self, body: nn.Module, out_channels: int = 256) -> None:
         super().__init__()
         self.body = body
-        self.fpn = FeaturePyramidNetwork(
-            [info.channels for info in body.feature_info], out_channels, extra_blocks=LastLevelMaxPool()  # type: ignore[union-attr]
-        )
+        channels = [info.channels for info in body.feature_info]  # type: ignore[union-attr]
+        self.fpn = FeaturePyramidNetwork(channels, out_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:

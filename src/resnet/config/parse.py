@@ -178,5 +178,3 @@ def _check_key(key: str, where: str) -> None:
         if any(k.startswith(f"{key}.") for k in all_keys()):
             raise ConfigError(f"'{key}' in {where} is a section; set one of its keys, e.g. '{key}.…'")
         raise _unknown_key(key, where)
-
-

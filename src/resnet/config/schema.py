@@ -185,5 +185,3 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log.progress": ("auto", "bar", "plain", "none"),
     "distributed.backend": ("auto", "nccl", "gloo"),
 }
-
-

@@ -128,5 +128,3 @@ def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tupl
         raise DataError(f"{split.source}: none of the sampled images could be decoded")
     mean = total / pixels
     return mean.float(), (total_sq / pixels - mean.square()).clamp_min(1e-12).sqrt().float(), used
-
-

@@ -17,6 +17,8 @@ VIEW_ALIASES = {"10crop": "ten-crop"}
 
 def canonical_view(name: str) -> str:
     return VIEW_ALIASES.get(name, name)
+
+
 PIPELINES = ("auto", "tensor", "loader")
 ON_BAD_IMAGE = ("error", "skip")
 POLICY_NAMES = ("none", "trivialaugment", "randaugment", "autoaugment")
@@ -55,5 +57,3 @@ class DataConfig:
     randaugment_magnitude: int = 9
     random_erasing: float = 0.0  # probability per image (batched on the device, after normalisation)
     repeats: int = 1  # repeated augmentation (Hoffer et al. 2020): each image appears this many times an epoch
-
-

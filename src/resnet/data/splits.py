@@ -72,5 +72,3 @@ def _default_val(n: int, has_own_val: bool, held_out: str) -> int:
     if has_own_val or held_out == "val":
         return 0  # a val/ split of its own (or val/ is the test set, the ImageNet convention): no carving
     return min(5000, n // 10)
-
-

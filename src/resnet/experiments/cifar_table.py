@@ -19,9 +19,7 @@ from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware
 TABLE_FILE = "cifar_table.md"
 
 
-def run_cifar_table(
-    settings: ExperimentSettings, say: Callable[[str], None] = print, with_plain: bool = True
-) -> Path:
+def run_cifar_table(settings: ExperimentSettings, say: Callable[[str], None] = print, with_plain: bool = True) -> Path:
     """Train what is left, then write ``cifar_table.md``; returns its path."""
     started = time.monotonic()
     runs = settings.runs(("plain", "resnet") if with_plain else ("resnet",))

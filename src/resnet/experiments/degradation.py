@@ -199,4 +199,3 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-

@@ -33,7 +33,7 @@ def mean_curve(runs: Sequence[PlannedRun], key: str, file: str) -> tuple[list[in
 def _panel(axes: Any, groups: dict[str, list[PlannedRun]], title: str, which: Sequence[str]) -> None:
     for index, (model, runs) in enumerate(sorted(groups.items(), key=lambda item: depth_of(item[0]))):
         colour = DEPTH_COLOURS[index % len(DEPTH_COLOURS)]
-        label = f"{model[:-len(str(depth_of(model)))]}-{depth_of(model)}"
+        label = f"{model[: -len(str(depth_of(model)))]}-{depth_of(model)}"
         if "train" in which:
             xs, ys = mean_curve(runs, "train_error", TRAIN_CURVE_FILE)
             axes.plot(xs, ys, color=colour, linewidth=0.8, alpha=0.9, label=f"{label} train")

@@ -158,9 +158,7 @@ def noise(a: NetResult, b: NetResult, column: str) -> float | None:
     return Z95 * math.sqrt(variance)
 
 
-def compare(
-    results: dict[str, NetResult], worse: str, better: str, column: str, statement: str, label: str
-) -> Claim:
+def compare(results: dict[str, NetResult], worse: str, better: str, column: str, statement: str, label: str) -> Claim:
     """The claim that ``worse`` has a higher ``column`` than ``better`` (means over seeds)."""
     if worse not in results or better not in results:
         return Claim(statement, None, f"needs both {worse} and {better}")

@@ -231,8 +231,7 @@ def _check_matches(run: PlannedRun, config: Config) -> None:
         shown = ", ".join(f"{key} = {theirs.get(key)!r} (asked: {ours.get(key)!r})" for key in differ[:3])
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
         raise ConfigError(
-            f"'{run.path}' holds a run with {shown}{more}; use another --out, or the settings that run was "
-            "started with"
+            f"'{run.path}' holds a run with {shown}{more}; use another --out, or the settings that run was started with"
         )
 
 

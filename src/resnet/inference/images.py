@@ -87,5 +87,3 @@ def expand_inputs(inputs: Iterable[PathLike]) -> list[Path]:
         else:
             files.append(path)
     return files
-
-

@@ -88,5 +88,3 @@ def model_from_meta(meta: dict[str, Any], state: dict[str, Tensor], path: PathLi
             detail = detail[:300] + " ..."
         raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {detail}") from error
     return model.eval()
-
-

@@ -295,4 +295,3 @@ def _is_torchscript(path: Path) -> bool:
             return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
-

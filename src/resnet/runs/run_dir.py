@@ -68,9 +68,7 @@ class RunDir:
             )
         if self.path.is_dir() and not (os.access(self.path, os.W_OK) and self.path.stat().st_mode & 0o222):
             # mode bits as well as access(): root may write anywhere, but a folder without write bits is read-only
-            raise RunDirError(
-                f"run directory '{self.path}' is read-only; make it writable or choose another --run-dir"
-            )
+            raise RunDirError(f"run directory '{self.path}' is read-only; make it writable or choose another --run-dir")
         try:
             self._created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
@@ -192,7 +190,6 @@ class RunDir:
             _write_atomic(self.file(SUMMARY_FILE), text + "\n")
         except OSError as error:
             raise _unwritable(self.path, error) from error
-
 
     def _relative(self, value: Any) -> Any:
         if isinstance(value, list):

@@ -47,7 +47,8 @@ def out_of_memory_hint(batch_size: int, accum_steps: int, device: str) -> Iterat
         smaller = max(1, batch_size // 2)
         raise ConfigError(
             f"a batch of {batch_size} images does not fit in the memory of {device} ({text.splitlines()[0][:120]}); "
-            f"try --batch-size {smaller}" + (f" with --accum-steps {accum_steps * 2}" if smaller > 1 else "")
+            f"try --batch-size {smaller}"
+            + (f" with --accum-steps {accum_steps * 2}" if smaller > 1 else "")
             + " (the same update in smaller pieces)"
         ) from error
 

@@ -78,4 +78,3 @@ def build_network(config: Config, data: TrainingData, *, resume: bool) -> tuple[
         )
     network = create_model(config.model.name, num_classes=data.num_classes, **options)
     return network, prepare_finetuning(network, config, resume=resume)
-

@@ -27,7 +27,7 @@ from resnet.train.checks import check_input_size, check_run, out_of_memory_hint
 from resnet.train.ema import ModelEma
 from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
-from resnet.train.keeping import CheckpointKeeper, averaged_results
+from resnet.train.keeping import averaged_results, keeper_for
 from resnet.train.mixing import build_criterion, build_mixer
 from resnet.train.progress import Progress
 from resnet.train.reporting import RunReport, ema_results, evaluate_ema, evaluation_record
@@ -43,6 +43,7 @@ class Trainer:
     """One training run. ``data`` may be given (any :class:`TrainingData`) instead of built from the config."""
 
     run_dir: RunDir  # set by setup()
+
     def __init__(
         self,
         config: Config,
@@ -121,9 +122,7 @@ class Trainer:
         self.mixer = build_mixer(config, self.data.num_classes, ctx.rank)
         ema, keep = config.ema, config.checkpoint
         self.ema = ModelEma(self.model, ema.decay, ema.warmup, ema.every_iterations) if ema.enabled else None
-        self.keeper = None
-        if keep.keep_best or keep.average_last:
-            self.keeper = CheckpointKeeper(self.run_dir.path, keep.keep_best, keep.average_last)
+        self.keeper = keeper_for(self.run_dir.path, keep.keep_best, keep.average_last)
         ctx.on_main(self.run_dir.create, config, resume=bool(self.resume))
         if checkpoint is not None:
             self._restore(checkpoint)

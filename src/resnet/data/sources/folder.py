@@ -238,9 +238,7 @@ def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, 
                     if idx is None:
                         image = Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS
                         if info.isfile() and image and not any(_skip(p) for p in parts):
-                            raise DataError(
-                                f"{path}: image {info.name} is not under a train/val/test folder; {LAYOUT}"
-                            )
+                            raise DataError(f"{path}: image {info.name} is not under a train/val/test folder; {LAYOUT}")
                         continue
                     where, rel = parts[idx], parts[idx + 1 :]
                 if rel and not _skip(rel[0]) and (info.isdir() or len(rel) > 1):
