@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch.distributed as dist
 
@@ -32,12 +33,23 @@ EXIT_WAIT_S = 2.0  # a peer that raised may still be printing its traceback when
 class Peer:
     """A rank's process: enough to tell, from another rank on the same host, whether it is still alive."""
 
-    host: str
+    host: str  # where its pid means something: see :func:`process_space`
     pid: int
 
 
+def process_space() -> str:
+    """The host name, boot and pid namespace: two ranks that share it can see each other's process ids (two
+    containers named alike on one machine, or two machines named alike, do not)."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts)
+
+
 def this_process() -> Peer:
-    return Peer(socket.gethostname(), os.getpid())
+    return Peer(process_space(), os.getpid())
 
 
 def exchange(world_size: int) -> tuple[Peer, ...]:
@@ -49,7 +61,7 @@ def exchange(world_size: int) -> tuple[Peer, ...]:
 
 def dead_ranks(peers: tuple[Peer, ...], rank: int, wait_s: float = EXIT_WAIT_S) -> list[int]:
     """The ranks on this host whose process has ended, waiting up to ``wait_s`` for one to end."""
-    here = socket.gethostname()
+    here = process_space()
     local = [(r, peer.pid) for r, peer in enumerate(peers) if r != rank and peer.host == here]
     deadline = time.monotonic() + wait_s
     while True:
