@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": {"inference", "runs", "config", "data", "models", "errors"},
     "experiments": {"train", "runs", "config", "data", "models", "errors"},
     "detection": {"models", "errors"},
-    "benchmarks": {"train", "inference", "runtime", "data", "models", "errors"},
+    "benchmarks": {"train", "inference", "runtime", "config", "data", "models", "errors"},
     "cli": {
         "analysis",
         "benchmarks",

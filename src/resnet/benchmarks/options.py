@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from resnet.config.parse import positive_float, positive_int
+
 SECTIONS: dict[int, str] = {
     1: "ResNet-20 end-to-end training on cifar10-jpeg: `resnet train` vs the common torchvision recipe",
     2: "one training step on a synthetic batch (resnet20, resnet56, resnet18 at 224): ours vs eager fp32 NCHW",
@@ -37,22 +39,6 @@ def compile_modes(text: str) -> tuple[str, ...]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown torch.compile mode {unknown[0]!r}; use {', '.join(COMPILE_MODES)}")
     return modes
-
-
-def positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

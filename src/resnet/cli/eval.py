@@ -6,7 +6,7 @@ import argparse
 import json
 
 from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
-from resnet.cli.train import positive_int
+from resnet.config.parse import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

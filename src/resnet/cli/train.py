@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from resnet.config.parse import positive_float, positive_int
 from resnet.errors import ConfigError
 
 DEFAULT_RECIPE = "fast"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (a run of 0 or -3 iterations is a typo, not a request)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (rejects 0, negatives, nan and inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -178,3 +180,25 @@ def _check_key(key: str, where: str) -> None:
         if any(k.startswith(f"{key}.") for k in all_keys()):
             raise ConfigError(f"'{key}' in {where} is a section; set one of its keys, e.g. '{key}.…'")
         raise _unknown_key(key, where)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a run of 0 or -3 iterations is a typo, not a request)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (rejects 0, negatives, nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
+    return value
