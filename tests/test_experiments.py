@@ -70,6 +70,17 @@ def test_budgets():
         budget_named("small", 0)
 
 
+def test_quarter_budget_is_a_quarter_of_the_paper_schedule(tmp_path):
+    from resnet.train.optim.schedules import milestone_iterations
+
+    budget = budget_named("quarter")
+    assert budget.label == "quarter budget" and budget.log_every == 20
+    settings = ExperimentSettings(out=tmp_path, budget=budget)
+    config = settings.config(settings.runs()[0])
+    assert config.train.iterations == 16000 and config.eval.every_iterations == 1000
+    assert milestone_iterations(config, steps_per_epoch=16000) == [8000, 12000]  # the paper's 32k/48k of 64k
+
+
 def test_medium_budget_is_a_tenth_of_the_paper_schedule(tmp_path):
     from resnet.train.optim.schedules import milestone_iterations
 
@@ -156,10 +167,17 @@ def test_report_and_figures_of_a_tiny_run(tmp_path, tiny_folder):
     assert "## Claims at this budget" in report and "plain14 has higher training error than plain8" in report
     assert "divided by 10 at 2, 3" in report  # 32k/48k of 64k kept in place in a 4-iteration run
 
-    # Table 6's analogue over the same runs: nothing is trained again, the paper's column is filled in.
-    table = run_cifar_table(tiny_settings(out, tiny_folder), say=lambda _: None)
+    # Table 6's analogue over the same runs plus a depth the degradation run lacks: only the missing ResNet trains,
+    # the finished ones are named as reused, and the paper's column is filled in.
+    said: list[str] = []
+    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*-seed0/summary.json")}
+    table = run_cifar_table(tiny_settings(out, tiny_folder, depths=(8, 14, 20)), say=said.append, with_plain=False)
     text = table.read_text()
-    assert "| 8 |" in text and "| 14 |" in text
+    assert "| 8 |" in text and "| 14 |" in text and "| 20 |" in text
+    assert (out / "resnet20-seed0" / "summary.json").is_file() and not (out / "plain20-seed0").exists()
+    assert any("reusing 2 finished run(s)" in line and "resnet8-seed0, resnet14-seed0" in line for line in said)
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*-seed0/summary.json")}
+    assert after.pop("resnet20-seed0") and after == before
 
 
 def test_cifar_table_quotes_the_paper(tmp_path, tiny_folder):

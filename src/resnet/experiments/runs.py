@@ -67,6 +67,14 @@ BUDGETS: dict[str, Budget] = {
         description="6,400 iterations, a tenth of the paper's schedule (lr /10 at 3,200 and 4,800), evaluated "
         "every 400: hours on a CPU (docs/results.md has its timings)",
     ),
+    "quarter": Budget(
+        "quarter",
+        iterations=16000,
+        eval_every=1000,
+        log_every=20,
+        description="16,000 iterations, a quarter of the paper's schedule (lr /10 at 8,000 and 12,000), evaluated "
+        "every 1,000: most of a day on a 2-core CPU (docs/results.md has its timings)",
+    ),
     "paper": Budget(
         "paper",
         iterations=None,
@@ -147,6 +155,12 @@ class ExperimentRunner:
         for run in self.runs:
             _check_matches(run, self.make_config(run))
         pending = [run for run in self.runs if run.status() != DONE]
+        reused = [run.name for run in self.runs if run not in pending]
+        if reused:
+            self.say(
+                f"experiment: reusing {len(reused)} finished run(s) of the same configuration, not retrained: "
+                f"{', '.join(reused)}"
+            )
         for run in pending:
             set_aside_unfinished(run, self.say)
         if self.jobs > 1 and self.train_fn is None:
