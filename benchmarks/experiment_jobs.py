@@ -1,7 +1,7 @@
 """Is one net per core faster than one net on all cores? The question behind ``resnet experiment --jobs auto``.
 
-Runs our default CIFAR training step (``resnet.benchmarks.steps.ours_step``: the runtime ``resnet train``
-resolves, the recipe's fused SGD) for a fixed time: once as one process using every core, then as one process per
+Runs the training step that ``--jobs auto`` times (``resnet.experiments.parallel.measure_processes``: fp32
+channels-last SGD on a random batch) for a fixed time: once as one process using every core, then as one process per
 core with one thread each, side by side. Prints images/s of each setting and their ratio (measured in the same
 run, so the machine's speed cancels out).
 
@@ -11,44 +11,13 @@ run, so the machine's speed cancels out).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # a checkout without `pip install -e .`
 
-BATCH = 128
-
-
-def _worker(model: str, threads: int, seconds: float, results: multiprocessing.Queue) -> None:
-    import torch
-
-    from resnet.benchmarks.steps import ours_step
-
-    torch.set_num_threads(threads)
-    step = ours_step(model, 32, BATCH)
-    for _ in range(3):  # warm-up: oneDNN primitives, allocator
-        step()
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        done += 1
-    results.put(done * BATCH / (time.perf_counter() - start))
-
-
-def measure(model: str, processes: int, threads: int, seconds: float) -> float:
-    """Total images/s of ``processes`` side-by-side training processes with ``threads`` threads each."""
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    workers = [context.Process(target=_worker, args=(model, threads, seconds, results)) for _ in range(processes)]
-    for worker in workers:
-        worker.start()
-    rates = [results.get() for _ in workers]
-    for worker in workers:
-        worker.join()
-    return sum(rates)
+BATCH = 128  # what resnet.experiments.parallel.measure_processes trains
 
 
 def main() -> None:
@@ -56,6 +25,8 @@ def main() -> None:
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--seconds", type=float, default=40.0)
     args = parser.parse_args()
+    from resnet.experiments.parallel import measure_processes as measure
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     one = measure(args.model, 1, cores, args.seconds)
     per_core = measure(args.model, cores, 1, args.seconds)

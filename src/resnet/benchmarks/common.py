@@ -13,9 +13,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+
+from resnet.runtime.measured import cpu_model
 
 
 @dataclass
@@ -63,16 +64,6 @@ def timed_calls(fn: Callable[[], object], calls: int, sync: Callable[[], None] =
         sync()
         times.append(time.perf_counter() - start)
     return median(times)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment() -> list[str]:

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import torch
 
-from resnet.benchmarks.common import Row, cpu_model
+from resnet.benchmarks.common import Row
 from resnet.benchmarks.end_to_end import find_cifar10_jpeg
 from resnet.benchmarks.gpu_cifar import Attempt, failed, ours_config, prepare_data, run_common, run_ours
 from resnet.benchmarks.gpu_throughput import BASELINE, measure, standard_variants
+from resnet.runtime.measured import cpu_model
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from the vendors' datasheets (SXM parts unless named).
 # Matched as whole words in the device name, longest key first: "H100 PCIe" before "H100"; "A10" is not "A100".

@@ -53,13 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--amp",
         choices=("auto", "off", "bf16", "fp16"),
-        help="autocast (default auto: bf16 on GPUs and on CPUs with avx512_bf16/AMX, else fp32)",
+        help="autocast (default auto: the faster of fp32 and bf16 (fp16 too on GPUs), measured here for runs "
+        "long enough to repay it and cached; shorter runs: bf16 on GPUs and on CPUs with avx512_bf16/AMX)",
     )
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="channels-last memory format (default: on, the faster layout on GPUs and CPUs)",
+        help="channels-last memory format (default: auto, the faster layout measured with --amp auto)",
+    )
+    parser.add_argument(
+        "--retune",
+        action="store_true",
+        default=None,
+        help="measure the automatic precision and layout again instead of using the cached decision",
     )
     parser.add_argument(
         "--compile",
@@ -132,6 +139,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "system.device": args.device,
         "system.amp": args.amp,
         "system.channels_last": None if args.channels_last is None else ("on" if args.channels_last else "off"),
+        "system.retune": args.retune,
         "system.compile": None if args.compile is None else ("on" if args.compile else "off"),
         "seed": args.seed,
         "run_dir": args.run_dir,

@@ -124,8 +124,9 @@ class CheckpointConfig:
 @dataclass
 class SystemConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: str = "auto"  # auto (bf16 on GPUs and CPUs with native bf16) | off | bf16 | fp16
-    channels_last: str = "auto"  # auto (on CUDA and CPU) | on | off
+    amp: str = "auto"  # auto (the fastest measured here; see resnet.runtime.measured) | off | bf16 | fp16
+    channels_last: str = "auto"  # auto (the fastest measured here) | on | off
+    retune: bool = False  # measure the automatic precision and layout again instead of using the cached decision
     compile: str = "auto"  # auto (GPUs, and CPU runs long enough to repay it, with a C++ compiler) | on | off
     threads: int | None = None  # torch intra-op threads on CPU
     sync_every: int = 0  # GPU host syncs (NaN check, progress); 0: every iteration on CPU, 50 on GPU

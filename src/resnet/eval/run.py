@@ -59,6 +59,7 @@ def run_eval(
     fast: bool = True,
     precision: str = "auto",
     backend: str = "auto",
+    retune: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint with its saved model, classes and preprocessing; the run's dataset by default.
 
@@ -71,7 +72,7 @@ def run_eval(
     from resnet.inference.fast import describe, inference_options, prepare_for_inference
     from resnet.runs.meta import require_preprocessing
 
-    options = inference_options(fast, precision, backend)
+    options = inference_options(fast, precision, backend, retune)
     loaded = load_model(checkpoint)
     require_preprocessing(loaded.meta, loaded.path)
     device = resolve_device(str(device))
@@ -90,6 +91,9 @@ def run_eval(
         max_images=max_images,
     )
     target = fully_convolutional(loaded.model) if views == "multiscale" else loaded.model
+    if fast and views == "center" and loaded.meta.get("input_size"):  # automatic choices timed on this work
+        batch = getattr(data.passes[0], "batch_size", None) or 256
+        options.update(batch_shape=(int(batch), *map(int, loaded.meta["input_size"])), work_images=data.num_images)
     model = prepare_for_inference(target, device, **options)  # the first call compiles with backend="compile"
     start = time.perf_counter()
     if views == "multiscale":

@@ -62,7 +62,7 @@ class ExperimentSettings:
         from resnet.experiments.parallel import resolve_jobs
 
         on_gpu = self.device not in ("cpu", "mps") and _cuda_available()
-        return resolve_jobs(self.jobs, max(1, pending), on_gpu)
+        return resolve_jobs(self.jobs, max(1, pending), on_gpu, pending * (self.budget.iterations or 64000))
 
     def config(self, run: PlannedRun) -> Config:
         values: dict[str, Any] = {

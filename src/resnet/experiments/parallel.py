@@ -31,11 +31,20 @@ def cpu_cores() -> int:
     return os.cpu_count() or 1
 
 
-def resolve_jobs(jobs: str | int, pending: int, on_gpu: bool) -> int:
-    """``auto``: on the CPU one net per core (measured faster than one net on all cores, docs/results.md), at
-    most as many as are left; on a GPU one at a time. A number is taken as given."""
+def resolve_jobs(
+    jobs: str | int, pending: int, on_gpu: bool, iterations: int = 0, say: Callable[[str], None] = print
+) -> int:
+    """``auto``: on a GPU one net at a time; on the CPU one net per core or one net on all cores, whichever trains
+    more images/s here (measured once per machine and cached, for experiments of ``iterations`` long enough to
+    repay it; otherwise the cached decision, else one net per core), at most as many as are left. A number is taken
+    as given."""
     if jobs == "auto":
-        return 1 if on_gpu else max(1, min(pending, cpu_cores()))
+        if on_gpu or pending < 2 or cpu_cores() < 2:
+            return 1
+        decision = jobs_decision(iterations)
+        if decision.source != "rule":
+            say(f"experiment: --jobs auto: {decision.describe()}")
+        return 1 if decision.choice == ONE_NET else max(1, min(pending, cpu_cores()))
     try:
         count = int(jobs)
     except (TypeError, ValueError):
@@ -43,6 +52,68 @@ def resolve_jobs(jobs: str | int, pending: int, on_gpu: bool) -> int:
     if count < 1:
         raise ConfigError(f"--jobs must be auto or a positive number, got {jobs}")
     return count
+
+
+ONE_NET, NET_PER_CORE = "one net on all cores", "one net per core"
+# Experiments shorter than this (all nets' iterations together) take the cached decision or the rule: the
+# measurement (two settings, a few seconds each, plus process start-up) would cost more than 5% of them.
+JOBS_MEASURE_ITERATIONS = 10_000
+
+
+def jobs_decision(iterations: int, seconds: float = 6.0, model: str = "resnet20") -> Any:
+    """Which of ONE_NET and NET_PER_CORE trains ``model`` faster on this machine (a ``measured.Decision``)."""
+    import torch
+
+    from resnet.runtime import measured
+
+    cores = cpu_cores()
+    key = measured.cache_key("jobs", torch.device("cpu"), model=model, cores=cores, batch=128)
+    cache = measured.ChoiceCache()
+    rule = measured.Decision(NET_PER_CORE, "rule", reason="one net per core (the rule; not measured here yet)")
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    if iterations < JOBS_MEASURE_ITERATIONS:
+        return rule
+    rates = {
+        ONE_NET: measure_processes(model, 1, cores, seconds),
+        NET_PER_CORE: measure_processes(model, cores, 1, seconds),
+    }
+    decision = measured.Decision(measured.fastest(rates), "measured", rates)
+    cache.put(key, decision)
+    return decision
+
+
+def _rate_worker(model: str, threads: int, seconds: float, results: Any) -> None:
+    import time
+
+    import torch
+
+    from resnet.models import create_model
+    from resnet.runtime.measured import training_step
+
+    torch.set_num_threads(threads)
+    step = training_step(create_model(model, num_classes=10), torch.device("cpu"), None, True, (128, 3, 32, 32), 10)
+    for _ in range(2):  # warm-up: oneDNN primitives, allocator
+        step()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        done += 1
+    results.put(done * 128 / (time.perf_counter() - start))
+
+
+def measure_processes(model: str, processes: int, threads: int, seconds: float) -> float:
+    """Images/s of ``processes`` training processes side by side, ``threads`` threads each, summed."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_rate_worker, args=(model, threads, seconds, results)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    rates = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return float(sum(rates))
 
 
 def threads_per_job(jobs: int) -> int:

@@ -291,15 +291,7 @@ def hardware() -> str:
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     else:
-        device = f"{_cpu_model()}, {os.cpu_count()} cores, no GPU"
+        from resnet.runtime.measured import cpu_model
+
+        device = f"{cpu_model()}, {os.cpu_count()} cores, no GPU"
     return f"{device}; torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -11,6 +11,7 @@ trained, fp32 NCHW) through the same wrapper.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from typing import Any
 
@@ -68,11 +69,13 @@ def inference_precision(precision: str, device: torch.device, backend: str = "ea
     return torch.float32, f"fp32 on {device.type}"
 
 
-def inference_options(fast: bool = True, precision: str = "auto", backend: str = "auto") -> dict[str, Any]:
+def inference_options(
+    fast: bool = True, precision: str = "auto", backend: str = "auto", retune: bool = False
+) -> dict[str, Any]:
     """Keyword arguments of ``prepare_for_inference`` for ``resnet eval``/``predict``: the fast path with this
     precision and backend, or (``fast=False``) the plain eval-mode model, which takes neither."""
     if fast:
-        return {"precision": precision, "backend": backend}
+        return {"precision": precision, "backend": backend, **({"retune": True} if retune else {})}
     if precision != "auto" or backend not in ("auto", "eager"):
         raise ConfigError(
             "the plain path (--no-fast) runs the model as trained in fp32 eager; drop --precision/--backend"
@@ -118,6 +121,9 @@ def prepare_for_inference(
     fold_bn: bool = True,
     backend: str = "eager",
     example: torch.Tensor | None = None,
+    batch_shape: tuple[int, ...] | None = None,
+    work_images: int | None = None,
+    retune: bool = False,
 ) -> InferenceModel:
     """A fast inference copy of ``model`` (the original is left untouched).
 
@@ -127,9 +133,16 @@ def prepare_for_inference(
     worth it for long jobs); ``"onnxruntime"`` (CPU, fp32; traced at ``example``'s channels, runs any size);
     ``"auto"``: ONNX Runtime for fp32 on the CPU (measured fastest there), eager elsewhere or if an export fails.
     ``**PLAIN`` gives the unfolded fp32 NCHW eager model as the reference.
+
+    With ``batch_shape`` (the batches the work runs), whatever ``precision``/``backend`` leave to ``"auto"`` is the
+    fastest of the candidates measured here (eager fp32, eager bf16 where the kernels exist, ONNX Runtime fp32), or
+    the decision cached for this machine, model and shape; the rule above only when ``work_images`` is too few to
+    repay a measurement (see ``resnet.runtime.measured``); ``retune`` measures again whatever the cache holds.
     """
     device = torch.device(device)
     check_backend(backend, device)
+    if batch_shape is not None and "auto" in (precision, backend) and channels_last is None and fold_bn:
+        return _measured(model, device, precision, backend, example, batch_shape, work_images, retune)
     dtype, reason = inference_precision(precision, device, backend)
     backend, backend_reason = resolve_backend(backend, device, dtype)
     if channels_last is None:
@@ -179,6 +192,91 @@ def _onnxruntime(
         return None
 
 
+def _measured(
+    model: nn.Module,
+    device: torch.device,
+    precision: str,
+    backend: str,
+    example: torch.Tensor | None,
+    batch_shape: tuple[int, ...],
+    work_images: int | None,
+    retune: bool,
+) -> InferenceModel:
+    """The automatic choice timed on this machine: each candidate is prepared once, and the winner is kept."""
+    from resnet.runtime import measured
+
+    dtype, reason = inference_precision(precision, device, backend)
+    rule_name = f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} {resolve_backend(backend, device, dtype)[0]}"
+    options: dict[str, tuple[str, str]] = {}
+    for name in ("fp32", "bf16"):
+        if precision in ("auto", name) and (name == "fp32" or _has_bf16(device)):
+            options[f"{name} eager"] = (name, "eager")
+    if backend == "auto" and device.type == "cpu" and precision in ("auto", "fp32") and _has_onnxruntime():
+        options["fp32 onnxruntime"] = ("fp32", "onnxruntime")
+    if backend not in ("auto", "eager"):
+        options = {name: value for name, value in options.items() if value[1] == backend}
+    built: dict[str, InferenceModel] = {}
+
+    def prepared(name: str) -> InferenceModel:
+        if name not in built:
+            dtype_name, runner = options[name]
+            built[name] = prepare_for_inference(model, device, precision=dtype_name, backend=runner, example=example)
+        return built[name]
+
+    def candidate(name: str) -> measured.Step:
+        images, wrapper = torch.randn(batch_shape, device=device), prepared(name)
+        return lambda: wrapper(images)
+
+    onnx = _onnxruntime_version()
+    key = measured.cache_key(
+        "inference",
+        device,
+        model=f"{type(model).__name__} {sum(p.numel() for p in model.parameters())}",
+        batch=list(batch_shape),
+        onnxruntime=onnx,
+        asked=[precision, backend],
+    )
+    calls = None if work_images is None else -(-work_images // max(1, batch_shape[0]))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        decision = measured.decide(
+            key,
+            measured.Decision(rule_name, "rule", reason=reason),
+            {name: functools.partial(candidate, name) for name in options},
+            batch_shape[0],
+            calls,
+            retune=retune,
+            sync=sync,
+        )
+    if decision.source == "rule" or decision.choice not in options:
+        return prepare_for_inference(model, device, precision=precision, backend=backend, example=example)
+    chosen = prepared(decision.choice)
+    chosen.choices["precision_reason"], chosen.choices["backend_reason"] = decision.describe(), ""
+    chosen.choices["measured"] = decision.to_dict()
+    return chosen
+
+
+def _has_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    from resnet.runtime.measured import cpu_bf16_kernels
+
+    return device.type == "cpu" and cpu_bf16_kernels()
+
+
+def _has_onnxruntime() -> bool:
+    return _onnxruntime_version() is not None
+
+
+def _onnxruntime_version() -> str | None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError:
+        return None
+    return str(onnxruntime.__version__)
+
+
 def folded_copy(model: nn.Module, device: torch.device, channels_last: bool) -> InferenceModel:
     """A BN-folded fp32 copy for evaluating a model in training (autocast, if any, stays the caller's)."""
     return prepare_for_inference(model, device, precision="fp32", channels_last=channels_last)
@@ -193,6 +291,6 @@ def describe(choices: dict[str, Any]) -> str:
     backend = choices.get("backend", "eager")
     parts.append({"compile": "torch.compile", "onnxruntime": "ONNX Runtime"}.get(backend, backend))
     reasons = [choices["precision_reason"]]
-    if choices.get("backend_reason", "requested") != "requested":
+    if choices.get("backend_reason", "requested") not in ("requested", ""):
         reasons.append(choices["backend_reason"])
     return f"{choices['device']} ({', '.join(parts)}); {'; '.join(reasons)}"

@@ -29,11 +29,15 @@ class Predictor:
         fast: bool = True,
         precision: str = "auto",
         backend: str = "auto",
+        retune: bool = False,
     ) -> None:
         device = resolve_device(str(device))  # one rule for every command: unknown or absent devices are one line
         self.loaded = source if isinstance(source, LoadedModel) else load_model(source)
         self.preprocess = self.loaded.preprocess
-        self.model = self.loaded.for_inference(device, **inference_options(fast, precision, backend))
+        options = inference_options(fast, precision, backend, retune)
+        if fast and self.loaded.meta.get("input_size"):  # a decision cached for this machine and model, if any
+            options["batch_shape"] = (64, *map(int, self.loaded.meta["input_size"]))
+        self.model = self.loaded.for_inference(device, **options)
         self.choices = self.model.choices
 
     def __call__(
@@ -82,11 +86,12 @@ def predict(
     fast: bool = True,
     precision: str = "auto",
     backend: str = "auto",
+    retune: bool = False,
 ) -> list[dict[str, Any]]:
     """Per image ``{"path", "predictions": [{"class", "index", "probability"}, ...]}`` (best first), or
     ``{"path", "error"}`` for a file that cannot be read — the others are still predicted.
 
     Runs the fast path (``fast=False``: the plain fp32 model); for repeated calls build a :class:`Predictor` once.
     """
-    predictor = Predictor(source, device, fast=fast, precision=precision, backend=backend)
+    predictor = Predictor(source, device, fast=fast, precision=precision, backend=backend, retune=retune)
     return predictor(inputs, top_k=top_k, batch_size=batch_size)

@@ -32,6 +32,7 @@ RESUMABLE_KEYS: dict[str, str] = {
     "data.num_workers": "data.num_workers",
     "system.device": "--device",
     "system.compile": "--compile / --no-compile",
+    "system.retune": "--retune (a resumed run keeps the precision and layout it started with)",
     "distributed.timeout": "--dist-timeout",
     "distributed.setup_timeout": "distributed.setup_timeout",
     "system.threads": "system.threads",

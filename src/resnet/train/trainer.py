@@ -20,7 +20,7 @@ from resnet.eval import evaluate
 from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
-from resnet.runtime import compile_choice, resolve_runtime
+from resnet.runtime import compile_choice, measured, resolve_runtime
 from resnet.train import distributed, divergence, optim, resume
 from resnet.train.cadence import Cadence
 from resnet.train.checks import check_input_size, check_run, out_of_memory_hint
@@ -90,6 +90,7 @@ class Trainer:
         check_run(config)
         self.runtime = distributed.place(resolve_runtime(config.system), ctx)
         optim.seed_everything(config.seed)
+        built_here = self.given_data is None
         if self.given_data is None:
             with distributed.main_first(ctx):
                 self.given_data = self._build_data()
@@ -98,8 +99,6 @@ class Trainer:
         network, self.notes = build_network(config, self.data, resume=bool(self.resume))
         self.model = distributed.prepare_model(network, config, ctx, self.runtime.device)
         self.model = self.model.to(self.runtime.device)
-        if self.runtime.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = updates_per_epoch(self.data.train, config.optim.accum_steps)
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -111,6 +110,9 @@ class Trainer:
             done = int(checkpoint["iteration"])
             self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done)
         self.total = optim.total_iterations(config, self.steps_per_epoch)
+        self._choose_runtime(checkpoint, rebuild_data=built_here)
+        if self.runtime.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         compiled, self.compile_reason = compile_choice(config.system.compile, self.runtime.device, self.total)
         self.runtime = dataclasses.replace(self.runtime, compile=compiled)
         self.cadence = Cadence(config.eval, config.checkpoint, self.steps_per_epoch)
@@ -129,6 +131,38 @@ class Trainer:
         self.forward, self.eval_forward = distributed.wrap_model(self.model, self.runtime, ctx)
         if config.log.tensorboard:
             self.run_dir.open_tensorboard(purge_step=self.iteration + 1 if self.resume else None)
+
+    def _choose_runtime(self, checkpoint: dict[str, Any] | None, rebuild_data: bool) -> None:
+        """Precision and layout: the resumed run's own (exact resume), else the fastest measured on rank 0 (or its
+        cached decision, or the flag rule for a run too short to repay a measurement), the same on every rank."""
+        rule, ctx = self.runtime, self.dist
+        if checkpoint is not None:
+            saved = checkpoint.get("runtime_choice")
+            decision = (
+                measured.Decision.from_dict(saved, source="resumed")
+                if saved
+                else measured.Decision(f"{rule.precision} {measured.layout_name(rule.channels_last)}", "rule")
+            )
+            self.runtime = measured.apply_training(rule, decision)
+        else:
+            shape = (getattr(self.data.train, "batch_size", self.config.data.batch_size), self.data.in_chans)
+            decision = ctx.on_main(
+                lambda: measured.decide_training(
+                    rule,
+                    self.config.system,
+                    self.model,
+                    model_name=f"{self.config.model.name} {self.config.model.options}",
+                    batch=(*shape, *self.data.image_size),
+                    num_classes=self.data.num_classes,
+                    iterations=self.total - self.iteration,
+                    world_size=ctx.world_size,
+                )[1]
+            )
+            self.runtime = measured.apply_training(rule, decision)
+        self.runtime_choice = decision
+        if rebuild_data and self.runtime.channels_last != rule.channels_last:
+            with distributed.main_first(ctx):  # the streams hand out batches in the chosen layout
+                self.data = self.given_data = self._build_data()
 
     def _build_data(self) -> TrainingData:
         return build_data(
@@ -159,6 +193,7 @@ class Trainer:
             **distributed.checkpoint_fields(self.config, self.dist, self.iteration),
             "meta": build_meta(self.config, self.data),
             "run_id": self.run_dir.run_id,
+            "runtime_choice": self.runtime_choice.to_dict(),
             "data_fingerprint": getattr(self.data, "fingerprint", ""),
         }
 
@@ -379,6 +414,7 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             wall_time=self.wall_time(),
         )
+        summary["runtime_choice"] = self.runtime_choice.to_dict()  # what ran, and the rates it was chosen on
         if self.ema is not None:
             summary.update(ema_results(self.records, self.state))
         if self.keeper is not None:

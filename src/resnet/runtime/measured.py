@@ -1,0 +1,364 @@
+"""Measured choices: time each way of running a model on this machine, keep the fastest, remember it.
+
+CPU flags say what a processor *can* do, not what is fastest for a 16-channel 3x3 convolution at batch 128 with
+this torch build: on a Xeon with ``avx512_bf16`` and no AMX, bf16 trains ResNet-20 at 0.8x fp32, on one with AMX at
+2.5x. So, like ``cudnn.benchmark`` on GPUs, the automatic choices (``--amp auto``, channels-last ``auto``,
+``--backend``/``--precision auto`` of eval and predict, ``--jobs auto``) time their candidates for a few steps and
+take the fastest. A decision is cached per machine, torch version, model, input shape, batch and threads in
+``<cache>/choices.json`` (``$RESNET_CACHE``, ``$XDG_CACHE_HOME/resnet`` or ``~/.cache/resnet``), so that it is
+measured once; a run too short to repay the measurement uses the cached decision or the flag rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet.data.paths import cache_dir
+from resnet.runtime import Runtime, cpu_flags
+
+CACHE_FILE = "choices.json"
+CACHE_VERSION = 1
+# A measurement may cost at most this share of the work it speeds up; shorter work takes the cache or the rule.
+MEASURE_SHARE = 0.05
+# A candidate whose warm-up already runs this much slower than the best so far is not timed further.
+HOPELESS = 3.0
+
+Step = Callable[[], object]  # one call of the work being timed (a training step, a forward pass)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which candidate runs, and the evidence: measured images/s per candidate, or why none was measured."""
+
+    choice: str
+    source: str  # measured | cached | rule | resumed | requested
+    rates: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  # for a rule or a request: why this candidate
+
+    def describe(self) -> str:
+        """``fp32 channels-last — measured 712 img/s against bf16 channels-last 587 img/s``."""
+        if not self.rates:
+            return f"{self.choice}: {self.reason}" if self.reason else self.choice
+        others = [f"{name} {rate:,.0f} img/s" for name, rate in self.rates.items() if name != self.choice]
+        mine = self.rates.get(self.choice)
+        text = f"{self.choice} — measured {mine:,.0f} img/s" if mine else f"{self.choice} — measured"
+        if others:
+            text += " against " + ", ".join(others)
+        origin = {"cached": "cached on this machine; --retune measures again", "resumed": "the run's own choice"}
+        notes = ([origin[self.source]] if self.source in origin else []) + ([self.reason] if self.reason else [])
+        return text + (f" ({'; '.join(notes)})" if notes else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"choice": self.choice, "source": self.source, "rates": dict(self.rates), "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any], source: str | None = None) -> Decision:
+        rates = {str(k): float(v) for k, v in dict(value.get("rates") or {}).items()}
+        return cls(str(value["choice"]), source or str(value.get("source", "")), rates, str(value.get("reason", "")))
+
+
+def measure(
+    candidates: Mapping[str, Callable[[], Step]],
+    images_per_call: int,
+    *,
+    warmup: int = 2,
+    calls: int = 3,
+    rounds: int = 2,
+    timer: Callable[[], float] = time.perf_counter,
+    sync: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
+    """Images/s of each candidate: ``candidates[name]()`` builds its step (set-up not timed), which is warmed up,
+    then timed ``calls`` times per round; rounds alternate between candidates so that a passing load hits all alike,
+    and each keeps its best round. A candidate whose warm-up is hopelessly slow (or that fails) is dropped early."""
+    steps: dict[str, Step] = {}
+    best_call: float | None = None
+    for name, build in candidates.items():
+        try:
+            step = build()
+            start = timer()
+            for _ in range(warmup):
+                step()
+            sync()
+            per_call = (timer() - start) / max(1, warmup)
+        except (RuntimeError, NotImplementedError, ValueError):  # a kernel missing for this dtype or layout
+            continue
+        if best_call is not None and per_call > HOPELESS * best_call:
+            continue
+        best_call = per_call if best_call is None else min(best_call, per_call)
+        steps[name] = step
+    rates: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = timer()
+            for _ in range(calls):
+                step()
+            sync()
+            elapsed = max(timer() - start, 1e-9)
+            rates[name] = max(rates.get(name, 0.0), images_per_call * calls / elapsed)
+    return rates
+
+
+def fastest(rates: Mapping[str, float]) -> str:
+    return max(rates, key=lambda name: rates[name])
+
+
+def calls_needed(candidates: int, warmup: int = 2, calls: int = 3, rounds: int = 2) -> int:
+    """Calls of the work a measurement of ``candidates`` costs, at most (a hopeless candidate stops earlier)."""
+    return candidates * (warmup + calls * rounds)
+
+
+def worth_measuring(candidates: int, work_calls: int) -> bool:
+    """Whether timing the candidates costs at most ``MEASURE_SHARE`` of ``work_calls`` calls of the work."""
+    return candidates > 1 and calls_needed(candidates) <= MEASURE_SHARE * work_calls
+
+
+# ---- the machine and the cache ----------------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for reports and cache keys."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> str:
+    """What decides speed on ``device``: the GPU's name, or the CPU's model and a digest of its flags."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    return f"{device.type}: {cpu_model()} ({os.cpu_count()} cores, flags {flags})"
+
+
+def cache_key(kind: str, device: torch.device, **fields: Any) -> dict[str, Any]:
+    """Everything a decision depends on: the machine, the software, and what the caller names (model, shape...)."""
+    return {
+        "kind": kind,
+        "machine": machine(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        **{name: fields[name] for name in sorted(fields)},
+    }
+
+
+class ChoiceCache:
+    """Decisions on disk, one JSON file; anything unreadable, stale or of another version is ignored with a
+    warning, and a cache that cannot be written costs a remeasurement next time, never the run."""
+
+    def __init__(self, path: Path | None = None, warn: Callable[[str], None] | None = None) -> None:
+        self.path = path or cache_dir() / CACHE_FILE
+        self.warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
+
+    @staticmethod
+    def _digest(key: Mapping[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def _entries(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+            if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+                version = data.get("version") if isinstance(data, dict) else "?"
+                raise ValueError(f"written by another version ({version})")
+            entries = data.get("entries")
+            if not isinstance(entries, dict):
+                raise ValueError("no entries")
+            return entries
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            self.warn(f"ignoring the cache of measured choices {self.path} ({error}); measuring again")
+            return {}
+
+    def get(self, key: Mapping[str, Any]) -> Decision | None:
+        entry = self._entries().get(self._digest(key))
+        if not isinstance(entry, dict) or entry.get("key") != json.loads(json.dumps(key, default=str)):
+            return None
+        try:
+            return Decision.from_dict(entry["decision"], source="cached")
+        except (KeyError, TypeError, ValueError):
+            self.warn(f"ignoring a damaged entry of {self.path}; measuring again")
+            return None
+
+    def put(self, key: Mapping[str, Any], decision: Decision) -> None:
+        entries = self._entries()
+        entries[self._digest(key)] = {"key": key, "decision": decision.to_dict(), "measured_at": time.time()}
+        text = json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1, default=str)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".choices-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(text)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as error:
+            self.warn(f"could not keep the measured choice in {self.path} ({error}); it will be measured again")
+
+
+def decide(
+    key: Mapping[str, Any],
+    rule: Decision,
+    candidates: Mapping[str, Callable[[], Step]],
+    images_per_call: int,
+    work_calls: int | None,
+    *,
+    retune: bool = False,
+    cache: ChoiceCache | None = None,
+    sync: Callable[[], None] = lambda: None,
+) -> Decision:
+    """The cached decision, else a measurement when the work repays it (``work_calls`` calls, None: unknown),
+    else ``rule``. A single candidate is the rule's. ``retune`` measures again whatever the cache holds."""
+    if len(candidates) <= 1 or rule.choice not in candidates:
+        return rule
+    cache = cache or ChoiceCache()
+    if not retune:
+        cached = cache.get(key)
+        if cached is not None and cached.choice in candidates:
+            return cached
+    if not retune and (work_calls is None or not worth_measuring(len(candidates), work_calls)):
+        return rule
+    rates = measure(candidates, images_per_call, sync=sync)
+    if not rates:
+        return rule
+    decision = Decision(fastest(rates), "measured", rates)
+    cache.put(key, decision)
+    return decision
+
+
+# ---- training: precision x memory layout ------------------------------------------------------------------------
+def layout_name(channels_last: bool) -> str:
+    return "channels-last" if channels_last else "NCHW"
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def training_candidates(system: Any, device: torch.device, rule: Runtime) -> dict[str, tuple[torch.dtype | None, bool]]:
+    """Name -> (autocast dtype, channels-last) for every setting ``--amp``/``channels_last`` leave open here: an
+    explicit flag fixes its half; bf16 only where oneDNN (CPU) or the GPU has bf16 kernels; fp16 on GPUs."""
+    dtypes: list[torch.dtype | None] = [rule.amp_dtype]
+    if system.amp == "auto":
+        if device.type == "cuda":
+            dtypes = [None, torch.float16] + ([torch.bfloat16] if torch.cuda.is_bf16_supported() else [])
+        elif device.type == "cpu":
+            dtypes = [None] + ([torch.bfloat16] if cpu_bf16_kernels() else [])
+    layouts = [rule.channels_last]
+    if system.channels_last == "auto" and device.type in ("cpu", "cuda"):
+        layouts = [True, False]
+    return {f"{precision_name(dtype)} {layout_name(layout)}": (dtype, layout) for dtype in dtypes for layout in layouts}
+
+
+def cpu_bf16_kernels() -> bool:
+    """Whether oneDNN has bf16 kernels here (native or through AVX-512): without them bf16 is not worth timing."""
+    with contextlib.suppress(Exception):
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def training_step(
+    model: torch.nn.Module,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+    batch: tuple[int, ...],
+    num_classes: int,
+) -> Step:
+    """One SGD update of a private copy of ``model`` on a random batch: what a training iteration costs in this
+    precision and layout. The copy, its optimizer and the batch are the measurement's own, so the run's weights,
+    statistics and random streams are untouched."""
+    import copy
+
+    replica = copy.deepcopy(model).to(device).train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    replica = replica.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(replica.parameters(), lr=1e-4, momentum=0.9)
+    images = torch.randn(batch, device=device).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, num_classes, (batch[0],), device=device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(replica(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def decide_training(
+    rule: Runtime,
+    system: Any,
+    model: torch.nn.Module,
+    *,
+    model_name: str,
+    batch: tuple[int, ...],
+    num_classes: int,
+    iterations: int,
+    world_size: int = 1,
+    cache: ChoiceCache | None = None,
+) -> tuple[Runtime, Decision]:
+    """The runtime to train with: ``rule`` (the flag rule of ``resolve_runtime``) with its precision and layout
+    replaced by the fastest measured candidate, when the settings leave them open."""
+    candidates = training_candidates(system, rule.device, rule)
+    rule_name = f"{rule.precision} {layout_name(rule.channels_last)}"
+    if len(candidates) <= 1:
+        return rule, Decision(rule_name, "requested", reason=rule.amp_reason)
+    key = cache_key("train", rule.device, model=model_name, batch=list(batch), world_size=world_size)
+    sync = torch.cuda.synchronize if rule.is_cuda else (lambda: None)
+    with torch.random.fork_rng(devices=[rule.device] if rule.is_cuda else []):
+        factories = {
+            name: (lambda d=dtype, cl=layout: training_step(model, rule.device, d, cl, batch, num_classes))
+            for name, (dtype, layout) in candidates.items()
+        }
+        decision = decide(
+            key,
+            Decision(rule_name, "rule", reason=rule.amp_reason),
+            factories,
+            batch[0],
+            iterations,
+            retune=bool(getattr(system, "retune", False)),
+            cache=cache,
+            sync=sync,
+        )
+    return apply_training(rule, decision, candidates), decision
+
+
+def apply_training(
+    rule: Runtime, decision: Decision, candidates: Mapping[str, tuple[torch.dtype | None, bool]] | None = None
+) -> Runtime:
+    """``rule`` running ``decision``'s candidate; the printed reason is the decision's evidence."""
+    import dataclasses
+
+    if decision.source == "rule":
+        return rule
+    dtype, layout = (candidates or {}).get(decision.choice) or parse_training_choice(decision.choice)
+    return dataclasses.replace(rule, amp_dtype=dtype, channels_last=layout, amp_reason=decision.describe())
+
+
+def parse_training_choice(name: str) -> tuple[torch.dtype | None, bool]:
+    """``"bf16 NCHW"`` -> (torch.bfloat16, False): a saved decision read back on resume."""
+    precision, _, layout = name.partition(" ")
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes or layout not in ("channels-last", "NCHW"):
+        raise ValueError(f"not a training choice: {name!r}")
+    return dtypes[precision], layout == "channels-last"

@@ -1,0 +1,209 @@
+"""Measured automatic choices (resnet.runtime.measured): the chooser, its cache, and what training does with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet.config import SystemConfig
+from resnet.runtime import measured, resolve_runtime
+from resnet.runtime.measured import ChoiceCache, Decision, cache_key, decide, measure
+from resnet.train import load_config, train
+from test_train_fake_data import make_fake_bundle
+
+
+class FakeClock:
+    """A timer that advances only when a candidate's step runs: each step costs its candidate's seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, seconds: float):
+        def run() -> None:
+            self.now += seconds
+
+        return lambda: run
+
+
+@pytest.mark.parametrize(("a", "b", "winner"), [(0.1, 0.2, "a"), (0.3, 0.15, "b")])
+def test_the_faster_candidate_wins_either_way(a: float, b: float, winner: str) -> None:
+    clock = FakeClock()
+    rates = measure({"a": clock.step(a), "b": clock.step(b)}, images_per_call=10, timer=clock)
+    assert measured.fastest(rates) == winner
+    assert rates["a"] == pytest.approx(10 / a) and rates["b"] == pytest.approx(10 / b)
+
+
+def test_a_hopeless_or_failing_candidate_is_dropped_after_its_warmup() -> None:
+    clock = FakeClock()
+
+    def broken():
+        raise RuntimeError("no bf16 kernel for this layout")
+
+    rates = measure({"fast": clock.step(0.1), "slow": clock.step(1.0), "broken": broken}, 1, timer=clock)
+    assert set(rates) == {"fast"}
+
+
+def test_the_key_separates_machines_torch_versions_and_shapes(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    base = cache_key("train", cpu, model="resnet20", batch=[128, 3, 32, 32], world_size=1)
+    assert base == cache_key("train", cpu, model="resnet20", batch=[128, 3, 32, 32], world_size=1)
+    assert base != cache_key("train", cpu, model="resnet20", batch=[64, 3, 32, 32], world_size=1)
+    assert base != cache_key("train", cpu, model="resnet20", batch=[128, 3, 32, 32], world_size=2)
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert cache_key("train", cpu, model="resnet20", batch=[128, 3, 32, 32], world_size=1) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(measured, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert cache_key("train", cpu, model="resnet20", batch=[128, 3, 32, 32], world_size=1) != base
+    monkeypatch.setattr(measured, "cpu_model", lambda: "Another CPU")
+    assert "Another CPU" in cache_key("train", cpu)["machine"]
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"\xff\xfe\x00", b'{"version": 0, "entries": {}}', b"[1, 2]", b'{"version": 1}']
+)
+def test_an_unreadable_or_foreign_cache_is_ignored_with_one_line(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "choices.json"
+    path.write_bytes(content)
+    warnings: list[str] = []
+    cache = ChoiceCache(path, warn=warnings.append)
+    key = {"kind": "train", "model": "resnet8"}
+    assert cache.get(key) is None
+    assert len(warnings) == 1 and str(path) in warnings[0] and "\n" not in warnings[0]
+    cache.put(key, Decision("fp32 NCHW", "measured", {"fp32 NCHW": 10.0}))  # the bad file is replaced
+    assert ChoiceCache(path).get(key) == Decision("fp32 NCHW", "cached", {"fp32 NCHW": 10.0})
+
+
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    warnings: list[str] = []
+    cache = ChoiceCache(blocker / "choices.json", warn=warnings.append)
+    cache.put({"kind": "x"}, Decision("a", "measured", {"a": 1.0}))
+    assert len(warnings) == 1 and "measured again" in warnings[0]
+
+
+def test_decide_uses_the_cache_measures_once_and_retunes_on_request(monkeypatch, tmp_path: Path) -> None:
+    clock = FakeClock()
+    calls: list[str] = []
+
+    def candidate(name: str, seconds: float):
+        def build():
+            calls.append(name)
+            return clock.step(seconds)()
+
+        return build
+
+    original = measured.measure
+    monkeypatch.setattr(measured, "measure", lambda c, n, **kw: original(c, n, **{**kw, "timer": clock}))
+    cache = ChoiceCache(tmp_path / "choices.json")
+    rule = Decision("a", "rule", reason="the flag rule")
+    key = {"kind": "test"}
+    options = {"a": candidate("a", 0.2), "b": candidate("b", 0.1)}
+    assert decide(key, rule, options, 8, work_calls=10, cache=cache) == rule  # too short to repay a measurement
+    assert calls == []
+    chosen = decide(key, rule, options, 8, work_calls=10_000, cache=cache)
+    assert chosen.choice == "b" and chosen.source == "measured" and calls == ["a", "b"]
+    again = decide(key, rule, options, 8, work_calls=10_000, cache=cache)
+    assert again.choice == "b" and again.source == "cached" and calls == ["a", "b"]  # not measured again
+    assert decide(key, rule, options, 8, work_calls=10, cache=cache).source == "cached"  # short runs use it too
+    retuned = decide(key, rule, options, 8, work_calls=10, retune=True, cache=cache)
+    assert retuned.source == "measured" and calls == ["a", "b", "a", "b"]
+    assert decide(key, rule, {"a": options["a"]}, 8, work_calls=10_000, cache=cache) == rule  # one candidate
+
+
+def test_explicit_flags_leave_nothing_to_measure() -> None:
+    rule = resolve_runtime(SystemConfig(device="cpu", amp="off", channels_last="on"))
+    assert list(measured.training_candidates(SystemConfig(amp="off", channels_last="on"), rule.device, rule)) == [
+        "fp32 channels-last"
+    ]
+    open_layout = measured.training_candidates(SystemConfig(amp="off"), rule.device, rule)
+    assert set(open_layout) == {"fp32 channels-last", "fp32 NCHW"}
+    runtime, decision = measured.decide_training(
+        rule, SystemConfig(amp="off", channels_last="on"), torch.nn.Linear(2, 2),
+        model_name="x", batch=(2, 2), num_classes=2, iterations=10**9,
+    )  # fmt: skip
+    assert runtime == rule and decision.source == "requested"
+
+
+def test_bf16_is_a_candidate_only_where_onednn_has_bf16_kernels(monkeypatch) -> None:
+    rule = resolve_runtime(SystemConfig(device="cpu", amp="off"))
+    monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: True)
+    assert "bf16 channels-last" in measured.training_candidates(SystemConfig(), rule.device, rule)
+    monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: False)
+    assert "bf16 channels-last" not in measured.training_candidates(SystemConfig(), rule.device, rule)
+
+
+def tiny(run_dir: Path, iterations: int, **system) -> object:
+    return load_config(
+        "cifar-paper",
+        {
+            "model.name": "resnet8",
+            "data.dataset": "fake",
+            "data.batch_size": 16,
+            "train.iterations": iterations,
+            "run_dir": str(run_dir),
+            "log.progress": "none",
+            "log.tensorboard": False,
+            "system.device": "cpu",
+            **{f"system.{k}": v for k, v in system.items()},
+        },
+    )
+
+
+def test_training_runs_the_measured_choice_and_a_resume_keeps_it(monkeypatch, tmp_path: Path) -> None:
+    preferred = {"value": "fp32 NCHW"}
+
+    def fake_measure(candidates, images_per_call, **_):
+        return {name: (100.0 if name == preferred["value"] else 50.0) for name in candidates}
+
+    monkeypatch.setattr(measured, "measure", fake_measure)
+    monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: False)
+    run = tmp_path / "run"
+    summary = train(tiny(run, 2, retune=True), data=make_fake_bundle(num_train=32, batch_size=16))
+    assert summary["runtime_choice"]["choice"] == "fp32 NCHW" and summary["runtime_choice"]["source"] == "measured"
+    assert summary["amp_reason"] == "fp32 NCHW — measured 100 img/s against fp32 channels-last 50 img/s"
+    assert "NCHW" in json.loads((run / "summary.json").read_text())["runtime_choice"]["choice"]
+    [entry] = json.loads(ChoiceCache().path.read_text())["entries"].values()  # remembered for the next run
+    assert entry["key"]["model"] == "resnet8 {}" and entry["key"]["batch"][0] == 16
+    assert ChoiceCache().get(entry["key"]) == Decision.from_dict(summary["runtime_choice"], source="cached")
+
+    preferred["value"] = "fp32 channels-last"  # the machine now measures otherwise: the resumed run keeps its own
+    resumed = train(tiny(run, 4, retune=True), data=make_fake_bundle(num_train=32, batch_size=16), resume=True)
+    assert resumed["runtime_choice"]["choice"] == "fp32 NCHW" and resumed["runtime_choice"]["source"] == "resumed"
+    assert "the run's own choice" in resumed["amp_reason"]
+
+
+@pytest.mark.parametrize("winner", ["fp32 eager", "fp32 onnxruntime"])
+def test_inference_auto_runs_the_measured_candidate(monkeypatch, winner: str) -> None:
+    pytest.importorskip("onnxruntime")
+    from resnet.inference.fast import prepare_for_inference
+    from resnet.models import create_model
+
+    seen: list[str] = []
+
+    def fake_measure(candidates, images_per_call, **_):
+        seen.extend(candidates)
+        for build in candidates.values():
+            build()()  # each candidate is built and runs
+        return {name: (100.0 if name == winner else 50.0) for name in candidates}
+
+    monkeypatch.setattr(measured, "measure", fake_measure)
+    monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: False)
+    model = create_model("resnet8", num_classes=10).eval()
+    fast = prepare_for_inference(model, "cpu", backend="auto", batch_shape=(4, 3, 32, 32), work_images=10**6)
+    assert set(seen) == {"fp32 eager", "fp32 onnxruntime"}
+    assert fast.choices["backend"] == winner.split()[1] and fast.choices["measured"]["choice"] == winner
+    assert fast.choices["precision_reason"].startswith(f"{winner} — measured 100 img/s")
+    images = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(fast(images), model(images), atol=1e-4, rtol=1e-4)
+    seen.clear()
+    short = prepare_for_inference(model, "cpu", backend="auto", batch_shape=(4, 3, 32, 32), work_images=4)
+    assert seen == [] and short.choices["measured"]["source"] == "cached"  # a short job takes the cached decision
+    plain = prepare_for_inference(model, "cpu", precision="fp32", backend="eager", batch_shape=(4, 3, 32, 32))
+    assert "measured" not in plain.choices  # nothing left to choose
