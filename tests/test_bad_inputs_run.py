@@ -277,6 +277,24 @@ def test_resume_refuses_changes_it_cannot_honour(capsys, run_copy: Path) -> None
     assert snapshot(run_copy) == before
 
 
+def test_the_start_command_with_resume_continues_and_a_differing_flag_names_both_values(
+    capsys, corpus: Path, run_copy: Path
+) -> None:
+    start = [*TRAIN, *MULTISTEP, "--dataset", str(corpus / "folder"), "--run-dir", str(run_copy)]
+    saved_recipe = load_checkpoint(run_copy / "last.pt")["config"]["recipe"]
+    before = snapshot(run_copy)
+    other = "fast" if saved_recipe != "fast" else "cifar-paper"
+    code, _, err = run_cli(capsys, *start, "--iterations", "4", "--recipe", other, "--resume")
+    assert code == 2 and f"recipe (saved {saved_recipe!r}, given {other!r})" in one_error_line(err)
+    code, _, err = run_cli(capsys, *start, "--iterations", "4", "--lr", "0.5", "--resume")
+    line = one_error_line(err)
+    assert code == 2 and "optim.lr (saved " in line and "given 0.5)" in line
+    assert snapshot(run_copy) == before
+    code, _, err = run_cli(capsys, *start, "--iterations", "6", "--recipe", saved_recipe, "--resume")
+    assert code == 0, err  # every flag equals the saved configuration (or lengthens the run): accepted
+    assert load_checkpoint(run_copy / "last.pt")["iteration"] == 6
+
+
 def test_resume_extends_a_finished_run_keeping_its_milestones(capsys, run_copy: Path) -> None:
     code, _, err = run_cli(capsys, *resume(run_copy, "--iterations", "8"))
     assert code == 0, err

@@ -162,9 +162,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resume {args.resume} needs --run-dir DIR: the run directory holding last.pt")
     changed = None
     if args.resume == "yes":
+        # The saved configuration is authoritative: the flags given (the command the run was started with, say) are
+        # accepted where they equal it, and may change only what resume.py allows; --recipe must name the run's own.
         if args.recipe:
-            raise ConfigError("--resume continues the saved configuration; drop --recipe")
-        # The saved configuration is authoritative; the flags given may change only what resume.py allows.
+            overrides["recipe"] = args.recipe
         config, changed = load_config(None, overrides, check=False), list(overrides)
     else:  # a fresh run, or "auto": the recipe's configuration is used if there is nothing to resume
         config = load_config(args.recipe or DEFAULT_RECIPE, overrides)

@@ -78,6 +78,8 @@ def merge_resume_config(saved: Config, given: Config, explicit: list[str] | None
         for key in explicit
         if key in given_flat and key not in IGNORED_KEYS and given_flat[key] != saved_flat.get(key)
     }
+    if "recipe" in explicit and given.recipe not in ("", saved.recipe):  # re-running the start command is fine
+        changes["recipe"] = given.recipe
     if any(key in changes for key in LENGTH_KEYS):  # one run length wins, as on the command line
         for key in LENGTH_KEYS:
             changes[key] = given_flat[key]
