@@ -179,3 +179,18 @@ def test_build_data_takes_the_data_configuration_whole() -> None:
     parameters = list(inspect.signature(build_data).parameters.values())
     assert parameters[0].annotation in (DataConfig, "DataConfig")
     assert len(parameters) - 1 <= 5
+
+
+@pytest.mark.parametrize("package", ["resnet", "resnet.data", "resnet.inference"])
+def test_every_lazy_export_is_declared_once_and_loads(package: str) -> None:
+    import importlib
+
+    from resnet.lazy import declared_exports
+
+    module = importlib.import_module(package)
+    declared = declared_exports(package, Path(module.__file__ or "").read_text())
+    assert declared and set(declared) <= set(module.__all__)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    with pytest.raises(AttributeError):
+        _ = module.no_such_export

@@ -7,10 +7,10 @@
 >>> fast = resnet.prepare_for_inference(model, "cpu")      # doctest: +SKIP  (BN folded, channels-last, bf16 if native)
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from resnet.errors import ResNetError
-from resnet.lazy import lazy_exports
+from resnet.lazy import lazy_package
 
 if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use (`resnet --help` stays fast)
     from resnet.eval.fully_conv import fully_convolutional
@@ -20,33 +20,4 @@ if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ResNetError",
-    "__version__",
-    "create_model",
-    "fully_convolutional",
-    "fuse_conv_bn",
-    "list_models",
-    "load_model",
-    "model_info",
-    "predict",
-    "prepare_for_inference",
-]
-
-_LAZY = {
-    "create_model": "resnet.models",
-    "fuse_conv_bn": "resnet.models",
-    "list_models": "resnet.models",
-    "model_info": "resnet.models",
-    "load_model": "resnet.inference",
-    "predict": "resnet.inference",
-    "fully_convolutional": "resnet.eval.fully_conv",
-    "prepare_for_inference": "resnet.inference.fast",
-}
-
-
-_load = lazy_exports(__name__, _LAZY)
-
-
-def __getattr__(name: str) -> Any:  # models, inference and evaluation load on first use (fast `import resnet`)
-    return _load(name, globals())
+__getattr__, __all__ = lazy_package(__name__, __file__, also=("ResNetError", "__version__"))

@@ -5,17 +5,3 @@ from resnet.analysis.curves import RunCurve, compare_runs, read_run
 from resnet.analysis.gradients import GradientNorms, gradient_norms, weight_layers
 from resnet.analysis.reports import analyze_gradients, analyze_responses
 from resnet.analysis.responses import Responses, measure_responses, response_layers
-
-__all__ = [
-    "GradientNorms",
-    "Responses",
-    "RunCurve",
-    "analyze_gradients",
-    "analyze_responses",
-    "compare_runs",
-    "gradient_norms",
-    "measure_responses",
-    "read_run",
-    "response_layers",
-    "weight_layers",
-]

@@ -11,9 +11,9 @@ Registered names: cifar10, cifar100, mnist, fashion-mnist, cifar10-jpeg; any pat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from resnet.lazy import lazy_exports
+from resnet.lazy import lazy_package
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (a fast CLI)
     from resnet.data import views
@@ -27,59 +27,4 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on fir
     from resnet.data.tensor_pipeline import pad_crop_flip
     from resnet.data.views import center_crop, full_image, ten_crop
 
-_EXPORTS: dict[str, str] = {
-    "DataBundle": "resnet.data.bundle",
-    "DataConfig": "resnet.data.config",
-    "EvalStream": "resnet.data.bundle",
-    "TrainStream": "resnet.data.bundle",
-    "TrainingData": "resnet.data.bundle",
-    "build_data": "resnet.data.build",
-    "cache_dir": "resnet.data.paths",
-    "canonical_dataset": "resnet.data.registry",
-    "center_crop": "resnet.data.views",
-    "check_data_config": "resnet.data.build",
-    "data_roots": "resnet.data.paths",
-    "dataset_info": "resnet.data.info",
-    "full_image": "resnet.data.views",
-    "list_datasets": "resnet.data.registry",
-    "load_data": "resnet.data.build",
-    "pad_crop_flip": "resnet.data.tensor_pipeline",
-    "resolve": "resnet.data.registry",
-    "split_indices": "resnet.data.splits",
-    "stratified_subset": "resnet.data.splits",
-    "ten_crop": "resnet.data.views",
-    "validation_size": "resnet.data.splits",
-    "views": "resnet.data.views",
-}
-
-__all__ = [
-    "DataBundle",
-    "DataConfig",
-    "EvalStream",
-    "TrainStream",
-    "TrainingData",
-    "build_data",
-    "cache_dir",
-    "canonical_dataset",
-    "center_crop",
-    "check_data_config",
-    "data_roots",
-    "dataset_info",
-    "full_image",
-    "list_datasets",
-    "load_data",
-    "pad_crop_flip",
-    "resolve",
-    "split_indices",
-    "stratified_subset",
-    "ten_crop",
-    "validation_size",
-    "views",
-]
-
-
-_load = lazy_exports(__name__, _EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    return _load(name, globals())
+__getattr__, __all__ = lazy_package(__name__, __file__)

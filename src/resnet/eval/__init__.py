@@ -4,18 +4,6 @@ from resnet.eval.evaluate import Metrics, evaluate, evaluate_metrics, evaluation
 from resnet.eval.fully_conv import FullyConvolutional, fully_convolutional
 from resnet.eval.topk import topk_errors, topk_wrong
 
-__all__ = [
-    "FullyConvolutional",
-    "Metrics",
-    "evaluate",
-    "evaluate_metrics",
-    "evaluation_mode",
-    "fully_convolutional",
-    "run_eval",
-    "topk_errors",
-    "topk_wrong",
-]
-
 
 def __getattr__(name: str):  # run_eval pulls in the data package: imported on first use
     if name == "run_eval":

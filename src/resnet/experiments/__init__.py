@@ -8,13 +8,3 @@
 from resnet.experiments.cifar_table import run_cifar_table
 from resnet.experiments.degradation import ExperimentSettings, run_degradation
 from resnet.experiments.runs import BUDGETS, Budget, PlannedRun, budget_named
-
-__all__ = [
-    "BUDGETS",
-    "Budget",
-    "ExperimentSettings",
-    "PlannedRun",
-    "budget_named",
-    "run_cifar_table",
-    "run_degradation",
-]

@@ -6,15 +6,3 @@ from resnet.export.onnx import export_onnx, verify_onnx
 from resnet.export.safetensors_io import save_safetensors
 from resnet.export.torchscript import export_torchscript, verify_torchscript
 from resnet.export.torchvision_layout import torchvision_state_dict
-
-__all__ = [
-    "FORMATS",
-    "export_checkpoint",
-    "export_model",
-    "export_onnx",
-    "export_torchscript",
-    "save_safetensors",
-    "torchvision_state_dict",
-    "verify_onnx",
-    "verify_torchscript",
-]

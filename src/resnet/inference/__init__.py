@@ -10,9 +10,9 @@ runs the plain model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from resnet.lazy import lazy_exports
+from resnet.lazy import lazy_package
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (a fast CLI)
     from resnet.inference.fast import InferenceModel, describe, folded_copy, inference_options, prepare_for_inference
@@ -20,43 +20,4 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on fir
     from resnet.inference.loading import LoadedModel, load_model, model_from_meta
     from resnet.inference.prediction import Predictor, predict
 
-_EXPORTS: dict[str, str] = {
-    "InferenceModel": "resnet.inference.fast",
-    "LoadedModel": "resnet.inference.loading",
-    "Predictor": "resnet.inference.prediction",
-    "Preprocess": "resnet.inference.images",
-    "UnreadableImageError": "resnet.inference.images",
-    "describe": "resnet.inference.fast",
-    "expand_inputs": "resnet.inference.images",
-    "folded_copy": "resnet.inference.fast",
-    "inference_options": "resnet.inference.fast",
-    "load_model": "resnet.inference.loading",
-    "model_from_meta": "resnet.inference.loading",
-    "predict": "resnet.inference.prediction",
-    "prepare_for_inference": "resnet.inference.fast",
-    "read_image": "resnet.inference.images",
-}
-
-__all__ = [
-    "InferenceModel",
-    "LoadedModel",
-    "Predictor",
-    "Preprocess",
-    "UnreadableImageError",
-    "describe",
-    "expand_inputs",
-    "folded_copy",
-    "inference_options",
-    "load_model",
-    "model_from_meta",
-    "predict",
-    "prepare_for_inference",
-    "read_image",
-]
-
-
-_load = lazy_exports(__name__, _EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    return _load(name, globals())
+__getattr__, __all__ = lazy_package(__name__, __file__)

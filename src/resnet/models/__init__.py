@@ -7,27 +7,3 @@ from resnet.models.registry import create_model, get_spec, list_models, min_inpu
 from resnet.models.shortcuts import IdentityShortcut, ProjectionShortcut, ZeroPadShortcut
 from resnet.models.specs import ARCHITECTURES, ArchSpec
 from resnet.models.vgg import VGG
-
-__all__ = [
-    "ARCHITECTURES",
-    "VGG",
-    "ArchSpec",
-    "BasicBlock",
-    "Bottleneck",
-    "FeatureInfo",
-    "IdentityShortcut",
-    "PreActBasicBlock",
-    "PreActBottleneck",
-    "ProjectionShortcut",
-    "ResNet",
-    "ResNetFeatures",
-    "ZeroPadShortcut",
-    "create_model",
-    "fuse_conv_bn",
-    "get_spec",
-    "list_models",
-    "min_input_size",
-    "model_info",
-    "resolve_options",
-    "stage_plan",
-]

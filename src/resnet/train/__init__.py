@@ -9,17 +9,3 @@ from resnet.config import Config, apply_overrides, config_from_dict, find_recipe
 from resnet.eval import evaluate
 from resnet.train.optim import Schedule, build_schedule
 from resnet.train.trainer import Trainer, train
-
-__all__ = [
-    "Config",
-    "Schedule",
-    "Trainer",
-    "apply_overrides",
-    "build_schedule",
-    "config_from_dict",
-    "evaluate",
-    "find_recipe",
-    "list_recipes",
-    "load_config",
-    "train",
-]

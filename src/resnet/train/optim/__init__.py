@@ -8,13 +8,3 @@ from resnet.train.optim.schedules import (
     milestone_iterations,
     total_iterations,
 )
-
-__all__ = [
-    "Schedule",
-    "build_optimizer",
-    "build_schedule",
-    "describe_lr",
-    "milestone_iterations",
-    "seed_everything",
-    "total_iterations",
-]
