@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"eval", "inference", "runs", "runtime", "config", "data", "models", "errors"},
     "export": {"inference", "models", "errors"},
     "analysis": {"inference", "runs", "config", "data", "models", "errors"},
-    "experiments": {"train", "runs", "runtime", "config", "data", "models", "errors"},
+    "experiments": {"train", "runs", "runtime", "config", "data", "models", "errors", "lazy"},
     "detection": {"models", "errors"},
     "benchmarks": {"train", "inference", "runtime", "config", "data", "models", "errors"},
     "cli": {
@@ -181,7 +181,7 @@ def test_build_data_takes_the_data_configuration_whole() -> None:
     assert len(parameters) - 1 <= 5
 
 
-@pytest.mark.parametrize("package", ["resnet", "resnet.data", "resnet.inference"])
+@pytest.mark.parametrize("package", ["resnet", "resnet.data", "resnet.inference", "resnet.experiments"])
 def test_every_lazy_export_is_declared_once_and_loads(package: str) -> None:
     import importlib
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from resnet.errors import ConfigError
+from resnet.experiments.budgets import BUDGETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,10 +40,9 @@ def _common(parser: argparse.ArgumentParser, default_depths: list[int], default_
     parser.add_argument("--data-dir", help="where datasets are looked for")
     parser.add_argument("--depths", type=int, nargs="+", default=default_depths, help="CIFAR depths 6n+2")
     parser.add_argument(
-        "--budget", choices=("small", "medium", "quarter", "paper"), default="small",
-        help="small: 1.2k iterations (about 1.5 h for four nets on a 2-core CPU); medium: 6.4k, a tenth of the "
-        "paper (2-4 h on a 2-core CPU); quarter: 16k, a quarter of the paper (most of a day on a 2-core CPU); "
-        "paper: 64k (a GPU). The milestones keep their place; docs/results.md has the measured times",
+        "--budget", choices=tuple(BUDGETS), default="small",
+        help="; ".join(f"{name}: {budget.description}" for name, budget in BUDGETS.items())
+        + " (docs/results.md has the measured times)",
     )  # fmt: skip
     parser.add_argument("--iterations", type=int, help="another length for every net (milestones keep their place)")
     parser.add_argument(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet.config.parse import positive_float, positive_int
+from resnet.config.schema import CHOICES
 from resnet.errors import ConfigError
 
 DEFAULT_RECIPE = "fast"
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--iterations", type=positive_int, help="run length in iterations")
     parser.add_argument("--batch-size", type=positive_int, help="images per batch")
     parser.add_argument("--lr", type=positive_float, help="(peak) learning rate")
-    parser.add_argument("--opt", choices=("sgd", "adamw", "lamb", "rmsprop"), help="optimizer (default: the recipe's)")
+    parser.add_argument("--opt", choices=CHOICES["optim.name"], help="optimizer (default: the recipe's)")
     parser.add_argument(
         "--accum-steps",
         type=positive_int,
@@ -46,13 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--subset", type=positive_int, help="train on a seeded subset of N training images")
     parser.add_argument(
         "--on-bad-image",
-        choices=("error", "skip"),
+        choices=CHOICES["data.on_bad_image"],
         help="corrupt images in an image folder: stop naming the file (default), or skip and count them",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: auto (GPU if any)")
     parser.add_argument(
         "--amp",
-        choices=("auto", "off", "bf16", "fp16"),
+        choices=CHOICES["system.amp"],
         help="autocast (default auto: the faster of fp32 and bf16 (fp16 too on GPUs), measured here for runs "
         "long enough to repay it and cached; shorter runs: bf16 on GPUs and on CPUs with avx512_bf16/AMX)",
     )
@@ -104,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--progress",
-        choices=("auto", "bar", "plain", "none"),
+        choices=CHOICES["log.progress"],
         help="progress display (default: a bar on a terminal, log lines otherwise)",
     )
     parser.add_argument(

@@ -66,9 +66,3 @@ def split_indices(n: int, val_size: int, subset: int | None, seed: int) -> tuple
             )
         train = train[torch.randperm(len(train), generator=generator(seed, _SUBSET_TAG))[:subset]]
     return train.sort().values, val
-
-
-def _default_val(n: int, has_own_val: bool, held_out: str) -> int:
-    if has_own_val or held_out == "val":
-        return 0  # a val/ split of its own (or val/ is the test set, the ImageNet convention): no carving
-    return min(5000, n // 10)

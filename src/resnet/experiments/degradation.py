@@ -18,10 +18,11 @@ from resnet.config import Config
 from resnet.config.recipes import load_config
 from resnet.data import canonical_dataset
 from resnet.errors import ConfigError
+from resnet.experiments.budgets import Budget, budget_named
 from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
 from resnet.experiments.report import Claim, compare, gather, results_table
-from resnet.experiments.runs import DONE, Budget, ExperimentRunner, PlannedRun, budget_named, hardware, plan_runs
+from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, plan_runs
 
 RECIPE = "cifar-paper"
 DATA_DESCRIPTIONS = {

@@ -50,12 +50,6 @@ def strip_wrapper_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """The model weights in ``path``: a plain state dict (torchvision ``.pth``), one nested under ``model`` or
-    ``state_dict`` (our checkpoints, many training scripts), or a ``.safetensors`` file."""
-    return _read_weights(path)[0]
-
-
 def _read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The state dict in ``path`` (wrapper prefixes stripped) and the rest of its payload (``best_prec1``...)."""
     path = Path(path)

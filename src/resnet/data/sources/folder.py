@@ -36,11 +36,6 @@ LAYOUT = (
 TAR_FORMATS = ("tar", "gzip", "bzip2", "xz")  # what tarfile reads (compressed ones decompressed once to seek)
 
 
-def is_archive(path: Path) -> bool:
-    """Whether ``path`` names a tar archive we can read."""
-    return path.name.endswith(ARCHIVE_SUFFIXES)
-
-
 def archive_format(path: Path) -> str:
     """The format of a tar archive from its content (a name may lie: a plain tar called ``.tar.gz``, a gzip called
     ``.tar``): ``tar``, ``gzip``, ``bzip2`` or ``xz``; anything else is an error that says what the file is."""

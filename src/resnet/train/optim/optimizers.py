@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from resnet.config import Config
+from resnet.config.schema import CHOICES
 from resnet.errors import ConfigError
 
-OPTIMIZERS = ("sgd", "adamw", "lamb", "rmsprop")
-OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for-loop")
 _FUSED_DEVICES = ("cpu", "cuda")  # where torch has a fused SGD kernel
 
 
@@ -135,4 +134,4 @@ def build_optimizer(model: nn.Module, config: Config, lr: float) -> torch.optim.
     if optim.name == "rmsprop":
         # TF-style settings (alpha 0.9) as in torchvision's and timm's RMSprop recipes; eps from optim.eps.
         return torch.optim.RMSprop(groups, lr=lr, alpha=optim.alpha, eps=optim.eps, momentum=optim.momentum)
-    raise ConfigError(f"unknown optimizer '{optim.name}'; choose one of {', '.join(OPTIMIZERS)} (--opt)")
+    raise ConfigError(f"unknown optimizer '{optim.name}'; choose one of {', '.join(CHOICES['optim.name'])} (--opt)")
