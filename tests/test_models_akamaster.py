@@ -1,8 +1,10 @@
 """akamaster/pytorch_resnet_cifar10 checkpoints load, converted, into our nets and compute akamaster's function.
 
 The reference net below follows akamaster's published ``resnet.py`` (a ``LambdaLayer`` option-A shortcut that pads
-``planes // 4`` zero channels on both sides), and its files are written as their ``trainer.py`` writes them:
-``{"state_dict": DataParallel's "module."-prefixed keys, "best_prec1": ...}``.
+``planes // 4`` zero channels on both sides), and its files are laid out as their published ones
+(``pretrained_models/resnet20-12fca82f.th``): ``{"state_dict": DataParallel's "module."-prefixed keys, "best_prec1":
+a 0-dim tensor}`` in the legacy (non-zip) format, float32 tensors only and no ``num_batches_tracked`` (they were
+saved by a PyTorch older than 0.4.1): 97 tensors for ResNet-20.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +88,22 @@ class AkaResNet(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
-def save_akamaster(model: nn.Module, path: Path) -> Path:
-    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "best_prec1": 91.73}, path)
+def save_akamaster(model: nn.Module, path: Path, best_prec1: float | torch.Tensor = torch.tensor(91.73)) -> Path:
+    """``model`` saved as akamaster's published files are (see the module docstring)."""
+    state = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save({"state_dict": state, "best_prec1": best_prec1}, path, _use_new_zipfile_serialization=False)
     return path
+
+
+def test_the_files_are_laid_out_as_the_published_ones(tmp_path: Path) -> None:
+    path = save_akamaster(AkaResNet(3), tmp_path / "resnet20-12fca82f.th")
+    assert not zipfile.is_zipfile(path)  # the legacy format of the PyTorch that wrote them
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) == {"state_dict", "best_prec1"}
+    state = payload["state_dict"]
+    assert len(state) == 97 and all(k.startswith("module.") for k in state)
+    assert {v.dtype for v in state.values()} == {torch.float32}
+    assert "module.layer1.0.bn1.running_var" in state and not any("num_batches_tracked" in k for k in state)
 
 
 @pytest.fixture(scope="module", params=[3, 9], ids=["resnet20", "resnet56"])
@@ -143,10 +159,18 @@ def test_init_converts_too(akamaster_file: tuple[Path, nn.Module]) -> None:
     assert max_difference(reference, ours, train=False) < 1e-5
 
 
+def test_torch_hub_loads_them(akamaster_file: tuple[Path, nn.Module]) -> None:
+    path, reference = akamaster_file
+    repo = Path(__file__).resolve().parents[1]
+    with pytest.warns(WeightsConverted):
+        ours = torch.hub.load(str(repo), path.name.split("-")[0], source="local", weights=str(path))
+    assert max_difference(reference, ours, train=False) < 1e-5
+
+
 def test_option_b_files_are_renamed_only(tmp_path: Path) -> None:
     torch.manual_seed(0)
     reference = trained_like(AkaResNet(3, option="B"))
-    path = save_akamaster(reference, tmp_path / "resnet20-b.th")
+    path = save_akamaster(reference, tmp_path / "resnet20-b.th", best_prec1=91.73)  # a float, as newer trainers save
     with pytest.warns(WeightsConverted, match="option B"):
         ours = resnet.create_model("resnet20", shortcut="B", weights=path)
     assert max_difference(reference, ours, train=False) < 1e-5
