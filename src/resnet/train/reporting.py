@@ -133,9 +133,11 @@ class RunReport:
             self.progress.write(f"resuming {self.run_dir.path} from iteration {resumed_from} of {total}")
         self.progress.write(
             f"training {self.config.model.name} on {self.data.name} ({self.data.num_train} images, "
-            f"{steps_per_epoch} iterations/epoch) for {total} iterations on {runtime.describe()}; "
-            f"run directory {self.run_dir.path}"
+            f"{steps_per_epoch} iteration{'s' if steps_per_epoch != 1 else ''}/epoch) for {total} iterations on "
+            f"{runtime.describe()}; run directory {self.run_dir.path}"
         )
+        if reason := getattr(self.data, "pipeline_reason", ""):
+            self.progress.write(f"data: {reason}")
         self.progress.write(f"precision: {runtime.amp_reason}")
         self.progress.write(describe_lr(self.config, self.world_size))
         if runtime.compile or "C++" in compile_reason:
