@@ -217,16 +217,17 @@ def test_set_options_override_the_choice(folder, option, reason):
     assert data.image_size == (24, 24) if "crop_size" in option else (224, 224)
 
 
-def test_the_run_header_says_which_pipeline_and_why(folder, tmp_path, capsys):
+def test_the_run_header_says_which_pipeline_why_and_what_validates(folder, tmp_path, capsys):
     from resnet.cli import main
     from resnet.runs import read_checkpoint
 
-    argv = ["train", "--model", "resnet8", "--dataset", str(folder), "--iterations", "1", "--batch-size", "12",
+    argv = ["train", "--model", "resnet8", "--dataset", str(folder), "--iterations", "1", "--batch-size", "3", "--subset", "3",
             "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--progress", "plain",
-            "--set", "log.tensorboard=false", "--set", "data.val_size=0"]  # fmt: skip
+            "--set", "log.tensorboard=false", "--set", "data.val_size=4"]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()
     header = (captured.out + captured.err).splitlines()
     assert any(line.startswith("data: tensor pipeline at 32x32, the images' own size") for line in header)
-    assert any("(12 images, 1 iteration/epoch)" in line for line in header)
+    assert any("(3 images, 1 iteration/epoch)" in line for line in header)
+    assert any(line.startswith("validation: all 4 held-out images at every evaluation (--subset 3") for line in header)
     assert read_checkpoint(tmp_path / "run" / "last.pt").meta["preprocessing"]["crop"] == [32, 32]

@@ -205,9 +205,13 @@ def test_cli_eval_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     assert main(["eval", "--checkpoint", str(path), "--dataset", str(folder), "--device", "cpu", "--no-fast",
                  "--json", str(tmp_path / "eval.json")]) == 0  # fmt: skip
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert err.count("converted an akamaster/pytorch_resnet_cifar10 checkpoint") == 1
-    assert json.loads((tmp_path / "eval.json").read_text())["top1_error"] == pytest.approx(expected_error)
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["top1_error"] == pytest.approx(expected_error)
+    assert len(result["notes"]) == 1 and "official CIFAR-10 test set" in result["notes"][0]
+    assert "note: " + result["notes"][0] in captured.out
 
     assert main(["predict", str(files[0]), str(files[1]), "--checkpoint", str(path), "--json", "--no-fast"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -216,6 +220,16 @@ def test_cli_eval_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert predicted == [CIFAR10_CLASSES[i] for i in logits[:2].argmax(1).tolist()]
     top = logits[:2].softmax(1).max(1).values.tolist()
     assert [r["predictions"][0]["probability"] for r in results] == pytest.approx(top, abs=1e-5)
+
+
+def test_their_accuracy_is_put_in_context_on_the_lossy_jpeg_copy() -> None:
+    from resnet.eval.run import third_party_notes
+    from resnet.models import akamaster
+
+    meta = akamaster.meta(AkaResNet(3).state_dict())
+    assert len(third_party_notes(meta, "cifar10")) == 1
+    assert "JPEG (lossy) copy" in third_party_notes(meta, "cifar10-jpeg")[1]
+    assert third_party_notes({"model": {}}, "cifar10-jpeg") == []  # our own runs: nothing to explain
 
 
 def test_other_files_keep_their_own_errors_in_load_model(tmp_path: Path) -> None:

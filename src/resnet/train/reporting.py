@@ -138,6 +138,12 @@ class RunReport:
         )
         if reason := getattr(self.data, "pipeline_reason", ""):
             self.progress.write(f"data: {reason}")
+        subset, num_val = self.config.data.subset, getattr(self.data, "num_val", 0)
+        if subset and num_val > subset:
+            self.progress.write(
+                f"validation: all {num_val} held-out images at every evaluation (--subset {subset} takes a subset of "
+                "the training images only); --set data.val_size=N for fewer"
+            )
         self.progress.write(f"precision: {runtime.amp_reason}")
         self.progress.write(describe_lr(self.config, self.world_size))
         if runtime.compile or "C++" in compile_reason:
