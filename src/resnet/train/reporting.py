@@ -126,6 +126,7 @@ class RunReport:
         notes: list[str],
         compile_reason: str,
         resumed_from: int | None = None,
+        lr_now: float | None = None,
     ) -> None:
         """The first lines of a run: where it resumes, what trains on what, where, in which precision, and any notes
         (the compile choice when the step is compiled, or when it could not be for want of a compiler)."""
@@ -145,7 +146,8 @@ class RunReport:
                 "the training images only); --set data.val_size=N for fewer"
             )
         self.progress.write(f"precision: {runtime.amp_reason}")
-        self.progress.write(describe_lr(self.config, self.world_size))
+        resumed_at = None if resumed_from is None or lr_now is None else (resumed_from, lr_now)
+        self.progress.write(describe_lr(self.config, self.world_size, resumed_at))
         if runtime.compile or "C++" in compile_reason:
             self.progress.write(f"step: {compile_reason}")
         for note in notes:
