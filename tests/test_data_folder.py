@@ -209,7 +209,10 @@ def test_large_or_mixed_images_keep_the_imagenet_pipeline(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "reason"),
-    [({"pipeline": "loader"}, "data.pipeline = loader (set)"), ({"crop_size": 24}, "ImageNet pipeline: data.crop_size set")],
+    [
+        ({"pipeline": "loader"}, "data.pipeline = loader (set)"),
+        ({"crop_size": 24}, "ImageNet pipeline: data.crop_size set"),
+    ],
 )
 def test_set_options_override_the_choice(folder, option, reason):
     data = load_data(folder, batch_size=4, val_size=0, num_workers=0, **option)
@@ -221,8 +224,8 @@ def test_the_run_header_says_which_pipeline_why_and_what_validates(folder, tmp_p
     from resnet.cli import main
     from resnet.runs import read_checkpoint
 
-    argv = ["train", "--model", "resnet8", "--dataset", str(folder), "--iterations", "1", "--batch-size", "3", "--subset", "3",
-            "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--progress", "plain",
+    argv = ["train", "--model", "resnet8", "--dataset", str(folder), "--iterations", "1", "--batch-size", "3",
+            "--subset", "3", "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--progress", "plain",
             "--set", "log.tensorboard=false", "--set", "data.val_size=4"]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()

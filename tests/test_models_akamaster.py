@@ -88,10 +88,12 @@ class AkaResNet(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
-def save_akamaster(model: nn.Module, path: Path, best_prec1: float | torch.Tensor = torch.tensor(91.73)) -> Path:
-    """``model`` saved as akamaster's published files are (see the module docstring)."""
+def save_akamaster(model: nn.Module, path: Path, best_prec1: float | None = None) -> Path:
+    """``model`` saved as akamaster's published files are (see the module docstring); their ``best_prec1`` is a 0-dim
+    tensor unless a float is given (as newer versions of their trainer save)."""
     state = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    torch.save({"state_dict": state, "best_prec1": best_prec1}, path, _use_new_zipfile_serialization=False)
+    prec = torch.tensor(91.73) if best_prec1 is None else best_prec1
+    torch.save({"state_dict": state, "best_prec1": prec}, path, _use_new_zipfile_serialization=False)
     return path
 
 

@@ -40,7 +40,7 @@ def sample_sizes(split: FolderSplit, count: int = SAMPLE) -> list[tuple[int, int
     for _, data in split.reader.iter_bytes(keys):
         try:
             width, height = Image.open(io.BytesIO(data)).size
-        except Exception:  # noqa: BLE001 - a bad image is reported, with its policy, when it is decoded
+        except Exception:  # a bad image is reported, with its policy, when it is decoded
             continue
         sizes.append((height, width))
         if len(sizes) == count:

@@ -46,7 +46,8 @@ class DataConfig:
     eval_view: str = "center"  # center | ten-crop | full
     num_workers: int | None = None
     download: bool = True
-    crop_size: int | None = None  # training crop of the ImageNet pipeline (None: 224); setting it asks for that pipeline
+    # training crop of the ImageNet pipeline (None: 224); setting it asks for that pipeline (data/choice.py)
+    crop_size: int | None = None
     # auto (folders of small same-size images: tensor, others: loader; see data/choice.py) | tensor (decode a
     # same-size folder once into memory) | loader (DataLoader workers, the ImageNet pipeline)
     pipeline: str = "auto"

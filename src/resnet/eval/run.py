@@ -6,7 +6,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +28,7 @@ def with_progress(stream: Iterable[Any], desc: str, output: TextIO | None = None
         return stream
     from tqdm.auto import tqdm
 
-    total = len(stream) if hasattr(stream, "__len__") else None
+    total = len(stream) if isinstance(stream, Sized) else None
     return tqdm(stream, total=total, desc=desc, unit="batch", leave=False, file=output, dynamic_ncols=True)
 
 

@@ -137,9 +137,9 @@ def _fill_batch_counts(state: dict[str, Tensor], own: dict[str, Tensor]) -> None
     own count, as ``BatchNorm._load_from_state_dict`` does: files saved before PyTorch 0.4.1 (akamaster's published
     checkpoints among them) have no such buffer, and it only matters for ``momentum=None``."""
     for key, value in own.items():
-        if key.endswith(".num_batches_tracked") and key not in state:
-            if key.removesuffix("num_batches_tracked") + "running_mean" in state:
-                state[key] = value
+        stats = key.removesuffix("num_batches_tracked") + "running_mean"
+        if key.endswith(".num_batches_tracked") and key not in state and stats in state:
+            state[key] = value
 
 
 def load_weights(model: nn.Module, source: str | os.PathLike[str] | dict[str, Tensor]) -> LoadReport:
