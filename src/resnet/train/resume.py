@@ -119,7 +119,9 @@ def continue_from(
     return checkpoint, saved, merged
 
 
-def extend_schedule(saved: Config, merged: Config, steps_per_epoch: int, done: int, run_dir: str = "RUN") -> Config:
+def extend_schedule(
+    saved: Config, merged: Config, steps_per_epoch: int, done: int, run_dir: str | os.PathLike[str] = "RUN"
+) -> Config:
     """Apply a run-length change to a resumed run: check it, and freeze what must not move (see module doc)."""
     old_total = total_iterations(saved, steps_per_epoch)
     new_total = total_iterations(merged, steps_per_epoch)
@@ -135,7 +137,8 @@ def extend_schedule(saved: Config, merged: Config, steps_per_epoch: int, done: i
         raise ConfigError(
             f"a {kind} schedule spans the whole run, so extending it would change the learning rate of the "
             f"{done} iterations already done; to train longer, start a new run from its weights: resnet train "
-            f"--init {shlex.quote(run_dir + '/last.pt')} --run-dir NEW_DIR with the options and length you want"
+            f"--init {shlex.quote(os.path.join(run_dir, 'last.pt'))} --run-dir NEW_DIR with the options and length "
+            "you want"
         )
     schedule = dataclasses.replace(merged.schedule, warmup=dataclasses.replace(merged.schedule.warmup))
     if kind == "multistep":

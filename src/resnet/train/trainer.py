@@ -109,8 +109,7 @@ class Trainer:
         if checkpoint is not None and saved is not None:
             resume.check_same_data(checkpoint, self.data, getattr(self.data, "location", "the data directory"))
             done = int(checkpoint["iteration"])
-            where = str(self.run_dir.path)
-            self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done, run_dir=where)
+            self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done, self.run_dir.path)
         self.total = optim.total_iterations(config, self.steps_per_epoch)
         compiled, self.compile_reason = compile_choice(config.system.compile, self.runtime.device, self.total)
         self.runtime = dataclasses.replace(self.runtime, compile=compiled)
@@ -229,8 +228,7 @@ class Trainer:
             main, world = self.dist.is_main, self.dist.world_size
             self.report = RunReport(self.run_dir, config, self.data, self.progress, main, world)
             notes = [*distributed.start_lines(config, self.dist, self.schedule, self.world_note), *self.notes]
-            resumed = self.iteration if self.resume else None
-            lr_now = self.schedule.lr_at(self.iteration)
+            resumed, lr_now = (self.iteration if self.resume else None), self.schedule.lr_at(self.iteration)
             self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed, lr_now)
             with self.interrupt:
                 with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
