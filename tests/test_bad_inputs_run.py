@@ -329,8 +329,9 @@ def test_resume_finds_the_same_data_elsewhere_and_refuses_other_data(
 def test_whole_run_schedules_are_not_extended() -> None:
     saved = load_config("fast", {"model.name": "resnet8", "data.dataset": "x", "train.iterations": 10})
     longer = merge_resume_config(saved, load_config(None, {"train.iterations": 20}, check=False), ["train.iterations"])
-    with pytest.raises(ConfigError, match="onecycle schedule spans the whole run"):
-        extend_schedule(saved, longer, steps_per_epoch=5, done=10)
+    with pytest.raises(ConfigError, match="onecycle schedule spans the whole run") as refusal:
+        extend_schedule(saved, longer, steps_per_epoch=5, done=10, run_dir="runs/my run")
+    assert "start a new run from its weights: resnet train --init 'runs/my run/last.pt' --run-dir" in str(refusal.value)
 
 
 # --- 11. Ctrl-C and SIGTERM ------------------------------------------------------------------------------------------

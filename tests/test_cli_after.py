@@ -59,7 +59,7 @@ def test_eval_reproduces_the_training_evaluation(run: str, request: pytest.Fixtu
     result = eval_json(run_dir, tmp_path)  # the run's own dataset and test split, its saved preprocessing
     assert result["top1_error"] == pytest.approx(summary["test_error"], abs=1e-9)
     assert result["loss"] == pytest.approx(last["test_loss"], rel=1e-5)
-    assert result["top5_error"] == last["test_top5_error"] == 0.0  # 3 classes: always in the top 5
+    assert result["top5_error"] is None and last["test_top5_error"] == 0.0  # 3 classes: no top-5 error
     assert result["images"] == (9 if run == "tensor_run" else 7)
     val = eval_json(run_dir, tmp_path, "--split", "val")
     assert val["images"] == 6 and val["top1_error"] == pytest.approx(last["val_error"], abs=1e-9)
@@ -76,6 +76,33 @@ def test_eval_ten_crop_and_multiscale(run: str, request: pytest.FixtureRequest, 
     default = eval_json(run_dir, tmp_path, "--views", "multiscale")
     assert default["scales"] == [16, 20, 24]  # proportionate to the 16-pixel training images
     assert "top-5 error" in capsys.readouterr().out
+
+
+def test_eval_prints_json_only_when_asked(tensor_run: Path, capsys) -> None:
+    checkpoint = str(tensor_run / "last.pt")
+    assert main(["eval", "--checkpoint", checkpoint, "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "top-5 error n/a (5 classes or fewer)" in captured.out and "{" not in captured.out
+    assert main(["eval", "--checkpoint", checkpoint, "--device", "cpu", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout holds the JSON alone: `resnet eval ... --json - | jq`
+    assert result["top5_error"] is None and result["images"] == 9 and "top-1 error" in captured.err
+
+
+def test_long_evaluations_show_a_bar_on_a_terminal() -> None:
+    import io
+
+    from resnet.eval.run import with_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    batches = [(i, i) for i in range(3)]
+    assert with_progress(batches, "evaluating test", io.StringIO()) is batches  # a log or a pipe: no bar
+    terminal = Terminal()
+    assert list(with_progress(batches, "evaluating test", terminal)) == batches
+    assert "evaluating test" in terminal.getvalue() and "/3 [" in terminal.getvalue()
 
 
 def write_inputs(folder: Path) -> list[Path]:

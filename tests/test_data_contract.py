@@ -111,4 +111,5 @@ def test_resume_finds_the_data_where_the_run_found_it(
     assert main(["train", "--resume", "--run-dir", str(run), "--iterations", "3", "--progress", "plain"]) == 0
     err = capsys.readouterr().err
     assert err.splitlines()[0] == f"resuming {run} from iteration 2 of 3"
-    assert "learning rate: 0.1" in err
+    # the milestones (rescaled to 1 and 1.5 of 2 iterations) have divided 0.1 twice by iteration 2
+    assert "learning rate: 0.001 at iteration 2, where the run resumes; schedule from 0.1, multistep" in err

@@ -187,3 +187,50 @@ def test_option_errors(folder):
         small(folder, eval_view="five-crop")
     with pytest.raises(ConfigError, match="in_chans=1"):
         small(folder, in_chans=1)
+
+
+def test_small_images_train_at_their_own_size_on_the_tensor_pipeline(folder):
+    data = load_data(folder, batch_size=4, val_size=0)
+    assert (data.pipeline, data.image_size) == ("tensor", (32, 32))
+    assert data.train.augment and data.train.pad == 4  # CIFAR-style: pad-4 crop + flip
+    assert next(iter(data.train.epoch(0)))[0].shape == (4, 3, 32, 32)
+    assert data.pipeline_reason.startswith("tensor pipeline at 32x32")
+
+
+def test_large_or_mixed_images_keep_the_imagenet_pipeline(tmp_path):
+    large = write_image_folder(tmp_path / "large", splits={"train": 2, "val": 1}, size=(96, 80))
+    data = load_data(large, batch_size=2, val_size=0, num_workers=0)
+    assert (data.pipeline, data.image_size) == ("loader", (224, 224))
+    assert data.pipeline_reason == "ImageNet pipeline at 224x224: 96x80 images (over 64 px)"
+    mixed = write_image_folder(tmp_path / "mixed", splits={"train": 2, "val": 1}, size=(32, 32))
+    (mixed / "train" / "cat" / "wide.jpg").write_bytes(image_bytes((40, 32)))
+    assert load_data(mixed, batch_size=2, val_size=0, num_workers=0).pipeline == "loader"
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [
+        ({"pipeline": "loader"}, "data.pipeline = loader (set)"),
+        ({"crop_size": 24}, "ImageNet pipeline: data.crop_size set"),
+    ],
+)
+def test_set_options_override_the_choice(folder, option, reason):
+    data = load_data(folder, batch_size=4, val_size=0, num_workers=0, **option)
+    assert (data.pipeline, data.pipeline_reason) == ("loader", reason)
+    assert data.image_size == (24, 24) if "crop_size" in option else (224, 224)
+
+
+def test_the_run_header_says_which_pipeline_why_and_what_validates(folder, tmp_path, capsys):
+    from resnet.cli import main
+    from resnet.runs import read_checkpoint
+
+    argv = ["train", "--model", "resnet8", "--dataset", str(folder), "--iterations", "1", "--batch-size", "3",
+            "--subset", "3", "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--progress", "plain",
+            "--set", "log.tensorboard=false", "--set", "data.val_size=4"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    header = (captured.out + captured.err).splitlines()
+    assert any(line.startswith("data: tensor pipeline at 32x32, the images' own size") for line in header)
+    assert any("(3 images, 1 iteration/epoch)" in line for line in header)
+    assert any(line.startswith("validation: all 4 held-out images at every evaluation (--subset 3") for line in header)
+    assert read_checkpoint(tmp_path / "run" / "last.pt").meta["preprocessing"]["crop"] == [32, 32]

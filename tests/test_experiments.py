@@ -212,6 +212,21 @@ def test_verdicts_follow_the_noise_rule():
     assert not compare(spread, "a", "b", "test_error", "s", "e").resolved
 
 
+def test_a_net_at_chance_makes_no_verdict():
+    from resnet.experiments.report import NetResult, chance_error, compare
+
+    def net(model: str, error: float) -> NetResult:
+        return NetResult(model, 1, {"train_error": [error]}, [0], 40, 1.0, {"train_error": 100_000})
+
+    # 40 iterations: resnet56 still guessing (91.3% on 10 classes) is "better" than plain56 at 95%, by far
+    results = {"plain56": net("plain56", 95.0), "resnet56": net("resnet56", 91.3), "resnet20": net("resnet20", 60.0)}
+    claim = compare(results, "plain56", "resnet56", "train_error", "shortcuts fix it", "e", chance_error(10))
+    assert not claim.resolved and "plain56 and resnet56 are not better than chance (90.0%)" in claim.sentence()
+    assert compare(results, "plain56", "resnet56", "train_error", "s", "e").resolved  # the rule needs the chance
+    learned = {"plain56": net("plain56", 80.0), "resnet20": net("resnet20", 60.0)}
+    assert compare(learned, "plain56", "resnet20", "train_error", "s", "e", chance_error(10)).holds
+
+
 def test_the_budget_is_named_as_run():
     assert budget_named("medium").label == "medium budget"
     assert budget_named("small", 40).label == "small budget shortened to 40 iterations"

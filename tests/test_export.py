@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,38 @@ def test_onnx_and_torchscript_equal_pytorch(tmp_path: Path, fuse_bn: bool) -> No
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), model(x), rtol=0, atol=1e-5)
     assert result["max_abs_diff"] < 1e-5
+
+
+def test_onnx_and_torchscript_files_carry_classes_input_size_and_preprocessing(tmp_path: Path) -> None:
+    import onnxruntime
+
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=3))
+    meta = meta_for("resnet8", 16, num_classes=3)
+    export_model(model, meta, "onnx", tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    onnx_props = session.get_modelmeta().custom_metadata_map
+    export_model(model, meta, "torchscript", tmp_path / "m.ts")
+    extra = {"model": "", "class_names": "", "input_size": "", "preprocessing": ""}
+    torch.jit.load(str(tmp_path / "m.ts"), _extra_files=extra)
+    for props in (onnx_props, extra):
+        assert json.loads(props["class_names"]) == ["c0", "c1", "c2"]
+        assert json.loads(props["input_size"]) == [3, 16, 16]
+        assert json.loads(props["preprocessing"]) == meta["preprocessing"]
+        assert json.loads(props["model"])["name"] == "resnet8"
+
+
+def test_weights_files_get_the_users_umask(tmp_path: Path) -> None:
+    from resnet.runs import save_atomic
+
+    model = trained_in_eval(resnet.create_model("resnet8", num_classes=4))
+    old = os.umask(0o002)
+    try:
+        export_model(model, meta_for("resnet8", 16, num_classes=4), "safetensors", tmp_path / "w.safetensors")
+        save_atomic({"model": model.state_dict()}, tmp_path / "last.pt")
+    finally:
+        os.umask(old)
+    for name in ("w.safetensors", "w.json", "last.pt"):
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o664), name  # not a temporary file's 0600
 
 
 def test_torchvision_export_round_trips_strictly(tmp_path: Path) -> None:

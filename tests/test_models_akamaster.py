@@ -1,8 +1,10 @@
 """akamaster/pytorch_resnet_cifar10 checkpoints load, converted, into our nets and compute akamaster's function.
 
 The reference net below follows akamaster's published ``resnet.py`` (a ``LambdaLayer`` option-A shortcut that pads
-``planes // 4`` zero channels on both sides), and its files are written as their ``trainer.py`` writes them:
-``{"state_dict": DataParallel's "module."-prefixed keys, "best_prec1": ...}``.
+``planes // 4`` zero channels on both sides), and its files are laid out as their published ones
+(``pretrained_models/resnet20-12fca82f.th``): ``{"state_dict": DataParallel's "module."-prefixed keys, "best_prec1":
+a 0-dim tensor}`` in the legacy (non-zip) format, float32 tensors only and no ``num_batches_tracked`` (they were
+saved by a PyTorch older than 0.4.1): 97 tensors for ResNet-20.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +88,24 @@ class AkaResNet(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
-def save_akamaster(model: nn.Module, path: Path) -> Path:
-    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "best_prec1": 91.73}, path)
+def save_akamaster(model: nn.Module, path: Path, best_prec1: float | None = None) -> Path:
+    """``model`` saved as akamaster's published files are (see the module docstring); their ``best_prec1`` is a 0-dim
+    tensor unless a float is given (as newer versions of their trainer save)."""
+    state = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    prec = torch.tensor(91.73) if best_prec1 is None else best_prec1
+    torch.save({"state_dict": state, "best_prec1": prec}, path, _use_new_zipfile_serialization=False)
     return path
+
+
+def test_the_files_are_laid_out_as_the_published_ones(tmp_path: Path) -> None:
+    path = save_akamaster(AkaResNet(3), tmp_path / "resnet20-12fca82f.th")
+    assert not zipfile.is_zipfile(path)  # the legacy format of the PyTorch that wrote them
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) == {"state_dict", "best_prec1"}
+    state = payload["state_dict"]
+    assert len(state) == 97 and all(k.startswith("module.") for k in state)
+    assert {v.dtype for v in state.values()} == {torch.float32}
+    assert "module.layer1.0.bn1.running_var" in state and not any("num_batches_tracked" in k for k in state)
 
 
 @pytest.fixture(scope="module", params=[3, 9], ids=["resnet20", "resnet56"])
@@ -143,10 +161,18 @@ def test_init_converts_too(akamaster_file: tuple[Path, nn.Module]) -> None:
     assert max_difference(reference, ours, train=False) < 1e-5
 
 
+def test_torch_hub_loads_them(akamaster_file: tuple[Path, nn.Module]) -> None:
+    path, reference = akamaster_file
+    repo = Path(__file__).resolve().parents[1]
+    with pytest.warns(WeightsConverted):
+        ours = torch.hub.load(str(repo), path.name.split("-")[0], source="local", weights=str(path))
+    assert max_difference(reference, ours, train=False) < 1e-5
+
+
 def test_option_b_files_are_renamed_only(tmp_path: Path) -> None:
     torch.manual_seed(0)
     reference = trained_like(AkaResNet(3, option="B"))
-    path = save_akamaster(reference, tmp_path / "resnet20-b.th")
+    path = save_akamaster(reference, tmp_path / "resnet20-b.th", best_prec1=91.73)  # a float, as newer trainers save
     with pytest.warns(WeightsConverted, match="option B"):
         ours = resnet.create_model("resnet20", shortcut="B", weights=path)
     assert max_difference(reference, ours, train=False) < 1e-5
@@ -181,9 +207,13 @@ def test_cli_eval_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     assert main(["eval", "--checkpoint", str(path), "--dataset", str(folder), "--device", "cpu", "--no-fast",
                  "--json", str(tmp_path / "eval.json")]) == 0  # fmt: skip
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert err.count("converted an akamaster/pytorch_resnet_cifar10 checkpoint") == 1
-    assert json.loads((tmp_path / "eval.json").read_text())["top1_error"] == pytest.approx(expected_error)
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["top1_error"] == pytest.approx(expected_error)
+    assert len(result["notes"]) == 1 and "official CIFAR-10 test set" in result["notes"][0]
+    assert "note: " + result["notes"][0] in captured.out
 
     assert main(["predict", str(files[0]), str(files[1]), "--checkpoint", str(path), "--json", "--no-fast"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -192,6 +222,16 @@ def test_cli_eval_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert predicted == [CIFAR10_CLASSES[i] for i in logits[:2].argmax(1).tolist()]
     top = logits[:2].softmax(1).max(1).values.tolist()
     assert [r["predictions"][0]["probability"] for r in results] == pytest.approx(top, abs=1e-5)
+
+
+def test_their_accuracy_is_put_in_context_on_the_lossy_jpeg_copy() -> None:
+    from resnet.eval.run import third_party_notes
+    from resnet.models import akamaster
+
+    meta = akamaster.meta(AkaResNet(3).state_dict())
+    assert len(third_party_notes(meta, "cifar10")) == 1
+    assert "JPEG (lossy) copy" in third_party_notes(meta, "cifar10-jpeg")[1]
+    assert third_party_notes({"model": {}}, "cifar10-jpeg") == []  # our own runs: nothing to explain
 
 
 def test_other_files_keep_their_own_errors_in_load_model(tmp_path: Path) -> None:

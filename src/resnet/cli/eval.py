@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
 from resnet.config.parse import positive_int
@@ -34,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
     parser.add_argument("--workers", type=int, help="DataLoader workers for image folders")
-    parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--json", dest="json_path", metavar="FILE",
+        help="also write the results as JSON to FILE; '-': print only the JSON on stdout (the text goes to stderr)",
+    )  # fmt: skip
     parser.add_argument(
         "--max-images", type=positive_int, metavar="N",
         help="evaluate a seeded subset of N images with the classes in the same proportions (a quick estimate)",
@@ -60,21 +64,24 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         device=args.device,
         num_workers=args.workers,
-        json_path=args.json_path,
+        json_path=None if args.json_path == "-" else args.json_path,
         allow_other_classes=args.allow_other_classes,
         max_images=args.max_images,
         **inference_kwargs(args),
     )
+    text = sys.stderr if args.json_path == "-" else sys.stdout
     scales = f" at scales {', '.join(map(str, result['scales']))}" if result["scales"] else ""
-    print(f"{result['model']} on {result['dataset']} {result['split']} ({result['views']}{scales}):")
-    top5 = f"{result['top5_error']:.2f}%" if result["classes"] > 5 else "n/a (5 classes or fewer)"
-    print(f"  top-1 error {result['top1_error']:.2f}%  top-5 error {top5}  loss {result['loss']:.4f}")
+    print(f"{result['model']} on {result['dataset']} {result['split']} ({result['views']}{scales}):", file=text)
+    top5 = "n/a (5 classes or fewer)" if result["top5_error"] is None else f"{result['top5_error']:.2f}%"
+    print(f"  top-1 error {result['top1_error']:.2f}%  top-5 error {top5}  loss {result['loss']:.4f}", file=text)
     subset = f" (a seeded, class-stratified subset of --max-images {args.max_images})" if args.max_images else ""
     print(f"  {result['images']} images{subset} from {result['location']}, in {result['seconds']:.1f} s on "
-          f"{result['device']}")  # fmt: skip
-    print(f"  inference path: {result['inference']}")
-    if args.json_path:
-        print(f"  results: {args.json_path}")
-    else:
+          f"{result['device']}", file=text)  # fmt: skip
+    print(f"  inference path: {result['inference']}", file=text)
+    for note in result["notes"]:
+        print(f"  note: {note}", file=text)
+    if args.json_path == "-":
         print(json.dumps(result))
+    elif args.json_path:
+        print(f"  results: {args.json_path}")
     return 0

@@ -44,7 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="gradient accumulation: one update per N batches (lr scales on N x batch)",
     )
-    parser.add_argument("--subset", type=positive_int, help="train on a seeded subset of N training images")
+    parser.add_argument(
+        "--subset",
+        type=positive_int,
+        help="train on a seeded subset of N training images (the validation set keeps its size: --set data.val_size=N)",
+    )
     parser.add_argument(
         "--on-bad-image",
         choices=CHOICES["data.on_bad_image"],

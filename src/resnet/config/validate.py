@@ -82,6 +82,7 @@ def _validate_training_options(config: Config) -> None:
         raise ConfigError(f"'optim.betas' must be two numbers in [0, 1), got {optim.betas}")
     if not 0 <= data.randaugment_magnitude <= 30:
         raise ConfigError(f"'data.randaugment_magnitude' must be in [0, 30], got {data.randaugment_magnitude}")
-    for key, value in (("data.eval_crop_size", data.eval_crop_size), ("data.eval_resize", data.eval_resize)):
+    sizes = (("data.crop_size", data.crop_size), ("data.eval_crop_size", data.eval_crop_size))
+    for key, value in (*sizes, ("data.eval_resize", data.eval_resize)):
         if value is not None and value < 1:
             raise ConfigError(f"'{key}' must be a positive number of pixels, got {value}")

@@ -1,7 +1,8 @@
 """``build_data``: one call from a :class:`DataConfig` to train / val / test streams on the training device.
 
-Small datasets (registered names) use the on-device tensor pipeline; image folders given by path use DataLoader
-workers (or, with ``pipeline="tensor"``, are decoded once into tensors when all images share a size).
+Small datasets (registered names) use the on-device tensor pipeline; image folders given by path use the one their
+images call for (``choice.py``: small same-size images are decoded once into tensors, others go to DataLoader
+workers), or the one ``pipeline`` names.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from resnet.data.bundle import (
     sample_mean_std,
     tensor_fingerprint,
 )
+from resnet.data.choice import DEFAULT_CROP, choose_pipeline
 from resnet.data.config import DATA_CHOICES, DataConfig
 from resnet.data.decode import check_policy
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
@@ -177,13 +179,14 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
     test_split = index.splits[index.held_out]
     mean, std, _ = sample_mean_std(train_split, seed=at.seed)
     workers = min(8, os.cpu_count() or 1) if cfg.num_workers is None else cfg.num_workers
+    crop = cfg.crop_size or DEFAULT_CROP
     train_tf: Any
     if cfg.augment == "default":
-        train_tf = ScaleAugment(cfg.crop_size)
+        train_tf = ScaleAugment(crop)
     elif cfg.augment == "rrc":
-        train_tf = RandomResizedCropAugment(cfg.crop_size)
+        train_tf = RandomResizedCropAugment(crop)
     else:
-        train_tf = EvalTransform("center", cfg.crop_size)
+        train_tf = EvalTransform("center", crop)
     chosen = build_policy(cfg.policy, num_ops=cfg.randaugment_ops, magnitude=cfg.randaugment_magnitude)
     if chosen is not None:
         if cfg.augment == "none":
@@ -192,7 +195,7 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
             )
         train_tf = PolicyAugment(train_tf, chosen)
     # FixRes: the evaluation view may be larger than the training crop (torchvision's recipe: train 176, eval 224).
-    eval_tf = EvalTransform(cfg.eval_view, cfg.eval_crop_size or cfg.crop_size, cfg.eval_resize)
+    eval_tf = EvalTransform(cfg.eval_view, cfg.eval_crop_size or crop, cfg.eval_resize)
     eval_bs = 1 if cfg.eval_view == "full" else at.eval_batch_size
 
     def dataset(split: FolderSplit, transform: Any) -> FolderDataset:
@@ -229,7 +232,7 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
         test=evaluation(test_split),
         num_classes=len(index.classes),
         in_chans=chans,
-        image_size=(cfg.crop_size, cfg.crop_size),
+        image_size=(crop, crop),
         class_names=list(index.classes),
         num_train=len(train_split.samples),
         num_val=len(val_split.samples) if val_split else 0,
@@ -283,9 +286,13 @@ def build_data(
         return _tensor_bundle(data, target.name, target.default_val, cfg, at)
     index = index_folder(Path(target))
     name = dataset_name(Path(target))
-    if cfg.pipeline == "tensor":
-        return _tensor_bundle(folder_arrays(name, index, cfg.on_bad_image), name, None, cfg, at)
-    return _loader_bundle(index, name, cfg, at)
+    choice = choose_pipeline(cfg, index)
+    if choice.pipeline == "tensor":
+        bundle = _tensor_bundle(folder_arrays(name, index, cfg.on_bad_image), name, None, cfg, at)
+    else:
+        bundle = _loader_bundle(index, name, cfg, at)
+    bundle.pipeline_reason = choice.reason
+    return bundle
 
 
 _PLACEMENT_KEYWORDS = ("device", "seed", "channels_last", "in_chans")

@@ -55,6 +55,7 @@ class DataBundle:
     name: str
     location: str
     pipeline: str = "tensor"
+    pipeline_reason: str = ""  # for image folders: why this pipeline and input size (one line of the run's header)
     notes: list[str] = field(default_factory=list)
     # How an image becomes a model input, saved in checkpoints (see resnet.runs.meta): colour mode, shorter
     # side and crop, mean/std in [0, 1] units, and for normalize="pixel" the mean image (C, H, W) in [0, 1].

@@ -46,8 +46,11 @@ class DataConfig:
     eval_view: str = "center"  # center | ten-crop | full
     num_workers: int | None = None
     download: bool = True
-    crop_size: int = 224  # training crop of image folders (small datasets keep their image size)
-    pipeline: str = "auto"  # auto | tensor (decode a same-size folder once into memory) | loader (DataLoader)
+    # training crop of the ImageNet pipeline (None: 224); setting it asks for that pipeline (data/choice.py)
+    crop_size: int | None = None
+    # auto (folders of small same-size images: tensor, others: loader; see data/choice.py) | tensor (decode a
+    # same-size folder once into memory) | loader (DataLoader workers, the ImageNet pipeline)
+    pipeline: str = "auto"
     on_bad_image: str = "error"  # error | skip (counted and reported)
     # FixRes (Touvron et al. 2019): evaluate larger than the training crop; None: crop_size, resize crop*256/224
     eval_crop_size: int | None = None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,37 @@ from resnet.eval.evaluate import evaluate_metrics
 from resnet.eval.fully_conv import fully_convolutional
 from resnet.eval.topk import topk_errors
 from resnet.runtime import resolve_device
+
+
+def with_progress(stream: Iterable[Any], desc: str, output: TextIO | None = None) -> Iterable[Any]:
+    """``stream`` with a progress bar on ``output`` (stderr) when that is a terminal, as training shows one: a long
+    evaluation should not look hung. Elsewhere (logs, pipes) the stream as it is."""
+    output = sys.stderr if output is None else output
+    if not (hasattr(output, "isatty") and output.isatty()):
+        return stream
+    from tqdm.auto import tqdm
+
+    total = len(stream) if isinstance(stream, Sized) else None
+    return tqdm(stream, total=total, desc=desc, unit="batch", leave=False, file=output, dynamic_ncols=True)
+
+
+def third_party_notes(meta: dict[str, Any], dataset: str) -> list[str]:
+    """What a user needs to read a converted third-party checkpoint's numbers: what its own accuracy was measured
+    on, and that ``cifar10-jpeg`` is a lossy copy of the test set it was measured on."""
+    from resnet.models import akamaster
+
+    if meta.get("source") != akamaster.SOURCE:
+        return []
+    notes = [
+        f"{akamaster.SOURCE}'s best_prec1 is its training script's best top-1 accuracy on the official CIFAR-10 "
+        "test set (the original images), chosen on that same test set"
+    ]
+    if dataset == "cifar10-jpeg":
+        notes.append(
+            "cifar10-jpeg is a JPEG (lossy) copy of CIFAR-10: nets trained on the original images make more errors "
+            "on it, so expect a higher error here than their best_prec1 implies"
+        )
+    return notes
 
 
 def averaged_score_maps(score_maps: nn.Module, data: EvalData, flip: bool = True) -> tuple[Tensor, Tensor]:
@@ -102,7 +134,7 @@ def run_eval(
         loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()) if len(labels) else math.nan
         images = len(labels)
     else:
-        metrics = evaluate_metrics(model, data.passes[0])
+        metrics = evaluate_metrics(model, with_progress(data.passes[0], f"evaluating {split}"))
         top1, top5, loss, images = metrics.top1_error, metrics.top5_error, metrics.loss, metrics.images
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -118,7 +150,7 @@ def run_eval(
         "views": views,
         "scales": data.scales,
         "top1_error": top1,
-        "top5_error": top5,  # always 0 with 5 classes or fewer: the CLI prints n/a then
+        "top5_error": top5 if len(loaded.class_names) > 5 else None,  # no top-5 error with 5 classes or fewer
         "top1_accuracy": None if math.isnan(top1) else 100.0 - top1,
         "loss": loss,
         "images": images,
@@ -127,6 +159,7 @@ def run_eval(
         "device": str(device),
         "inference": describe(model.choices),
         "inference_choices": model.choices,
+        "notes": third_party_notes(loaded.meta, data.dataset),
     }
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from resnet.errors import ConfigError
 from resnet.experiments.budgets import Budget, budget_named
 from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
-from resnet.experiments.report import Claim, compare, gather, results_table
+from resnet.experiments.report import Claim, chance_error, compare, gather, results_table
 from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, plan_runs
 
 RECIPE = "cifar-paper"
@@ -129,22 +129,38 @@ def describe_schedule(settings: ExperimentSettings, config: Config) -> str:
     )
 
 
-def degradation_claims(settings: ExperimentSettings, results: dict[str, Any]) -> list[Claim]:
+def degradation_claims(
+    settings: ExperimentSettings, results: dict[str, Any], classes: int | None = None
+) -> list[Claim]:
+    """The paper's four claims; with ``classes``, a net no better than guessing makes its claims unresolved."""
     shallow, deep = min(settings.depths), max(settings.depths)
     if shallow == deep:
         return []
     plain_s, plain_d, res_s, res_d = f"plain{shallow}", f"plain{deep}", f"resnet{shallow}", f"resnet{deep}"
+    chance = None if classes is None else chance_error(classes)
     return [
         compare(results, plain_d, plain_s, "train_error",
                 f"the deeper plain net trains worse: {plain_d} has higher training error than {plain_s}",
-                "final training error"),
+                "final training error", chance),
         compare(results, plain_d, plain_s, "test_error",
-                f"and tests worse: {plain_d} has higher test error than {plain_s}", "final test error"),
+                f"and tests worse: {plain_d} has higher test error than {plain_s}", "final test error", chance),
         compare(results, plain_d, res_d, "train_error",
-                f"shortcuts fix it: {res_d} has lower training error than {plain_d}", "final training error"),
+                f"shortcuts fix it: {res_d} has lower training error than {plain_d}", "final training error", chance),
         compare(results, res_s, res_d, "test_error",
-                f"with shortcuts depth helps: {res_d} has lower test error than {res_s}", "final test error"),
+                f"with shortcuts depth helps: {res_d} has lower test error than {res_s}", "final test error", chance),
     ]  # fmt: skip
+
+
+def class_count(runs: Sequence[PlannedRun]) -> int | None:
+    """How many classes the finished runs were trained on (from a checkpoint's metadata), None if none says."""
+    from resnet.runs import LAST_CHECKPOINT, read_checkpoint
+
+    for run in runs:
+        try:
+            return len(read_checkpoint(run.path / LAST_CHECKPOINT).meta["class_names"])
+        except Exception:  # a report is still written, without the chance rule
+            continue
+    return None
 
 
 def write_degradation_report(settings: ExperimentSettings, runs: Sequence[PlannedRun], elapsed: float) -> Path:
@@ -155,7 +171,7 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
     plot_fig6(finished, settings.out / "fig6.png", subtitle)
     plot_fig1(finished, settings.out / "fig1.png", subtitle)
     wall = sum(result.wall_time_s for result in results.values())
-    claims = degradation_claims(settings, results)
+    claims = degradation_claims(settings, results, class_count(finished))
     lines = [
         "# Degradation experiment (He et al. 2015, Fig. 1 and Fig. 6)",
         "",

@@ -158,8 +158,26 @@ def noise(a: NetResult, b: NetResult, column: str) -> float | None:
     return Z95 * math.sqrt(variance)
 
 
-def compare(results: dict[str, NetResult], worse: str, better: str, column: str, statement: str, label: str) -> Claim:
-    """The claim that ``worse`` has a higher ``column`` than ``better`` (means over seeds)."""
+LEARNED_MARGIN = 5.0  # points below chance a net's error must be before a claim about it is a verdict
+
+
+def chance_error(classes: int) -> float:
+    """The error of guessing among ``classes`` equally likely classes, in percent."""
+    return 100.0 * (1.0 - 1.0 / classes)
+
+
+def compare(
+    results: dict[str, NetResult],
+    worse: str,
+    better: str,
+    column: str,
+    statement: str,
+    label: str,
+    chance: float | None = None,
+) -> Claim:
+    """The claim that ``worse`` has a higher ``column`` than ``better`` (means over seeds). With ``chance`` (the
+    error of guessing), a net within :data:`LEARNED_MARGIN` points of it has learned nothing to compare: the claim
+    is then not resolved, whatever the difference."""
     if worse not in results or better not in results:
         return Claim(statement, None, f"needs both {worse} and {better}")
     high, low = results[worse].mean(column), results[better].mean(column)
@@ -167,6 +185,13 @@ def compare(results: dict[str, NetResult], worse: str, better: str, column: str,
         return Claim(statement, None, f"{label} not recorded")
     margin = noise(results[worse], results[better], column)
     evidence = f"{label} {worse} {results[worse].cell(column)}% vs {better} {results[better].cell(column)}%"
+    guessing = [m for m, e in ((worse, high), (better, low)) if chance is not None and e > chance - LEARNED_MARGIN]
+    if chance is not None and guessing:
+        evidence += (
+            f"; {' and '.join(guessing)} {'is' if len(guessing) == 1 else 'are'} not better than chance "
+            f"({chance:.1f}%) by {LEARNED_MARGIN:g} points: nothing learned yet to compare"
+        )
+        return Claim(statement, high > low, evidence, resolved=False)
     if margin is None:
         return Claim(statement, high > low, f"{evidence}; its noise is unknown (no image counts)", resolved=False)
     seeds = len(results[worse].values.get(column) or [])

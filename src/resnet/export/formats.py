@@ -10,7 +10,7 @@ from torch import nn
 
 from resnet.errors import ConfigError
 from resnet.export.onnx import ExportError, check_exporter, export_onnx, verify_onnx
-from resnet.export.safetensors_io import save_safetensors
+from resnet.export.safetensors_io import save_safetensors, served_metadata
 from resnet.export.torchscript import export_torchscript, verify_torchscript
 from resnet.export.torchvision_layout import load_into_torchvision, max_abs_difference, torchvision_state_dict
 from resnet.export.writing import check_targets, export_targets, staged
@@ -114,11 +114,12 @@ def _write_and_verify(
 ) -> None:
     """Write ``exported`` as ``fmt`` to ``output`` and record in ``result`` how far it is from ``reference``."""
     if fmt == "onnx":
-        export_onnx(exported, inputs[0], output, dynamic_batch=dynamic_batch, exporter=exporter)
+        served = served_metadata(meta)
+        export_onnx(exported, inputs[0], output, dynamic_batch=dynamic_batch, exporter=exporter, metadata=served)
         result["max_abs_diff"] = verify_onnx(output, reference, inputs)
         result["checked_with"] = "onnxruntime"
     elif fmt == "torchscript":
-        export_torchscript(exported, output)
+        export_torchscript(exported, output, served_metadata(meta))
         result["max_abs_diff"] = verify_torchscript(output, reference, inputs)
         result["checked_with"] = "torch.jit.load"
     elif fmt == "safetensors":

@@ -41,12 +41,14 @@ def export_onnx(
     dynamic_batch: bool = False,
     exporter: str = "legacy",
     opset: int = 17,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write ``model`` (eval mode) as ONNX with input ``input`` and output ``logits``.
 
     ``exporter="legacy"`` (default) is the TorchScript-based exporter: about a second for a ResNet, works
     offline on every torch >= 2.4 and needs only ``onnx``. ``"dynamo"`` uses ``torch.export`` (torch >= 2.6, needs
     ``onnxscript``: the ``onnx-dynamo`` extra; about 10x slower to export, same graph for these networks).
+    ``metadata`` goes into the model's ``metadata_props`` (``InferenceSession.get_modelmeta().custom_metadata_map``).
     """
     check_exporter(exporter)
     path = Path(path)
@@ -72,6 +74,12 @@ def export_onnx(
             if program is None:
                 raise ExportError("torch.onnx.export (dynamo) returned no program; try --exporter legacy")
             program.save(str(path))
+    if metadata:
+        import onnx
+
+        graph = onnx.load(str(path))
+        onnx.helper.set_model_props(graph, metadata)  # read back by onnxruntime's get_modelmeta()
+        onnx.save(graph, str(path))
     return path
 
 

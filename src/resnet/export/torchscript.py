@@ -9,14 +9,15 @@ import torch
 from torch import Tensor, nn
 
 
-def export_torchscript(model: nn.Module, path: str | Path) -> Path:
-    """Script ``model`` (eval mode) and save it; loadable with ``torch.jit.load`` without this package."""
+def export_torchscript(model: nn.Module, path: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+    """Script ``model`` (eval mode) and save it, with ``extra_files`` (name -> text, read back by ``torch.jit.load(
+    path, _extra_files={name: ""})``); loadable with ``torch.jit.load`` without this package."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
         scripted = torch.jit.script(model.eval())
-        torch.jit.save(scripted, str(path))
+        torch.jit.save(scripted, str(path), _extra_files=dict(extra_files or {}))
     return path
 
 

@@ -86,7 +86,11 @@ def convert(state: Mapping[str, Tensor], extras: Mapping[str, Any] | None = None
     out = {re.sub(r"^linear\.", "fc.", k).replace(".shortcut.", ".downsample."): v.clone() for k, v in state.items()}
     projections = any(".downsample." in k for k in out)
     prec = (extras or {}).get("best_prec1")
-    accuracy = f"; their best_prec1 {float(prec):.2f}%" if isinstance(prec, int | float | Tensor) else ""
+    accuracy = (
+        f"; their best_prec1 {float(prec):.2f}% (their training script's best top-1 on the official CIFAR-10 test set)"
+        if isinstance(prec, int | float | Tensor)
+        else ""
+    )
     if projections:
         return out, f"converted an {SOURCE} checkpoint ({name}, option B): keys renamed (linear -> fc){accuracy}"
     n = blocks_per_stage(state)[0]

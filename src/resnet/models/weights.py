@@ -126,6 +126,16 @@ def _adapt_first_conv(state: dict[str, Tensor], own: dict[str, Tensor], notes: l
             notes.append(f"stem convolution: {theirs.shape[1]}-channel weights summed for 1-channel input")
 
 
+def _fill_batch_counts(state: dict[str, Tensor], own: dict[str, Tensor]) -> None:
+    """Give each BatchNorm whose statistics ``state`` holds but whose ``num_batches_tracked`` it lacks the model's
+    own count, as ``BatchNorm._load_from_state_dict`` does: files saved before PyTorch 0.4.1 (akamaster's published
+    checkpoints among them) have no such buffer, and it only matters for ``momentum=None``."""
+    for key, value in own.items():
+        stats = key.removesuffix("num_batches_tracked") + "running_mean"
+        if key.endswith(".num_batches_tracked") and key not in state and stats in state:
+            state[key] = value
+
+
 def load_weights(model: nn.Module, source: str | os.PathLike[str] | dict[str, Tensor]) -> LoadReport:
     """Load ``source`` into ``model``: strictly, replacing a classifier of another size (or dropping the
     classifier for a feature extractor). Raises :class:`CheckpointError` listing missing/unexpected keys."""
@@ -135,6 +145,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | dict[str, Te
     own = model.state_dict()
     report = LoadReport()
     _adapt_first_conv(state, own, report.notes)
+    _fill_batch_counts(state, own)
     has_classifier = any(_is_classifier(k) for k in own)
     replaced: set[str] = set()
     theirs_classifier = {k: v for k, v in state.items() if _is_classifier(k)}

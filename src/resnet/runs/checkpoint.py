@@ -18,7 +18,6 @@ import os
 import pickle
 import random
 import struct
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -155,7 +154,9 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
     temp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # Created as any file the user writes (mode 0666 less the umask), not mkstemp's 0600.
+        temp_name = str(path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(handle, "wb") as stream:
             torch.save(payload, stream)
             stream.flush()

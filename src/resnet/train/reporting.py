@@ -126,6 +126,7 @@ class RunReport:
         notes: list[str],
         compile_reason: str,
         resumed_from: int | None = None,
+        lr_now: float | None = None,
     ) -> None:
         """The first lines of a run: where it resumes, what trains on what, where, in which precision, and any notes
         (the compile choice when the step is compiled, or when it could not be for want of a compiler)."""
@@ -133,11 +134,20 @@ class RunReport:
             self.progress.write(f"resuming {self.run_dir.path} from iteration {resumed_from} of {total}")
         self.progress.write(
             f"training {self.config.model.name} on {self.data.name} ({self.data.num_train} images, "
-            f"{steps_per_epoch} iterations/epoch) for {total} iterations on {runtime.describe()}; "
-            f"run directory {self.run_dir.path}"
+            f"{steps_per_epoch} iteration{'s' if steps_per_epoch != 1 else ''}/epoch) for {total} iterations on "
+            f"{runtime.describe()}; run directory {self.run_dir.path}"
         )
+        if reason := getattr(self.data, "pipeline_reason", ""):
+            self.progress.write(f"data: {reason}")
+        subset, num_val = self.config.data.subset, getattr(self.data, "num_val", 0)
+        if subset and num_val > subset:
+            self.progress.write(
+                f"validation: all {num_val} held-out images at every evaluation (--subset {subset} takes a subset of "
+                "the training images only); --set data.val_size=N for fewer"
+            )
         self.progress.write(f"precision: {runtime.amp_reason}")
-        self.progress.write(describe_lr(self.config, self.world_size))
+        resumed_at = None if resumed_from is None or lr_now is None else (resumed_from, lr_now)
+        self.progress.write(describe_lr(self.config, self.world_size, resumed_at))
         if runtime.compile or "C++" in compile_reason:
             self.progress.write(f"step: {compile_reason}")
         for note in notes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,9 @@ def continue_from(
     return checkpoint, saved, merged
 
 
-def extend_schedule(saved: Config, merged: Config, steps_per_epoch: int, done: int) -> Config:
+def extend_schedule(
+    saved: Config, merged: Config, steps_per_epoch: int, done: int, run_dir: str | os.PathLike[str] = "RUN"
+) -> Config:
     """Apply a run-length change to a resumed run: check it, and freeze what must not move (see module doc)."""
     old_total = total_iterations(saved, steps_per_epoch)
     new_total = total_iterations(merged, steps_per_epoch)
@@ -136,7 +139,9 @@ def extend_schedule(saved: Config, merged: Config, steps_per_epoch: int, done: i
     if kind not in EXTENSIBLE_SCHEDULES:
         raise ConfigError(
             f"a {kind} schedule spans the whole run, so extending it would change the learning rate of the "
-            f"{done} iterations already done; start a new run (another --run-dir) to train longer"
+            f"{done} iterations already done; to train longer, start a new run from its weights: resnet train "
+            f"--init {shlex.quote(os.path.join(run_dir, 'last.pt'))} --run-dir NEW_DIR with the options and length "
+            "you want"
         )
     schedule = dataclasses.replace(merged.schedule, warmup=dataclasses.replace(merged.schedule.warmup))
     if kind == "multistep":

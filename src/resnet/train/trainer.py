@@ -108,7 +108,7 @@ class Trainer:
         if checkpoint is not None and saved is not None:
             resume.check_same_data(checkpoint, self.data, getattr(self.data, "location", "the data directory"))
             done = int(checkpoint["iteration"])
-            self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done)
+            self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done, self.run_dir.path)
         self.total = optim.total_iterations(config, self.steps_per_epoch)
         self._choose_runtime(checkpoint, rebuild_data=built_here)
         if self.runtime.channels_last:
@@ -263,8 +263,8 @@ class Trainer:
             main, world = self.dist.is_main, self.dist.world_size
             self.report = RunReport(self.run_dir, config, self.data, self.progress, main, world)
             notes = [*distributed.start_lines(config, self.dist, self.schedule, self.world_note), *self.notes]
-            resumed = self.iteration if self.resume else None
-            self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed)
+            resumed, lr_now = (self.iteration if self.resume else None), self.schedule.lr_at(self.iteration)
+            self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed, lr_now)
             with self.interrupt:
                 with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
                     while self.iteration < self.total:

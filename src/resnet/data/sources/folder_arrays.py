@@ -42,7 +42,8 @@ def _decode_split(split: FolderSplit, on_bad_image: str, bad: list[str]) -> tupl
         examples = sorted(shapes)[:3]
         raise DataError(
             f"{split.source}: images differ in size ({', '.join('x'.join(map(str, s[1:])) for s in examples)}); "
-            "only same-size images can be decoded into one tensor, use the folder (DataLoader) pipeline"
+            "only same-size images can be decoded into one tensor; use the DataLoader pipeline "
+            "(--set data.pipeline=loader)"
         )
     x = torch.stack([images.pop(k) for k in keys])
     y = torch.tensor([labels[k] for k in keys], dtype=torch.int64)

@@ -222,16 +222,20 @@ def scaled_lr(config: Config, world_size: int = 1) -> float:
     return config.optim.lr * config.data.batch_size * world_size * config.optim.accum_steps / reference
 
 
-def describe_lr(config: Config, world_size: int = 1) -> str:
-    """The learning rate a run uses and why, printed at every start (a scaled lr must never be a surprise)."""
+def describe_lr(config: Config, world_size: int = 1, resumed_at: tuple[int, float] | None = None) -> str:
+    """The learning rate a run uses and why, printed at every start (a scaled lr must never be a surprise); for a
+    resumed run, ``(iteration, lr)`` first: the rate it continues at, not the schedule's starting one."""
     lr, reference = scaled_lr(config, world_size), config.optim.reference_batch_size
     kind = config.schedule.kind + (" (peak)" if config.schedule.kind == "onecycle" else "")
+    now = "" if resumed_at is None else f"{resumed_at[1]:.4g} at iteration {resumed_at[0]}, where the run resumes; "
+    start = "" if resumed_at is None else "schedule from "
     if not reference:
-        return f"learning rate: {lr:g}, {kind} schedule (the recipe's; not scaled with the batch size)"
+        return f"learning rate: {now}{start}{lr:g}, {kind} schedule (the recipe's; not scaled with the batch size)"
     batch = config.data.batch_size * world_size * config.optim.accum_steps
     return (
-        f"learning rate: {lr:.4g} = {config.optim.lr:g} x {batch}/{reference}, {kind} schedule (the linear scaling "
-        f"rule: batch {batch} per update against the recipe's {reference}; --lr sets it before scaling)"
+        f"learning rate: {now}{start}{lr:.4g} = {config.optim.lr:g} x {batch}/{reference}, {kind} schedule (the "
+        f"linear scaling rule: batch {batch} per update against the recipe's {reference}; --lr sets it before "
+        "scaling)"
     )
 
 
