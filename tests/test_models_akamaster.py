@@ -226,9 +226,9 @@ def test_cli_eval_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_their_accuracy_is_put_in_context_on_the_lossy_jpeg_copy() -> None:
     from resnet.eval.run import third_party_notes
-    from resnet.models import akamaster
+    from resnet.inference.loading import akamaster_meta
 
-    meta = akamaster.meta(AkaResNet(3).state_dict())
+    meta = akamaster_meta(AkaResNet(3).state_dict())
     assert len(third_party_notes(meta, "cifar10")) == 1
     assert "JPEG (lossy) copy" in third_party_notes(meta, "cifar10-jpeg")[1]
     assert third_party_notes({"model": {}}, "cifar10-jpeg") == []  # our own runs: nothing to explain

@@ -63,8 +63,6 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
             saved = read_checkpoint(path)
             meta, payload, state = saved.meta, saved.payload, saved.state
         except CheckpointError:
-            from resnet.models.weights import foreign_checkpoint
-
             foreign = foreign_checkpoint(path)  # another codebase's file we can convert (akamaster's CIFAR-10)
             if foreign is None:
                 raise
@@ -88,3 +86,52 @@ def model_from_meta(meta: dict[str, Any], state: dict[str, Tensor], path: PathLi
             detail = detail[:300] + " ..."
         raise CheckpointError(f"the weights in '{path}' do not fit {meta['model']['name']}: {detail}") from error
     return model.eval()
+
+
+def foreign_checkpoint(path: PathLike) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]] | None:
+    """``(meta, state in our layout, payload)`` for a checkpoint of another codebase that records no ``meta`` of
+    ours but whose architecture, classes and preprocessing are known (akamaster's CIFAR-10 files); else None.
+
+    This is how ``resnet eval`` and ``resnet predict`` use such a file: ``payload["config"]`` names its dataset,
+    so that evaluation defaults to it as for one of our runs.
+    """
+    from resnet.models import akamaster
+    from resnet.models.weights import read_weights, to_our_layout
+
+    try:
+        state, extras = read_weights(path)
+    except Exception:  # a probe: whatever this file is, the caller reports its own, clearer error
+        return None
+    if not akamaster.is_akamaster(state):
+        return None
+    meta = akamaster_meta(state)
+    payload = {**extras, "config": {"data": {"dataset": meta["dataset"]["name"]}}}
+    return meta, to_our_layout(state, extras), payload
+
+
+def akamaster_meta(state: dict[str, Tensor]) -> dict[str, Any]:
+    """What one of our checkpoints records (model, options, classes, preprocessing) for an akamaster file."""
+    from resnet.models import akamaster
+    from resnet.models.registry import resolve_options
+
+    name = akamaster.model_name(state)
+    shortcut = "B" if any(".shortcut." in k for k in state) else "A"
+    num_classes = int(state["linear.weight"].shape[0])
+    classes = list(akamaster.CIFAR10_CLASSES) if num_classes == 10 else [f"class{i}" for i in range(num_classes)]
+    return {
+        "version": 1,
+        "model": {"name": name, "options": resolve_options(name, num_classes, shortcut=shortcut)},
+        "class_names": classes,
+        "input_size": [3, 32, 32],
+        "preprocessing": {
+            "mode": "RGB",
+            "in_chans": 3,
+            "resize": 32,
+            "crop": [32, 32],
+            "mean": list(akamaster.MEAN),
+            "std": list(akamaster.STD),
+            "mean_image": None,
+        },
+        "dataset": {"name": "cifar10" if num_classes == 10 else "", "location": "", "pipeline": "tensor"},
+        "source": akamaster.SOURCE,
+    }

@@ -110,30 +110,3 @@ def convert(state: Mapping[str, Tensor], extras: Mapping[str, Any] | None = None
         f"layer2, layer3 and fc permuted to our zero-padding order{accuracy}"
     )
     return out, note
-
-
-def meta(state: Mapping[str, Tensor]) -> dict[str, Any]:
-    """What one of our checkpoints records (model, options, classes, preprocessing), for eval and predict."""
-    from resnet.models.registry import resolve_options
-
-    name = model_name(state)
-    shortcut = "B" if any(".shortcut." in k for k in state) else "A"
-    num_classes = int(state["linear.weight"].shape[0])
-    classes = list(CIFAR10_CLASSES) if num_classes == 10 else [f"class{i}" for i in range(num_classes)]
-    return {
-        "version": 1,
-        "model": {"name": name, "options": resolve_options(name, num_classes, shortcut=shortcut)},
-        "class_names": classes,
-        "input_size": [3, 32, 32],
-        "preprocessing": {
-            "mode": "RGB",
-            "in_chans": 3,
-            "resize": 32,
-            "crop": [32, 32],
-            "mean": list(MEAN),
-            "std": list(STD),
-            "mean_image": None,
-        },
-        "dataset": {"name": "cifar10" if num_classes == 10 else "", "location": "", "pipeline": "tensor"},
-        "source": SOURCE,
-    }

@@ -50,7 +50,7 @@ def strip_wrapper_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The state dict in ``path`` (wrapper prefixes stripped) and the rest of its payload (``best_prec1``...)."""
     path = Path(path)
     if not path.is_file():
@@ -90,28 +90,6 @@ def to_our_layout(state: dict[str, Tensor], extras: dict[str, Any] | None = None
     return converted
 
 
-def foreign_checkpoint(
-    path: str | os.PathLike[str],
-) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]] | None:
-    """``(meta, state in our layout, payload)`` for a checkpoint of another codebase that records no ``meta`` of
-    ours but whose architecture, classes and preprocessing are known (akamaster's CIFAR-10 files); else None.
-
-    This is how ``resnet eval`` and ``resnet predict`` use such a file: ``payload["config"]`` names its dataset,
-    so that evaluation defaults to it as for one of our runs.
-    """
-    from resnet.models import akamaster
-
-    try:
-        state, extras = _read_weights(path)
-    except Exception:  # a probe: whatever this file is, the caller reports its own, clearer error
-        return None
-    if not akamaster.is_akamaster(state):
-        return None
-    meta = akamaster.meta(state)
-    payload = {**extras, "config": {"data": {"dataset": meta["dataset"]["name"]}}}
-    return meta, to_our_layout(state, extras), payload
-
-
 def _is_classifier(key: str) -> bool:
     return key.startswith(CLASSIFIER_PREFIXES)
 
@@ -140,7 +118,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | dict[str, Te
     """Load ``source`` into ``model``: strictly, replacing a classifier of another size (or dropping the
     classifier for a feature extractor). Raises :class:`CheckpointError` listing missing/unexpected keys."""
     where = "the given state dict" if isinstance(source, dict) else f"'{source}'"
-    state, extras = (strip_wrapper_prefixes(dict(source)), {}) if isinstance(source, dict) else _read_weights(source)
+    state, extras = (strip_wrapper_prefixes(dict(source)), {}) if isinstance(source, dict) else read_weights(source)
     state = to_our_layout(state, extras)
     own = model.state_dict()
     report = LoadReport()
