@@ -13,7 +13,7 @@ from torchvision.models.resnet import ResNet as ResNetTV
 
 import resnet
 from resnet.errors import ConfigError
-from resnet.eval import evaluate
+from resnet.eval import evaluate_metrics
 from resnet.inference.fast import folded_copy, inference_precision, prepare_for_inference
 from resnet.models import ArchSpec, ResNet
 from resnet.models.fuse import count_batchnorms, fuse_conv_bn
@@ -163,7 +163,8 @@ def test_trainer_evaluation_on_the_folded_copy_is_the_same() -> None:
     data = make_fake_bundle(num_classes=4)
     model = trained_in_eval(resnet.create_model("resnet8", num_classes=4, in_chans=1), seed=3)
     model = model.to(memory_format=torch.channels_last)
-    plain_error, plain_loss = evaluate(model, data.test)
-    error, loss = evaluate(folded_copy(model, torch.device("cpu"), channels_last=True), data.test)
+    plain = evaluate_metrics(model, data.test)
+    folded = evaluate_metrics(folded_copy(model, torch.device("cpu"), channels_last=True), data.test)
+    (plain_error, plain_loss), (error, loss) = (plain.top1_error, plain.loss), (folded.top1_error, folded.loss)
     assert error == plain_error and loss == pytest.approx(plain_loss, rel=1e-5)
     assert model.training is False and count_batchnorms(model) == 7  # evaluation left the model alone

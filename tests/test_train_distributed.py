@@ -21,7 +21,7 @@ import torch
 from resnet.data import load_data
 from resnet.data.loader_pipeline import SeededBatchSampler
 from resnet.data.tensor_pipeline import shard_bounds
-from resnet.eval import evaluate
+from resnet.eval import evaluate_metrics
 from resnet.models import create_model
 from resnet.runs.checkpoint import load_checkpoint
 from resnet.runs.run_dir import read_metrics
@@ -220,7 +220,8 @@ def test_sharded_evaluation_equals_single_process(reference: dict[str, object], 
     model = create_model("resnet8", num_classes=4, in_chans=3)
     model.load_state_dict(weights(Path(reference["sync"])))
     for stream, key in ((data.val, "val"), (data.test, "test")):
-        error, loss = evaluate(model, stream)
+        metrics = evaluate_metrics(model, stream)
+        error, loss = metrics.top1_error, metrics.loss
         assert last[f"{key}_error"] == pytest.approx(error, abs=1e-9)
         assert last[f"{key}_loss"] == pytest.approx(loss, rel=1e-5)
 

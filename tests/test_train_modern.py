@@ -285,6 +285,7 @@ def test_exact_resume_with_every_option_on(tmp_path: Path) -> None:
 
     assert comparable(read_metrics(reference)) == comparable(read_metrics(interrupted))
     assert all("ema_val_error" in r and "ema_test_error" in r for r in read_metrics(reference))
+    assert all(r["ema_test_top5_error"] == r["ema_test_top5_error"] for r in read_metrics(reference))  # not NaN
     for key in ("ema_test_error", "best_weights", "averaged_test_error", "averaged_iterations"):
         assert summary[key] == resumed[key], key
     assert summary["averaged_iterations"] == [8, 12]

@@ -84,14 +84,3 @@ def evaluate_metrics(
     if seen == 0:
         return Metrics(math.nan, math.nan, math.nan, 0)
     return Metrics(100.0 * wrong1 / seen, 100.0 * wrong5 / seen, float(loss_sum) / seen, seen)
-
-
-def evaluate(
-    model: nn.Module,
-    stream: Iterable[Any],
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[float, float]:
-    """(top-1 error in percent, mean cross-entropy) over ``stream`` (see :func:`evaluate_metrics`)."""
-    metrics = evaluate_metrics(model, stream, autocast, reduce)
-    return metrics.top1_error, metrics.loss

@@ -6,6 +6,6 @@
 """
 
 from resnet.config import Config, apply_overrides, config_from_dict, find_recipe, list_recipes, load_config
-from resnet.eval import evaluate
+from resnet.eval import evaluate_metrics
 from resnet.train.optim import Schedule, build_schedule
 from resnet.train.trainer import Trainer, train

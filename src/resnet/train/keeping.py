@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet.eval import Metrics
 from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
 AVERAGED_CHECKPOINT = "averaged.pt"
@@ -105,7 +106,7 @@ class CheckpointKeeper:
 def averaged_results(
     keeper: CheckpointKeeper,
     model: nn.Module,
-    evaluate: Callable[[nn.Module, Any], tuple[float, float]],
+    evaluate: Callable[[nn.Module, Any], Metrics],
     data: Any,
     save: Callable[[dict[str, Any], str], Path],
 ) -> dict[str, Any]:
@@ -116,14 +117,14 @@ def averaged_results(
         return out
     probe = copy.deepcopy(model)
     probe.load_state_dict(averaged)
-    val = evaluate(probe, data.val) if data.val is not None else (None, None)
+    val = evaluate(probe, data.val) if data.val is not None else None
     test = evaluate(probe, data.test)
     snapshots = list(keeper.snapshots)
     path = save({"model": averaged, "iteration": snapshots[-1], "averaged_iterations": snapshots}, AVERAGED_CHECKPOINT)
     out.update(
         averaged_checkpoint=str(path),
         averaged_iterations=snapshots,
-        averaged_val_error=val[0],
-        averaged_test_error=test[0],
+        averaged_val_error=val.top1_error if val is not None else None,
+        averaged_test_error=test.top1_error,
     )
     return out

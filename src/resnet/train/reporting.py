@@ -15,7 +15,7 @@ from torch import nn
 
 from resnet.config import Config
 from resnet.data import TrainingData
-from resnet.eval import evaluate_metrics
+from resnet.eval import Metrics, evaluate_metrics
 from resnet.runs.run_dir import (
     BEST_CHECKPOINT,
     CURVES_FILE,
@@ -33,7 +33,7 @@ from resnet.train.plots import plot_run_curves
 from resnet.train.progress import Progress
 from resnet.train.state import TrainingState, fresh_sums
 
-Evaluate = Callable[[nn.Module, Any], tuple[float, float]]  # (model, stream) -> (top-1 error, loss)
+Evaluate = Callable[[nn.Module, Any], Metrics]  # (model, stream) -> every metric over the stream
 
 
 def evaluation_record(
@@ -77,10 +77,11 @@ def evaluate_ema(
     record: dict[str, Any], state: TrainingState, ema: ModelEma, evaluate: Evaluate, data: TrainingData, test: bool
 ) -> bool:
     """Add the EMA's errors to ``record``; True when its validation error is the best so far."""
-    if data.val is not None:
-        record["ema_val_error"], record["ema_val_loss"] = evaluate(ema.module, data.val)
-    if test:
-        record["ema_test_error"], record["ema_test_loss"] = evaluate(ema.module, data.test)
+    for split, stream in (("val", data.val), ("test", data.test if test else None)):
+        if stream is not None:
+            metrics = evaluate(ema.module, stream)
+            record[f"ema_{split}_error"], record[f"ema_{split}_loss"] = metrics.top1_error, metrics.loss
+            record[f"ema_{split}_top5_error"] = metrics.top5_error
     error = record.get("ema_val_error")
     if error is not None and error < state.ema_best_val_error:
         state.ema_best_val_error, state.ema_best_iteration = error, record["iteration"]

@@ -16,7 +16,7 @@ from torch import nn
 from resnet.config import Config
 from resnet.data import TrainingData, build_data, canonical_dataset
 from resnet.errors import CheckpointError, ConfigError
-from resnet.eval import evaluate
+from resnet.eval import Metrics, evaluate_metrics
 from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
@@ -87,7 +87,7 @@ class Trainer:
             checkpoint, saved, self.config = resume.continue_from(self.run_dir, config, ctx, self.changed)
             config = self.config
             self.world_note = distributed.resume_at_world_size(config, given, checkpoint, ctx)
-        check_run(config)
+            check_run(config)  # the merged configuration (a fresh run's was checked before the lock)
         self.runtime = distributed.place(resolve_runtime(config.system), ctx)
         optim.seed_everything(config.seed)
         built_here = self.given_data is None
@@ -218,9 +218,9 @@ class Trainer:
             save_atomic({**payload, "config": self.config.to_dict()}, path)
         return path
 
-    def _evaluate(self, model: nn.Module, stream: Any) -> tuple[float, float]:
+    def _evaluate(self, model: nn.Module, stream: Any) -> Metrics:
         """Each rank scores its shard of ``stream``; the sums are reduced, so the error is the whole set's."""
-        return evaluate(model, stream, self.runtime.autocast, self.dist.reducer_for(stream))
+        return evaluate_metrics(model, stream, self.runtime.autocast, self.dist.reducer_for(stream))
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None and "ema" not in checkpoint:
