@@ -25,7 +25,7 @@ from resnet.data.bundle import (
     tensor_fingerprint,
 )
 from resnet.data.choice import DEFAULT_CROP, choose_pipeline
-from resnet.data.config import DATA_CHOICES, DataConfig
+from resnet.data.config import DATA_CHOICES, DataConfig, default_workers
 from resnet.data.decode import check_policy
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
 from resnet.data.policies import build_policy
@@ -178,7 +178,7 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
         val_split = index.splits["val"] if own_val else None
     test_split = index.splits[index.held_out]
     mean, std, _ = sample_mean_std(train_split, seed=at.seed)
-    workers = min(8, os.cpu_count() or 1) if cfg.num_workers is None else cfg.num_workers
+    workers = default_workers() if cfg.num_workers is None else cfg.num_workers
     crop = cfg.crop_size or DEFAULT_CROP
     train_tf: Any
     if cfg.augment == "default":

@@ -6,6 +6,7 @@ uses it, its test and its doc, and nothing else.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 AUGMENTS = ("default", "rrc", "none")
@@ -60,3 +61,12 @@ class DataConfig:
     randaugment_magnitude: int = 9
     random_erasing: float = 0.0  # probability per image (batched on the device, after normalisation)
     repeats: int = 1  # repeated augmentation (Hoffer et al. 2020): each image appears this many times an epoch
+
+
+def default_workers() -> int:
+    """DataLoader workers when none are asked for: one per core this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))

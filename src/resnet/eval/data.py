@@ -6,7 +6,6 @@ dataset, or with another ``--subset``, still sees its inputs exactly as in train
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from resnet.data.augment import EvalTransform
 from resnet.data.build import to_grayscale
-from resnet.data.config import canonical_view
+from resnet.data.config import canonical_view, default_workers
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, index_folder
@@ -224,7 +223,7 @@ def build_eval_data(
 
     def stream(transform: EvalTransform, batch: int) -> LoaderEvalStream:
         workers = num_workers if num_workers is not None else cfg.get("num_workers")
-        workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        workers = default_workers() if workers is None else workers
         dataset_ = FolderDataset(chosen, transform, mean, std, on_bad_image)
         return LoaderEvalStream(dataset_, batch_size=batch, device=device, num_workers=workers, channels_last=False)
 
