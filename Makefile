@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo models clean
+.PHONY: setup test check lint demo models clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ test: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
+
+# The edit loop: lint, types and the tests not marked slow (torchrun, subprocesses, compile, parallel experiments).
+check: lint
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .
