@@ -321,8 +321,8 @@ def decide_training(
     replaced by the fastest measured candidate, when the settings leave them open."""
     candidates = training_candidates(system, rule.device, rule)
     rule_name = f"{rule.precision} {layout_name(rule.channels_last)}"
-    if len(candidates) <= 1:
-        return rule, Decision(rule_name, "requested", reason=rule.amp_reason)
+    if len(candidates) <= 1:  # nothing left open: say why the precision is what it is ("--amp off", the flags...)
+        return rule, Decision(rule_name, "requested", reason=rule.amp_reason.partition(": ")[2] or rule.amp_reason)
     key = cache_key("train", rule.device, model=model_name, batch=list(batch), world_size=world_size)
     sync = torch.cuda.synchronize if rule.is_cuda else (lambda: None)
     with torch.random.fork_rng(devices=[rule.device] if rule.is_cuda else []):
