@@ -21,7 +21,16 @@ from resnet.errors import ConfigError
 from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
 from resnet.experiments.report import Claim, compare, gather, results_table
-from resnet.experiments.runs import DONE, Budget, ExperimentRunner, PlannedRun, budget_named, hardware, plan_runs
+from resnet.experiments.runs import (
+    DONE,
+    Budget,
+    ExperimentRunner,
+    PlannedRun,
+    budget_named,
+    hardware,
+    lock_experiment,
+    plan_runs,
+)
 
 RECIPE = "cifar-paper"
 DATA_DESCRIPTIONS = {
@@ -108,9 +117,10 @@ def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = p
     started = time.monotonic()
     runs = settings.runs()
     settings.make_out()
-    settings = settings.with_workers(runs)
-    ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
-    report = write_degradation_report(settings, runs, time.monotonic() - started)
+    with lock_experiment(settings.out):
+        settings = settings.with_workers(runs)
+        ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
+        report = write_degradation_report(settings, runs, time.monotonic() - started)
     say(f"report: {report}\nfigures: {settings.out / 'fig6.png'}, {settings.out / 'fig1.png'}")
     return report
 
