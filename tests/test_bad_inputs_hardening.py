@@ -3,11 +3,14 @@ untrusted model files; one line, exit 2, nothing that existed changed, and the v
 
 from __future__ import annotations
 
+import errno
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from bad_inputs import image_folder, one_error_line, run_cli, snapshot
+from bad_inputs import TRAIN, image_folder, one_error_line, run_cli, snapshot
 from resnet.runs.lock import RunDirLockedError, RunLock
 
 EXPERIMENT = ["experiment", "degradation", "--depths", "8", "--iterations", "2", "--jobs", "1",
@@ -52,3 +55,122 @@ def test_setting_aside_never_moves_a_net_that_holds_its_run_lock(tmp_path: Path,
     assert not net.exists() and not (aside / "run.lock").exists() and "moved to" in said[0]
     with pytest.raises(RunDirLockedError), RunLock(out, file="experiment.lock"):  # taken once
         RunLock(out, file="experiment.lock").acquire()
+
+
+# --- 2: one guarded writer for every command's output -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny run (``RUN``) on a 3-class folder."""
+    from resnet.cli import main
+
+    base = tmp_path_factory.mktemp("hardening")
+    folder = image_folder(base / "data")
+    assert main([*TRAIN, "--dataset", str(folder), "--iterations", "2", "--run-dir", str(base / "run")]) == 0
+    return base / "run"
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("last.pt", "is an input of this command"),
+        ("best.pt", "exists and is a checkpoint this command did not create; pass --force"),
+        ("summary.json", "exists and is a file of the run directory"),
+        ("metrics.jsonl", "exists and is a file of the run directory"),
+    ],
+)
+def test_eval_json_never_replaces_a_checkpoint_or_a_run_s_file(trained: Path, capsys, target: str, says: str) -> None:
+    before = snapshot(trained)
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(trained / "last.pt"), "--json", str(trained / target))
+    assert code == 2 and says in one_error_line(err)
+    assert snapshot(trained) == before
+
+
+def test_outputs_never_go_through_a_link_and_force_is_needed_for_run_files(
+    trained: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (tmp_path / "link.json").symlink_to(run / "summary.json")
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(run / "last.pt"), "--json", str(tmp_path / "link.json"))
+    assert code == 2 and "is a symbolic link" in one_error_line(err) and snapshot(run) == before
+    # analyses: the run's own curves.png, and --out naming a file
+    code, _, err = run_cli(capsys, "analyze", "curves", str(run), "--out", str(run))
+    assert code == 2 and f"{run / 'curves.json'}" not in err and "a file of the run directory" in one_error_line(err)
+    assert snapshot(run) == before
+    code, _, err = run_cli(capsys, "analyze", "curves", str(run), "--out", str(run / "summary.json"))
+    assert code == 2 and "is a file; give a folder" in one_error_line(err)
+    # --force replaces a run's file, atomically, and leaves no temporary file
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(run / "last.pt"), "--json", str(run / "summary.json"),
+                           "--force")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((run / "summary.json").read_text())["checkpoint"] == str(run / "last.pt")
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_file_created_while_an_output_is_produced_is_never_replaced(tmp_path: Path) -> None:
+    from resnet.export.writing import OutputExistsError, check_targets, staged
+    from resnet.files import OutputError, check_output, write_output
+
+    target = tmp_path / "results.json"
+    output = check_output(target)
+    target.write_text("theirs")  # another process wrote it meanwhile
+    with pytest.raises(OutputError, match="created by another process"):
+        write_output(output, "ours")
+    assert target.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    # an export's verification: the weights and the sidecar of safetensors; the second export is refused
+    weights = tmp_path / "model.safetensors"
+    outputs = check_targets([weights, weights.with_suffix(".json")], source=None, force=False)
+    with pytest.raises(OutputExistsError, match="created by another process"), staged(outputs) as temp:
+        temp.write_bytes(b"ours")
+        temp.with_suffix(".json").write_text("{}")
+        weights.write_bytes(b"theirs")
+    assert weights.read_bytes() == b"theirs" and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_the_run_files_the_guard_knows_are_the_run_s(trained: Path) -> None:
+    from resnet.files import RUN_FILES, describe_existing
+
+    assert {p.name for p in trained.iterdir() if p.is_file() and not p.name.startswith("events.")} <= {
+        *RUN_FILES,
+        "last.pt",
+        "best.pt",
+    }
+    assert all(describe_existing(p) for p in trained.iterdir() if p.is_file())
+
+
+# --- 3: figures and reports atomic; the summary first; a figure that cannot be written is a warning -------------
+def _full_disk_savefig(self, target, **kw) -> None:
+    Path(target).write_bytes(b"\x89PNG" + b"\0" * 996)  # 1000 bytes, then the disk is full
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_plotting_loses_no_summary(tmp_path: Path, capsys, monkeypatch) -> None:
+    from matplotlib.figure import Figure
+
+    folder = image_folder(tmp_path / "data")
+    monkeypatch.setattr(Figure, "savefig", _full_disk_savefig)
+    code, _, err = run_cli(capsys, *TRAIN, "--dataset", str(folder), "--iterations", "2", "--run-dir",
+                           str(tmp_path / "run"))  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["iterations"] == 2
+    assert "warning: cannot write the figure" in err and "the disk is full" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "curves.png").exists()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".png")]
+
+
+def test_a_figure_that_cannot_be_replaced_keeps_the_previous_one(tmp_path: Path, monkeypatch) -> None:
+    from matplotlib.figure import Figure
+
+    from resnet.files import save_figure
+
+    previous = tmp_path / "fig6.png"
+    previous.write_bytes(b"the previous figure")
+    figure = Figure()
+    figure.subplots().plot([1, 2], [3, 4])
+    assert save_figure(figure, tmp_path / "new.png") and (tmp_path / "new.png").read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setattr(Figure, "savefig", _full_disk_savefig)
+    with pytest.warns(UserWarning, match="cannot write the figure .*fig6.png"):
+        assert not save_figure(figure, previous)
+    assert previous.read_bytes() == b"the previous figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig6.png", "new.png"]

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     responses.add_argument("--split", choices=("test", "val"), default="test", help="default: test")
     responses.add_argument("--max-images", type=int, help="use only the first N images of the split")
     responses.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    responses.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     responses.set_defaults(func=run_responses)
     gradients = commands.add_parser(
         "gradients", help="gradient norm of every layer's weights on one batch, log scale: gradients.png/.json"
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     gradients.add_argument("--seed", type=int, default=0, help="initialisation and batch seed")
     gradients.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    gradients.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     gradients.set_defaults(func=run_gradients)
     curves = commands.add_parser(
         "curves", help="runs side by side: test error against epochs and wall-clock minutes: curves.png/.json"
@@ -46,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     curves.add_argument("--title", default="", help="figure title")
     curves.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    curves.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     curves.set_defaults(func=run_curves)
 
 
@@ -54,7 +57,7 @@ def run_responses(args: argparse.Namespace) -> int:
 
     results = analyze_responses(
         args.checkpoint, args.out, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-        max_images=args.max_images,
+        max_images=args.max_images, force=args.force,
     )  # fmt: skip
     for result in results:
         mean = sum(result.std) / len(result.std)
@@ -68,7 +71,7 @@ def run_gradients(args: argparse.Namespace) -> int:
 
     results = analyze_gradients(
         args.out, models=args.model, checkpoints=args.checkpoint, dataset=args.dataset, data_dir=args.data_dir,
-        batch_size=args.batch_size, seed=args.seed,
+        batch_size=args.batch_size, seed=args.seed, force=args.force,
     )  # fmt: skip
     for result in results:
         print(f"{result.label}: first layer {result.norms[0]:.3g}, last conv {result.norms[-2]:.3g}, "
@@ -81,7 +84,9 @@ def run_curves(args: argparse.Namespace) -> int:
     from resnet.analysis.curves import DEFAULT_TARGETS, compare_runs, format_table
 
     targets = args.target or DEFAULT_TARGETS
-    curves = compare_runs(args.run_dirs, args.out, labels=args.label, targets=targets, title=args.title)
+    curves = compare_runs(
+        args.run_dirs, args.out, labels=args.label, targets=targets, title=args.title, force=args.force
+    )
     print(format_table(curves, targets))
     print(f"figure: {args.out}/curves.png  numbers: {args.out}/curves.json")
     return 0

@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
     parser.add_argument("--workers", type=int, help="DataLoader workers for image folders")
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--force", action="store_true", help="let --json replace a checkpoint or a run's file")
     parser.add_argument(
         "--max-images", type=positive_int, metavar="N",
         help="evaluate a seeded subset of N images with the classes in the same proportions (a quick estimate)",
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.workers,
         json_path=args.json_path,
+        force=args.force,
         allow_other_classes=args.allow_other_classes,
         max_images=args.max_images,
         **inference_kwargs(args),

@@ -15,6 +15,7 @@ from resnet.experiments.degradation import DATA_DESCRIPTIONS, ExperimentSettings
 from resnet.experiments.paper import TABLE6_PARAMS_M, TABLE6_RESNET110_MEAN_STD, TABLE6_TEST_ERROR
 from resnet.experiments.report import NetResult, gather
 from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, lock_experiment
+from resnet.files import output_folder, write_output
 
 TABLE_FILE = "cifar_table.md"
 
@@ -81,6 +82,5 @@ def write_cifar_table(settings: ExperimentSettings, runs: Sequence[PlannedRun], 
         *table_lines(results, settings.depths),
         "",
     ]
-    path = settings.out / TABLE_FILE
-    path.write_text("\n".join(lines))
-    return path
+    (table,) = output_folder(settings.out, [TABLE_FILE])
+    return write_output(table, "\n".join(lines))

@@ -31,6 +31,7 @@ from resnet.experiments.runs import (
     lock_experiment,
     plan_runs,
 )
+from resnet.files import output_folder, write_output
 
 RECIPE = "cifar-paper"
 DATA_DESCRIPTIONS = {
@@ -161,8 +162,7 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
     results = gather(finished)
     config = settings.config(runs[0])
     subtitle = f"{Path(settings.dataset).name}, {config.train.iterations} iterations, seeds {list(settings.seeds)}"
-    plot_fig6(finished, settings.out / "fig6.png", subtitle)
-    plot_fig1(finished, settings.out / "fig1.png", subtitle)
+    report, fig6, fig1 = output_folder(settings.out, ["report.md", "fig6.png", "fig1.png"])
     wall = sum(result.wall_time_s for result in results.values())
     claims = degradation_claims(settings, results)
     lines = [
@@ -200,9 +200,10 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
         f"beside this report: {', '.join(r.name for r in sorted(runs, key=lambda r: (depth_of(r.model), r.name)))}.",
         "",
     ]
-    path = settings.out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    write_output(report, "\n".join(lines))  # the report first: a figure that cannot be written is a warning
+    plot_fig6(finished, fig6, subtitle)
+    plot_fig1(finished, fig1, subtitle)
+    return report.path
 
 
 def _cuda_available() -> bool:

@@ -384,6 +384,7 @@ class Trainer:
         if self.keeper is not None:
             summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self._save_payload))
         self.run_dir.write_summary(summary)
+        self.report.plot_curves(self.records)
         return summary
 
 

@@ -20,6 +20,7 @@ from typing import BinaryIO
 from resnet.data.paths import cache_dir
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
+from resnet.files import write_atomic
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -102,11 +103,8 @@ class TarReader:
             tag = hashlib.sha256(f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
             target = cache_dir() / "untarred" / f"{self.path.name.split('.')[0]}-{tag[:16]}.tar"
             if not target.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-                with OPENERS[self.format](self.path, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 22)
-                os.replace(tmp, target)
+                with OPENERS[self.format](self.path, "rb") as src:
+                    write_atomic(target, lambda dst: shutil.copyfileobj(src, dst, 1 << 22))
             self._seekable = target
         return self._seekable
 
