@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bad_inputs import TRAIN, image_folder, one_error_line, run_cli, snapshot
+from resnet.runs import load_checkpoint
 from resnet.runs.lock import RunDirLockedError, RunLock
 
 EXPERIMENT = ["experiment", "degradation", "--depths", "8", "--iterations", "2", "--jobs", "1",
@@ -174,3 +180,39 @@ def test_a_figure_that_cannot_be_replaced_keeps_the_previous_one(tmp_path: Path,
         assert not save_figure(figure, previous)
     assert previous.read_bytes() == b"the previous figure"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig6.png", "new.png"]
+
+
+# --- 4: SIGTERM to the whole process group, as schedulers send it -----------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_to_the_process_group_checkpoints_without_a_worker_traceback(tmp_path: Path, workers: int) -> None:
+    """``kill -TERM -- -PGID`` (scancel, timeout, systemd, docker stop) on image-folder training with DataLoader
+    workers: the run checkpoints and says so in one line, exit 143; the signal reaches only the group started here."""
+    folder = image_folder(tmp_path / "data", size=12, train=16)
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "resnet", *TRAIN[:-4], "--set", "data.pipeline=loader", "--workers", str(workers),
+            "--dataset", str(folder), "--iterations", "100000", "--run-dir", str(run_dir),
+            "--set", "log.every_iterations=1", "--set", "checkpoint.every_minutes=0",
+            "--set", "system.compile=off"]  # fmt: skip (a signal during compilation: item 5's test)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            curve = run_dir / "train_curve.jsonl"
+            if curve.is_file() and len(curve.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, process.communicate()
+        assert subprocess.run(["kill", "-TERM", "--", f"-{process.pid}"], check=False).returncode == 0
+        _, err_bytes = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the group this test started, nothing else
+            process.wait()
+    err = err_bytes.decode()
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and "DataLoader worker" not in err, err
+    line = one_error_line(err.split("to stop at once)")[-1])
+    assert line.startswith("resnet train: stopped by SIGTERM at iteration") and "--resume" in line
+    assert load_checkpoint(run_dir / "last.pt")["iteration"] >= 3

@@ -92,9 +92,13 @@ def checked(bad: int | BadItem) -> int:
     return bad
 
 
-def ignore_sigint(worker_id: int) -> None:
-    """Workers leave Ctrl-C to the main process, which checkpoints and stops them."""
+def leave_signals_to_main(worker_id: int) -> None:
+    """Workers leave Ctrl-C and SIGTERM to the main process, which checkpoints and stops them: a scheduler
+    (``scancel``, ``timeout``, systemd, ``docker stop``) signals the whole process group, and a worker that died of
+    it would end the run in a worker traceback before ``last.pt`` is written. (PyTorch's own SIGTERM handler, which
+    this replaces, only exits quietly when the parent sent it; the main process stops its workers by a queue.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class SeededBatchSampler(Sampler):
@@ -153,7 +157,7 @@ class LoaderTrainStream:
             collate_fn=collate,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
-            worker_init_fn=ignore_sigint if num_workers > 0 else None,
+            worker_init_fn=leave_signals_to_main if num_workers > 0 else None,
             generator=torch.Generator(),
         )  # worker seeds: not from the global RNG
         self.skipped = 0
@@ -204,7 +208,7 @@ class LoaderEvalStream:
             num_workers=num_workers,
             collate_fn=collate,
             pin_memory=device.type == "cuda",
-            worker_init_fn=ignore_sigint if num_workers > 0 else None,
+            worker_init_fn=leave_signals_to_main if num_workers > 0 else None,
             generator=torch.Generator(),
         )
         self.skipped = 0
