@@ -190,10 +190,28 @@ def test_sigterm_to_the_process_group_checkpoints_without_a_worker_traceback(tmp
     workers: the run checkpoints and says so in one line, exit 143; the signal reaches only the group started here."""
     folder = image_folder(tmp_path / "data", size=12, train=16)
     run_dir = tmp_path / "run"
-    argv = [sys.executable, "-m", "resnet", *TRAIN[:-4], "--set", "data.pipeline=loader", "--workers", str(workers),
-            "--dataset", str(folder), "--iterations", "100000", "--run-dir", str(run_dir),
-            "--set", "log.every_iterations=1", "--set", "checkpoint.every_minutes=0",
-            "--set", "system.compile=off"]  # fmt: skip (a signal during compilation: item 5's test)
+    argv = [
+        sys.executable,
+        "-m",
+        "resnet",
+        *TRAIN[:-4],
+        "--set",
+        "data.pipeline=loader",
+        "--workers",
+        str(workers),
+        "--dataset",
+        str(folder),
+        "--iterations",
+        "100000",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "log.every_iterations=1",
+        "--set",
+        "checkpoint.every_minutes=0",
+        "--set",
+        "system.compile=off",
+    ]  # fmt: skip (a signal during compilation: item 5's test)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -216,3 +234,56 @@ def test_sigterm_to_the_process_group_checkpoints_without_a_worker_traceback(tmp
     line = one_error_line(err.split("to stop at once)")[-1])
     assert line.startswith("resnet train: stopped by SIGTERM at iteration") and "--resume" in line
     assert load_checkpoint(run_dir / "last.pt")["iteration"] >= 3
+
+
+# --- 5: a signal that kills torch.compile's C++ compiler mid-build --------------------------------------------
+@pytest.mark.parametrize(("signum", "after"), [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGINT, 3)])
+def test_a_step_killed_by_the_same_signal_is_the_signal_s_one_line(
+    tmp_path: Path, capsys, monkeypatch, signum: int, after: int
+) -> None:
+    """Ctrl-C reaches the whole process group: the compiler dies of it and the step raises (CppCompileError, an
+    InductorError); that failure is the signal's stop, with what is left, not a 98-line traceback."""
+    import resnet.train.trainer as trainer
+
+    real, calls = trainer.train_step, []
+
+    def compile_killed_by_the_signal(*args, **kw):
+        calls.append(1)
+        if len(calls) > after:
+            os.kill(os.getpid(), signum)  # the guard records it; the compiler (a child) dies of it
+            raise RuntimeError("CppCompileError: C++ compile error\nCommand:\ng++ ...\n(98 lines)")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(trainer, "train_step", compile_killed_by_the_signal)
+    run_dir = tmp_path / "run"
+    folder = image_folder(tmp_path / "data")
+    code, _, err = run_cli(capsys, *TRAIN, "--dataset", str(folder), "--iterations", "20", "--run-dir", str(run_dir),
+                           "--set", "checkpoint.every_iterations=2")  # fmt: skip
+    assert code == 128 + signum
+    line = one_error_line(err.split("to stop at once)")[-1])
+    name = signal.Signals(signum).name
+    assert line.startswith(f"resnet train: stopped by {name} at iteration {after}, which was not completed")
+    if after:
+        assert (
+            f"the last checkpoint is {run_dir / 'last.pt'} (iteration 2); continue with: resnet train --resume" in line
+        )
+        assert load_checkpoint(run_dir / "last.pt")["iteration"] == 2
+    else:
+        assert "no checkpoint was written before that" in line and not (run_dir / "last.pt").exists()
+
+
+def test_a_failure_without_a_signal_is_not_taken_for_one() -> None:
+    from types import SimpleNamespace
+
+    from resnet.errors import DataError
+    from resnet.train.interrupt import InterruptGuard
+
+    run = SimpleNamespace(iteration=1, saved_iteration=None, run_dir=SimpleNamespace(path=Path("run")))
+    for error in (RuntimeError("a real compile error"), DataError("bad image")):
+        with pytest.raises(type(error), match=str(error)), InterruptGuard().watch(run):
+            raise error
+    guard = InterruptGuard()
+    with pytest.raises(DataError), guard.watch(run):  # a user's error stays itself even after a signal
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        raise DataError("bad image")

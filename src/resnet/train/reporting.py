@@ -170,9 +170,10 @@ class RunReport:
         shown = [f"{k} {record[k]:.2f}%" for k in keys if record.get(k) is not None]
         self.progress.write(f"eval at iteration {state.iteration} (epoch {record['epoch']:g}): " + ", ".join(shown))
 
-    def plot_curves(self, records: list[dict[str, Any]]) -> None:
-        """``curves.png``, after ``summary.json``: a figure that cannot be written (a full disk) is a warning and
+    def write_summary(self, summary: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        """``summary.json``, then ``curves.png``: a figure that cannot be written (a full disk) is a warning and
         loses nothing else (:func:`resnet.files.save_figure`)."""
+        self.run_dir.write_summary(summary)
         if self.is_main:
             plot_run_curves(
                 records,

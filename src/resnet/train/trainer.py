@@ -230,7 +230,7 @@ class Trainer:
             notes = [*distributed.start_lines(config, self.dist, self.schedule, self.world_note), *self.notes]
             resumed = self.iteration if self.resume else None
             self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed)
-            with self.interrupt:
+            with self.interrupt.watch(self):
                 with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
                     while self.iteration < self.total:
                         self._train_epoch()
@@ -383,8 +383,7 @@ class Trainer:
             summary.update(ema_results(self.records, self.state))
         if self.keeper is not None:
             summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self._save_payload))
-        self.run_dir.write_summary(summary)
-        self.report.plot_curves(self.records)
+        self.report.write_summary(summary, self.records)
         return summary
 
 
