@@ -287,3 +287,28 @@ def test_a_failure_without_a_signal_is_not_taken_for_one() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
         raise DataError("bad image")
+
+
+# --- 12: explicit flags beat --set, as --help says ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "key", "value"),
+    [
+        (["--batch-size", "32", "--set", "data.batch_size=64"], "data.batch_size", 32),
+        (["--set", "data.batch_size=64", "--batch-size", "32"], "data.batch_size", 32),
+        (["--set", "optim.lr=0.05", "--lr", "0.3", "--set", "optim.lr=0.07"], "optim.lr", 0.3),
+        (["--no-compile", "--set", "system.compile=on"], "system.compile", "off"),
+        (["--set", "optim.momentum=0.5"], "optim.momentum", 0.5),  # --set alone still reaches anything
+    ],
+)
+def test_explicit_flags_beat_set(argv: list[str], key: str, value: object) -> None:
+    from resnet.cli import build_parser
+    from resnet.cli.train import overrides_from_args
+    from resnet.config.recipes import load_config
+
+    args = build_parser().parse_args(["train", "--model", "resnet20", "--dataset", "x", *argv])
+    section, name = key.split(".")
+    assert getattr(getattr(load_config("cifar-paper", overrides_from_args(args)), section), name) == value
+    assert (
+        "then --set key=value, then the flags below"
+        in build_parser()._subparsers._group_actions[0].choices["train"].description
+    )

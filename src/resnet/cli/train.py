@@ -112,7 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags first, then --set (so --set can reach anything); unknown keys are rejected later."""
+    """--set, then the flags (as --help says: an explicit flag is what was asked last, whatever its place on the
+    command line); unknown keys are rejected later."""
     from resnet.config import parse_assignment
 
     flags: dict[str, Any] = {
@@ -139,10 +140,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "distributed.sync_bn": args.sync_bn,
         "distributed.timeout": args.dist_timeout,
     }
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    for text in args.assignments:
-        key, value = parse_assignment(text)
-        overrides[key] = value
+    overrides = dict(parse_assignment(text) for text in args.assignments)
+    overrides.update({key: value for key, value in flags.items() if value is not None})
     return overrides
 
 
