@@ -308,3 +308,52 @@ def test_explicit_flags_beat_set(argv: list[str], key: str, value: object) -> No
     args = build_parser().parse_args(["train", "--model", "resnet20", "--dataset", "x", *argv])
     section, name = key.split(".")
     assert getattr(getattr(load_config("cifar-paper", overrides_from_args(args)), section), name) == value
+
+
+# --- 13: ranges live with the schema, checked once -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--set", "schedule.gamma=-1"], "'schedule.gamma' must be a factor in (0, 1]"),
+        (["--set", "schedule.gamma=0"], "'schedule.gamma' must be a factor in (0, 1]"),
+        (["--set", "schedule.milestones=[48000, 32000]"], "'schedule.milestones' must be positive and increasing"),
+        (["--set", "schedule.milestones=[-5, 32000]"], "'schedule.milestones' must be positive and increasing"),
+        (["--set", "schedule.milestones=[32000, 70000]"], "must lie inside the run's 64000 iterations"),
+        (["--set", "optim.momentum=5"], "'optim.momentum' must be a number in [0, 1), got 5"),
+        (["--set", "schedule.pct_start=1.5"], "'schedule.pct_start' must be a fraction of the run in (0, 1)"),
+        (["--set", "schedule.warmup.epochs=-1"], "'schedule.warmup.epochs' must be a number of epochs >= 0"),
+        (["--set", "eval.every_epochs=0"], "'eval.every_epochs' must be at least 1, got 0"),
+        (["--set", "data.repeats=1000000"], "'data.repeats' must be a number of repeats in [1, 64]"),
+        (["--epochs", "1e300"], "'train.epochs' must be a positive number (at most 1,000,000)"),
+        (["--iterations", "99999999999"], "'train.iterations' must be a positive number (at most 1,000,000,000)"),
+        (["--seed", "99999999999999999999"], "'seed' must be an integer in [0, 2**32 - 1]"),
+        (["--set", "seed=-1"], "'seed' must be an integer in [0, 2**32 - 1]"),
+        (["--set", "system.threads=1000000"], "'system.threads' must be a positive number of threads (at most 1024)"),
+        (["--workers", "-1"], "argument --workers: must be a number of DataLoader workers in [0, 256], got -1"),
+        (["--set", "data.num_workers=-1"], "'data.num_workers' must be a number of DataLoader workers in [0, 256]"),
+    ],
+)
+def test_out_of_range_settings_are_one_line(tmp_path: Path, capsys, argv: list[str], says: str) -> None:
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--recipe", "cifar-paper", "--model", "resnet8", "--dataset", "fake",
+                           "--run-dir", str(run_dir), *argv)  # fmt: skip
+    assert code == 2 and says in one_error_line(err)
+    assert not run_dir.exists()
+
+
+def test_every_range_names_a_key_of_the_schema_and_the_recipes_are_within_them() -> None:
+    from resnet.config.recipes import list_recipes, load_config
+    from resnet.config.schema import RANGES, Config
+
+    for key in RANGES:
+        value: object = Config()
+        for part in key.split("."):
+            value = getattr(value, part)  # an AttributeError names a key the schema lost
+    for recipe in list_recipes():
+        load_config(recipe, {"model.name": "resnet20", "data.dataset": "x"})
+
+
+@pytest.mark.parametrize("argv", [["--scales", "0"], ["--scales", "32", "-4"], ["--workers", "-1"]])
+def test_eval_numbers_are_checked_by_argparse(trained: Path, capsys, argv: list[str]) -> None:
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(trained / "last.pt"), "--views", "multiscale", *argv)
+    assert code == 2 and f"argument {argv[0]}: must be" in one_error_line(err)

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
-from resnet.config.parse import positive_int
+from resnet.config.parse import positive_int, workers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,12 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fully-convolutional on whole images at several shorter sides, with flips (default: center)",
     )
     parser.add_argument(
-        "--scales", type=int, nargs="+", help="shorter sides for multiscale (default: 224 256 384 480 640 "
+        "--scales", type=positive_int, nargs="+", help="shorter sides for multiscale (default: 224 256 384 480 640 "
         "for 224-pixel crops, 32 40 48 for 32-pixel images)"
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    parser.add_argument("--workers", type=workers, help="DataLoader workers for image folders")
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--force", action="store_true", help="let --json replace a checkpoint or a run's file")
     parser.add_argument(

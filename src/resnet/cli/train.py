@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from resnet.config.parse import positive_float, positive_int
+from resnet.config.parse import positive_float, positive_int, workers
 from resnet.errors import ConfigError
 
 DEFAULT_RECIPE = "fast"
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default: {DEFAULT_RECIPE})",
     )
     parser.add_argument("--data-dir", help="where datasets are looked for")
-    parser.add_argument("--workers", type=int, metavar="N", help="DataLoader worker processes (image folders)")
+    parser.add_argument("--workers", type=workers, metavar="N", help="DataLoader worker processes (image folders)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_float, help="run length in epochs (shortens/lengthens the recipe)")
     length.add_argument("--iterations", type=positive_int, help="run length in iterations")
