@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from bad_inputs import TRAIN, image_folder, one_error_line, run_cli, snapshot
 from resnet.runs import load_checkpoint
@@ -357,3 +358,97 @@ def test_every_range_names_a_key_of_the_schema_and_the_recipes_are_within_them()
 def test_eval_numbers_are_checked_by_argparse(trained: Path, capsys, argv: list[str]) -> None:
     code, _, err = run_cli(capsys, "eval", "--checkpoint", str(trained / "last.pt"), "--views", "multiscale", *argv)
     assert code == 2 and f"argument {argv[0]}: must be" in one_error_line(err)
+
+
+# --- 8, 9: untrusted model files: non-finite weights, invalid preprocessing, inconsistent meta ------------------
+def _edited_checkpoint(trained: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the run's last.pt with ``edit(payload)`` applied and a valid checksum (as a crafted file has)."""
+    from resnet.runs.checkpoint import load_checkpoint, save_atomic
+
+    payload = load_checkpoint(trained / "last.pt")
+    edit(payload)
+    path = tmp_path / "edited" / "last.pt"
+    save_atomic(payload, path)
+    return path
+
+
+def _nan_weight(payload: dict) -> None:
+    payload["model"]["fc.weight"][0, 0] = float("nan")
+
+
+def _inf_buffer(payload: dict) -> None:
+    payload["model"]["bn1.running_var"][0] = float("inf")
+
+
+def _meta(field: str, value: object):
+    def edit(payload: dict) -> None:
+        target = payload["meta"]
+        *parents, last = field.split(".")
+        for name in parents:
+            target = target[name]
+        target[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (_nan_weight, "holds NaN or infinite weights (fc.weight)"),
+        (_inf_buffer, "holds NaN or infinite weights (bn1.running_var)"),
+        (_meta("preprocessing.std", [0.0, 0.0, 0.0]), "a standard deviation must be positive"),
+        (_meta("preprocessing.std", [0.2, -0.1, 0.2]), "a standard deviation must be positive"),
+        (_meta("class_names", ["a", "b"]), "names 2 classes but the model has 3 outputs"),
+        (_meta("class_names", None), "has no class_names list"),
+        (_meta("model.options", None), "has model.options that is not a JSON object"),
+        (_meta("preprocessing.mean", [0.5, 0.5]), "has 2 preprocessing.mean values for 3-channel images"),
+        (_meta("preprocessing.crop", [0, 8]), "preprocessing.crop = 0, not a positive whole number"),
+        (_meta("preprocessing.mode", "L"), "has 3 preprocessing.mean values for 1-channel images"),
+        (_meta("model.options.in_chans", 1), 'preprocessing.mode = "RGB" (3 channels) for a model of 1 input'),
+    ],
+)
+def test_a_checkpoint_with_bad_weights_or_meta_is_refused_by_every_command(
+    trained: Path, tmp_path: Path, capsys, edit, says: str
+) -> None:
+    checkpoint = _edited_checkpoint(trained, tmp_path, edit)
+    image = next((trained.parent / "data" / "test" / "a").iterdir())
+    for argv in (["eval", "--checkpoint", str(checkpoint)], ["predict", str(image), "--checkpoint", str(checkpoint)],
+                 ["export", "--checkpoint", str(checkpoint), "--format", "torchscript"]):  # fmt: skip
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and says in one_error_line(err), (argv, err)
+        assert "nan%" not in out
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["last.pt"]
+
+
+def test_non_finite_safetensors_and_akamaster_weights_are_refused(trained: Path, tmp_path: Path, capsys) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from resnet.errors import CheckpointError
+    from resnet.models import create_model
+    from test_models_akamaster import AkaResNet, save_akamaster
+
+    code, _, err = run_cli(capsys, "export", "--checkpoint", str(trained / "last.pt"), "--format", "safetensors",
+                           "--output", str(tmp_path / "model.safetensors"))  # fmt: skip
+    assert code == 0, err
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state["conv1.weight"][0, 0, 0, 0] = float("-inf")
+    save_file(state, str(tmp_path / "model.safetensors"))
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(tmp_path / "model.safetensors"))
+    assert code == 2 and "holds NaN or infinite weights (conv1.weight)" in one_error_line(err)
+    with pytest.raises(CheckpointError, match="NaN or infinite weights"):  # the library's own reader, --init
+        create_model("resnet8", num_classes=3, weights=tmp_path / "model.safetensors")
+    reference = AkaResNet(3)
+    with torch.no_grad():
+        reference.linear.weight[1, 2] = float("nan")
+    path = save_akamaster(reference, tmp_path / "resnet20.th")
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(path), "--dataset", "fake")
+    assert code == 2 and "holds NaN or infinite weights (linear.weight)" in one_error_line(err)  # the file's name
+
+
+def test_deeply_nested_sidecar_json_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(capsys, "export", "--checkpoint", str(trained / "last.pt"), "--format", "safetensors",
+                           "--output", str(tmp_path / "model.safetensors"))  # fmt: skip
+    assert code == 0, err
+    (tmp_path / "model.json").write_text("[" * 100000 + "]" * 100000)
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(tmp_path / "model.safetensors"))
+    assert code == 2 and "is nested too deeply to be model metadata" in one_error_line(err)

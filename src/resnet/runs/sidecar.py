@@ -18,12 +18,15 @@ from torch import Tensor
 
 from resnet.errors import CheckpointError
 
+REWRITE = "it was not written by resnet train or was edited: use the run's own checkpoint, or train again"
 REEXPORT = "export it again with `resnet export --format safetensors`, or repair the file"
 JSON_TYPES = {list: "a JSON list", str: "a JSON string", int: "a number", float: "a number", bool: "true/false"}
 
 
 def _fail(where: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"the sidecar {where} {problem}; {REEXPORT}")
+    if where.suffix == ".json":
+        return CheckpointError(f"the sidecar {where} {problem}; {REEXPORT}")
+    return CheckpointError(f"the checkpoint {where} {problem} in its metadata; {REWRITE}")
 
 
 def _numbers(value: Any, field: str, where: Path) -> list[float]:
@@ -44,7 +47,8 @@ def _positive_int(value: Any, field: str, where: Path) -> int:
 
 def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
     """``meta`` if it has what using a model needs (model name and options, class names matching the outputs,
-    sane preprocessing); otherwise one error naming the field."""
+    sane preprocessing); otherwise one error naming the field. The one validator of every loader (a checkpoint's
+    ``meta``, a safetensors sidecar, a converted foreign file): ``where`` is the file the error names."""
     if not isinstance(meta, dict):
         raise _fail(where, f"holds {JSON_TYPES.get(type(meta), 'null')}, not a JSON object with the model metadata")
     model = meta.get("model")
@@ -60,7 +64,10 @@ def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
     outputs = options.get("num_classes")
     if outputs is not None and outputs != len(names):
         raise _fail(where, f"names {len(names)} classes but the model has {outputs} outputs (model.options)")
-    if "input_size" in meta:
+    channels = options.get("in_chans")
+    if channels is not None:
+        _positive_int(channels, "model.options.in_chans", where)
+    if meta.get("input_size") is not None:
         size = meta["input_size"]
         if not isinstance(size, list) or len(size) != 3:
             raise _fail(where, f"has input_size = {json.dumps(size)[:60]}, not [channels, height, width]")
@@ -71,6 +78,10 @@ def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
         raise _fail(where, "has preprocessing that is not a JSON object")
     if pre:
         _validate_preprocessing(pre, where)
+        mode_channels = 1 if pre.get("mode", "RGB") == "L" else 3
+        if channels is not None and channels != mode_channels:
+            raise _fail(where, f'has preprocessing.mode = "{pre.get("mode", "RGB")}" ({mode_channels} channels) for a '
+                        f"model of {channels} input channels")  # fmt: skip
     return meta
 
 
@@ -106,6 +117,8 @@ def read_sidecar(weights: Path) -> dict[str, Any]:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise _fail(sidecar, f"is not text (byte {error.start} is not UTF-8)") from error
+    except RecursionError:
+        raise _fail(sidecar, "is nested too deeply to be model metadata") from None
     except json.JSONDecodeError as error:
         raise _fail(sidecar, f"is not valid JSON ({error.msg}: line {error.lineno} column {error.colno})") from error
     except OSError as error:
