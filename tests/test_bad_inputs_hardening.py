@@ -452,3 +452,42 @@ def test_deeply_nested_sidecar_json_is_one_line(trained: Path, tmp_path: Path, c
     (tmp_path / "model.json").write_text("[" * 100000 + "]" * 100000)
     code, _, err = run_cli(capsys, "eval", "--checkpoint", str(tmp_path / "model.safetensors"))
     assert code == 2 and "is nested too deeply to be model metadata" in one_error_line(err)
+
+
+# --- 6: sizes from meta are bounded before anything is built ---------------------------------------------------
+def _huge_input(payload: dict) -> None:
+    payload["meta"]["model"]["options"]["in_chans"] = 2**40
+    payload["meta"]["preprocessing"] = {}
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (_meta("model.name", "resnet600002"), "resnet600002 with 3 input channels and 3 classes would have about"),
+        (_huge_input, "with 1,099,511,627,776 input channels"),
+        (_meta("preprocessing.crop", [100000, 100000]), "preprocessing.crop = 100,000, above the limit of 8,192"),
+        (_meta("preprocessing.resize", 10**6), "preprocessing.resize = 1,000,000, above the limit of 8,192"),
+        (_meta("input_size", [3, 8, 2**31]), "input_size = 2,147,483,648, above the limit"),
+    ],
+)
+def test_sizes_in_meta_are_bounded_before_anything_is_built(
+    trained: Path, tmp_path: Path, capsys, edit, says: str
+) -> None:
+    checkpoint = _edited_checkpoint(trained, tmp_path, edit)
+    code, _, err = run_cli(capsys, "eval", "--checkpoint", str(checkpoint))
+    assert code == 2 and says in one_error_line(err)
+
+
+def test_the_parameter_limit_is_computed_from_the_name_and_overridable(monkeypatch) -> None:
+    from resnet.errors import ConfigError
+    from resnet.models import create_model
+
+    with pytest.raises(ConfigError, match=r"resnet50 with 3 input channels and 1,000,000,000 classes .* GiB"):
+        create_model("resnet50", num_classes=10**9)
+    with pytest.raises(ConfigError, match="RESNET_MAX_PARAMETERS"):
+        create_model("plain600002")
+    monkeypatch.setenv("RESNET_MAX_PARAMETERS", "50000")
+    with pytest.raises(ConfigError, match=r"resnet8 .* about 74,810 parameters .* above the limit of 50,000"):
+        create_model("resnet8")
+    monkeypatch.setenv("RESNET_MAX_PARAMETERS", "80000")
+    assert sum(p.numel() for p in create_model("resnet8").parameters()) < 80_000

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from resnet.config.schema import RANGES
 from resnet.errors import CheckpointError
 
 REWRITE = "it was not written by resnet train or was edited: use the run's own checkpoint, or train again"
@@ -39,10 +40,15 @@ def _numbers(value: Any, field: str, where: Path) -> list[float]:
     return [float(v) for v in value]
 
 
-def _positive_int(value: Any, field: str, where: Path) -> int:
+def _positive_int(value: Any, field: str, where: Path, most: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise _fail(where, f"has {field} = {json.dumps(value)[:60]}, not a positive whole number")
+    if most is not None and value > most:  # sizes are bounded before anything is allocated from them
+        raise _fail(where, f"has {field} = {value:,}, above the limit of {most:,} pixels")
     return value
+
+
+MAX_SIDE = int(RANGES["data.eval_resize"].high or 8192)  # the largest image side a saved preprocessing may ask for
 
 
 def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
@@ -72,7 +78,7 @@ def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
         if not isinstance(size, list) or len(size) != 3:
             raise _fail(where, f"has input_size = {json.dumps(size)[:60]}, not [channels, height, width]")
         for v in size:
-            _positive_int(v, "input_size", where)
+            _positive_int(v, "input_size", where, MAX_SIDE)
     pre = meta.get("preprocessing") or {}
     if not isinstance(pre, dict):
         raise _fail(where, "has preprocessing that is not a JSON object")
@@ -97,12 +103,12 @@ def _validate_preprocessing(pre: dict[str, Any], where: Path) -> None:
     if any(v <= 0 for v in std):
         raise _fail(where, f"has preprocessing.std = {std}: a standard deviation must be positive (pixels are divided "
                     "by it)")  # fmt: skip
-    _positive_int(pre.get("resize"), "preprocessing.resize", where)
+    _positive_int(pre.get("resize"), "preprocessing.resize", where, MAX_SIDE)
     crop = pre.get("crop")
     if not isinstance(crop, list) or len(crop) != 2:
         raise _fail(where, f"has preprocessing.crop = {json.dumps(crop)[:40]}, not [height, width]")
     for v in crop:
-        _positive_int(v, "preprocessing.crop", where)
+        _positive_int(v, "preprocessing.crop", where, MAX_SIDE)
 
 
 def read_sidecar(weights: Path) -> dict[str, Any]:
