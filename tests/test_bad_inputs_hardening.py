@@ -237,6 +237,41 @@ def test_sigterm_to_the_process_group_checkpoints_without_a_worker_traceback(tmp
     assert load_checkpoint(run_dir / "last.pt")["iteration"] >= 3
 
 
+WORKER_SCRIPT = """
+import sys, time
+from torch.utils.data import DataLoader
+from resnet.data.loader_pipeline import leave_signals_to_main
+loader = DataLoader(list(range(100)), batch_size=2, num_workers=1, persistent_workers=True,
+                    worker_init_fn=leave_signals_to_main)
+batches = iter(loader)
+next(batches)
+print(batches._workers[0].pid, flush=True)
+sys.stdin.readline()  # the test sends the worker a SIGTERM of its own meanwhile
+time.sleep(0.5)
+print(batches._workers[0].is_alive(), next(batches).tolist(), flush=True)
+"""  # then exits with the workers alive: multiprocessing's SIGTERM (from the parent) must still end them
+
+
+@pytest.mark.slow
+def test_a_worker_ignores_a_foreign_sigterm_but_not_its_parent_s(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        worker = int(process.stdout.readline())
+        os.kill(worker, signal.SIGTERM)  # a worker of the process this test started
+        process.stdin.write("\n")
+        process.stdin.flush()
+        assert process.stdout.readline().split(" ", 1) == ["True", "[2, 3]\n"]
+        _, err = process.communicate(timeout=60)  # no hang at exit: the parent's SIGTERM ends the worker
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and "Traceback" not in err, err
+
+
 # --- 5: a signal that kills torch.compile's C++ compiler mid-build --------------------------------------------
 @pytest.mark.parametrize(("signum", "after"), [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGINT, 3)])
 def test_a_step_killed_by_the_same_signal_is_the_signal_s_one_line(
@@ -491,3 +526,21 @@ def test_the_parameter_limit_is_computed_from_the_name_and_overridable(monkeypat
         create_model("resnet8")
     monkeypatch.setenv("RESNET_MAX_PARAMETERS", "80000")
     assert sum(p.numel() for p in create_model("resnet8").parameters()) < 80_000
+
+
+# --- 14: analyze gradients reads the run's own data -----------------------------------------------------------
+def test_analyze_gradients_uses_the_run_s_data(trained: Path, tmp_path: Path, capsys) -> None:
+    from synthetic import write_image_folder
+
+    out = tmp_path / "analysis"
+    argv = ["analyze", "gradients", "--checkpoint", str(trained / "last.pt"), "--batch-size", "4", "--out", str(out)]
+    code, _, err = run_cli(capsys, *argv, "--model", "plain8")  # no CIFAR-10 here: the run's 3 classes are read
+    assert code == 0, err
+    grads = json.loads((out / "gradients.json").read_text())
+    assert [g["label"] for g in grads] == ["run (trained)", "plain8 (initialisation)"]
+    four = write_image_folder(tmp_path / "four", ("a", "b", "c", "d"), splits={"train": 4, "test": 2}, size=(8, 8))
+    for command in (argv, ["analyze", "responses", "--checkpoint", str(trained / "last.pt"), "--out", str(out)]):
+        code, _, err = run_cli(capsys, *command, "--dataset", str(four), "--force")
+        assert code == 2 and "has 4 classes, the checkpoint's model has 3 outputs" in one_error_line(err)
+    code, _, err = run_cli(capsys, *argv[:-2], "--batch-size", "0", "--out", str(out))
+    assert code == 2 and "argument --batch-size: must be a positive integer" in one_error_line(err)

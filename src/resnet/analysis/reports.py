@@ -40,7 +40,8 @@ def analyze_responses(
     results = []
     for checkpoint in map(Path, checkpoints):
         model, config = load_trained(checkpoint)
-        data = data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size)
+        outputs = getattr(model, "num_classes", None)
+        data = data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size, outputs=outputs)
         stream = data.test if split == "test" else data.val
         if stream is None:
             raise ConfigError(f"the run of '{checkpoint}' has no validation split; use --split test")
@@ -55,14 +56,16 @@ def analyze_gradients(
     *,
     models: Sequence[str] = (),
     checkpoints: Sequence[str | Path] = (),
-    dataset: str = "cifar10-jpeg",
+    dataset: str | None = None,
     data_dir: str | None = None,
     batch_size: int = 128,
     seed: int = 0,
     force: bool = False,
 ) -> list[GradientNorms]:
     """Per-layer gradient norms on one training batch for new nets (``models``, at initialisation) and trained ones
-    (``checkpoints``): ``gradients.png`` (log scale) and ``gradients.json`` in ``out``."""
+    (``checkpoints``): ``gradients.png`` (log scale) and ``gradients.json`` in ``out``. The batch comes from
+    ``dataset``, by default each trained net's own data (as ``resnet eval``), and for new nets the first trained
+    net's data, else CIFAR-10."""
     from resnet.data import DataConfig, build_data
     from resnet.models import create_model
 
@@ -70,13 +73,18 @@ def analyze_gradients(
         raise ConfigError("give at least one --model NAME or --checkpoint PATH")
     numbers, figure = output_folder(out, ["gradients.json", "gradients.png"], inputs=checkpoints, force=force)
     results = []
+    own = None  # the first trained net's dataset: new nets beside it are compared on the same images
     for checkpoint in map(Path, checkpoints):
         model, config = load_trained(checkpoint)
-        images, labels = _first_batch(data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size))
+        outputs = getattr(model, "num_classes", None)
+        bundle = data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size, outputs=outputs)
+        own = own or config.data.dataset
+        images, labels = _first_batch(bundle)
         results.append(gradient_norms(model, images, labels, label=f"{_label(checkpoint)} (trained)"))
     if models:
+        chosen = dataset or own or "cifar10-jpeg"
         data = build_data(
-            DataConfig(dataset, data_dir=data_dir, batch_size=batch_size, augment="none", download=False), seed=seed
+            DataConfig(chosen, data_dir=data_dir, batch_size=batch_size, augment="none", download=False), seed=seed
         )
         images, labels = _first_batch(data)
         for name in models:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from resnet.config.parse import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,10 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     gradients.add_argument("--model", nargs="*", default=[], metavar="NAME", help="new nets, at initialisation")
     gradients.add_argument("--checkpoint", nargs="*", default=[], metavar="PATH", help="trained nets")
-    gradients.add_argument("--dataset", default="cifar10-jpeg", help="where the batch comes from")
+    gradients.add_argument(
+        "--dataset", help="where the batch comes from (default: each run's own data; for new nets cifar10-jpeg)"
+    )
     gradients.add_argument("--data-dir", help="where datasets are looked for")
     gradients.add_argument(
-        "--batch-size", type=int, default=128, help="images in the one training batch the gradients are taken on"
+        "--batch-size",
+        type=positive_int,
+        default=128,
+        help="images in the one training batch the gradients are taken on",
     )
     gradients.add_argument("--seed", type=int, default=0, help="initialisation and batch seed")
     gradients.add_argument("--out", default="analysis", help="output folder (default: analysis)")

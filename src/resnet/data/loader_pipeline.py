@@ -7,7 +7,9 @@ sampler runs in the main process, so one persistent DataLoader serves every epoc
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -95,10 +97,20 @@ def checked(bad: int | BadItem) -> int:
 def leave_signals_to_main(worker_id: int) -> None:
     """Workers leave Ctrl-C and SIGTERM to the main process, which checkpoints and stops them: a scheduler
     (``scancel``, ``timeout``, systemd, ``docker stop``) signals the whole process group, and a worker that died of
-    it would end the run in a worker traceback before ``last.pt`` is written. (PyTorch's own SIGTERM handler, which
-    this replaces, only exits quietly when the parent sent it; the main process stops its workers by a queue.)"""
+    it would end the run in a worker traceback before ``last.pt`` is written. A SIGTERM from the main process
+    itself (multiprocessing stopping its workers at exit) still ends the worker, as PyTorch's own handler does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):  # pragma: no cover - not Linux: PyTorch's SIGTERM handler stays
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the thread that takes it
+    threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), name="sigterm", daemon=True).start()
+
+
+def _end_on_sigterm_from(parent: int) -> None:
+    """Take every SIGTERM (blocked in the worker's threads) and exit quietly only when the main process sent it."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)
 
 
 class SeededBatchSampler(Sampler):
