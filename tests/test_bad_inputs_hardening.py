@@ -544,3 +544,41 @@ def test_analyze_gradients_uses_the_run_s_data(trained: Path, tmp_path: Path, ca
         assert code == 2 and "has 4 classes, the checkpoint's model has 3 outputs" in one_error_line(err)
     code, _, err = run_cli(capsys, *argv[:-2], "--batch-size", "0", "--out", str(out))
     assert code == 2 and "argument --batch-size: must be a positive integer" in one_error_line(err)
+
+
+# --- 10: special files: regular files only; a dangling class folder is refused ---------------------------------
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dangling"])
+def test_special_files_named_like_images_are_bad_images(tmp_path: Path, capsys, kind: str) -> None:
+    folder = image_folder(tmp_path / "folder")
+    special = folder / "train" / "b" / "x.png"
+    if kind == "fifo":
+        os.mkfifo(special)  # no writer: reading it would block forever
+    elif kind == "dev-zero":
+        special.symlink_to("/dev/zero")  # reading it would never end
+    else:
+        special.symlink_to(tmp_path / "gone.png")
+    says = {"fifo": "a FIFO, not a regular file", "dev-zero": "a character device, not a regular file",
+            "dangling": f"a symbolic link to {tmp_path / 'gone.png'}, which does not exist"}[kind]  # fmt: skip
+    code, _, err = run_cli(capsys, "data", "info", str(folder))
+    assert code == 2 and f"image {special}" in one_error_line(err) and says in one_error_line(err)
+    code, out, err = run_cli(capsys, "data", "info", str(folder), "--on-bad-image", "skip")
+    assert code == 0 and f"skipped:     1 unreadable image(s), e.g. {special}" in out, err
+    code, out, err = run_cli(capsys, "predict", str(special), str(folder / "test" / "a"), "--checkpoint", "x.pt")
+    assert code == 2 and "Traceback" not in err  # no checkpoint: refused before any image is read
+    from resnet.inference.images import UnreadableImageError, read_image
+
+    with pytest.raises(UnreadableImageError, match=says):
+        read_image(special, "RGB")
+
+
+def test_a_class_folder_that_is_a_dangling_link_is_refused(tmp_path: Path, capsys) -> None:
+    folder = image_folder(tmp_path / "folder")
+    (folder / "train" / "zebra").symlink_to(tmp_path / "moved-away")
+    before = snapshot(folder)
+    for argv in (["data", "info", str(folder)], [*TRAIN, "--dataset", str(folder), "--iterations", "1",
+                                                 "--run-dir", str(tmp_path / "run")]):  # fmt: skip
+        code, _, err = run_cli(capsys, *argv)
+        line = one_error_line(err)
+        assert code == 2 and f"{folder / 'train' / 'zebra'} is a symbolic link to {tmp_path / 'moved-away'}" in line
+        assert "never dropped silently" in line
+    assert snapshot(folder) == before and not (tmp_path / "run" / "last.pt").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -111,6 +112,34 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# --- reading: regular files only ------------------------------------------------------------------------------
+class NotARegularFileError(OSError):
+    """A FIFO, a device or a socket where a file was expected (reading it would block forever or never end)."""
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_regular(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a regular file (also behind a link); anything else is refused before a byte is read: a FIFO
+    named ``x.png`` would block forever, a link to ``/dev/zero`` would never end. A dangling link is named."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO without a writer: no wait
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise FileNotFoundError(errno.ENOENT, f"a symbolic link to {os.readlink(path)}, which does not exist",
+                                    str(path)) from None  # fmt: skip
+        raise
+    with os.fdopen(fd, "rb") as stream:
+        mode = os.fstat(stream.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFileError(errno.EINVAL, f"{_kind(mode)}, not a regular file", str(path))
+        return stream.read()
 
 
 # --- the guard of every command's output ---------------------------------------------------------------------

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from resnet.data.decode import BadImageError
 from resnet.data.paths import cache_dir
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
-from resnet.files import write_atomic
+from resnet.files import read_regular, write_atomic
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -64,14 +65,24 @@ class DirReader:
         self.root = root
 
     def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        """The file's bytes; a file that cannot be read (a dangling link; a FIFO or a device named ``x.png``,
+        refused before a byte is read) is a bad image, skipped by ``--on-bad-image skip`` like a corrupt one."""
+        try:
+            return read_regular(self.root / key)
+        except OSError as error:
+            raise BadImageError(self.describe(key), f"cannot read the file ({error.strerror or error})") from error
 
     def describe(self, key: str) -> str:
         return str(self.root / key)
 
-    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
+    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes | BadImageError]]:
+        """Each file's bytes, or the bad image it is (unreadable: a dangling link, a FIFO), so that
+        ``--on-bad-image skip`` skips it like any corrupt image and the others are read."""
         for key in keys:
-            yield key, self.read(key)
+            try:
+                yield key, self.read(key)
+            except BadImageError as error:
+                yield key, error
 
 
 class TarReader:
@@ -207,6 +218,12 @@ def _scan_dir(split_dir: Path, root: Path, ignored: list[str]) -> dict[str, list
             folders.update(dirnames)
         for name in filenames:
             entries.append((str(Path(dirpath, name).relative_to(root)), [*rel_dir, name]))
+    for link, target in walk.dangling:
+        if link.parent == split_dir:  # a class folder (or a file beside them) that is gone: never a class dropped
+            raise DataError(
+                f"{link} is a symbolic link to {target}, which does not exist; fix or remove the link (a class is "
+                "never dropped silently)"
+            )
     for line in walk.warnings(str(split_dir)):
         warnings.warn(line, stacklevel=3)
     by_class = _group(entries, str(split_dir), ignored)
