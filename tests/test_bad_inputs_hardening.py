@@ -582,3 +582,23 @@ def test_a_class_folder_that_is_a_dangling_link_is_refused(tmp_path: Path, capsy
         assert code == 2 and f"{folder / 'train' / 'zebra'} is a symbolic link to {tmp_path / 'moved-away'}" in line
         assert "never dropped silently" in line
     assert snapshot(folder) == before and not (tmp_path / "run" / "last.pt").exists()
+
+
+# --- 15: the tour's unclear messages ----------------------------------------------------------------------------
+def test_a_depth_given_twice_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    folder = image_folder(tmp_path / "tiny")
+    argv = [*EXPERIMENT, "--dataset", str(folder), "--out", str(tmp_path / "exp")]
+    depths = argv.index("--depths")
+    argv[depths + 1 : depths + 2] = ["8", "14", "8"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "--depths names 8 more than once; give each depth once" in one_error_line(err)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_init_from_nan_weights_names_the_file_not_the_learning_rate(trained: Path, tmp_path: Path, capsys) -> None:
+    bad = _edited_checkpoint(trained, tmp_path, _nan_weight)
+    code, _, err = run_cli(capsys, *TRAIN, "--dataset", str(trained.parent / "data"), "--iterations", "1",
+                           "--init", str(bad), "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    line = one_error_line(err)
+    assert code == 2 and f"'{bad}' holds NaN or infinite weights (fc.weight)" in line and "--lr" not in line
+    assert not (tmp_path / "run" / "last.pt").exists()

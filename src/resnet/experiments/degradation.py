@@ -106,6 +106,9 @@ class ExperimentSettings:
         return load_config(RECIPE, values)
 
     def runs(self, families: Sequence[str] = ("plain", "resnet")) -> list[PlannedRun]:
+        twice = sorted({d for d in self.depths if list(self.depths).count(d) > 1})
+        if twice:  # one run directory per net: a second would be the first, found finished or running
+            raise ConfigError(f"--depths names {', '.join(map(str, twice))} more than once; give each depth once")
         for depth in self.depths:
             if depth < 8 or (depth - 2) % 6:
                 raise ConfigError(f"CIFAR depths are 6n+2 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
