@@ -602,3 +602,14 @@ def test_init_from_nan_weights_names_the_file_not_the_learning_rate(trained: Pat
     line = one_error_line(err)
     assert code == 2 and f"'{bad}' holds NaN or infinite weights (fc.weight)" in line and "--lr" not in line
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_an_export_error_names_the_output_not_its_temporary_file(tmp_path: Path) -> None:
+    from resnet.export.onnx import ExportError
+    from resnet.export.writing import check_targets, staged
+
+    target = tmp_path / "model.onnx"
+    with pytest.raises(ExportError) as caught, staged(check_targets([target], source=None, force=False)) as temp:
+        raise RuntimeError(f"failed to write {temp}: protobuf too large\n(and 40 more lines)")
+    assert str(caught.value) == f"failed to write {target}: protobuf too large"
+    assert list(tmp_path.iterdir()) == []

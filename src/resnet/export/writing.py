@@ -82,7 +82,13 @@ def staged(outputs: list[Output]) -> Iterator[Path]:
         with staged_file(main.path, exclusive=not main.existed, suffix=main.path.suffix) as tmp:
             pairs = [(tmp.with_suffix(o.path.suffix), o) for o in sidecars]
             try:
-                yield tmp
+                try:
+                    yield tmp
+                except Exception as error:  # an exporter's error names the file the user asked for, not ours
+                    if str(tmp) not in str(error) and str(tmp.with_suffix(".json")) not in str(error):
+                        raise
+                    text = str(error).replace(str(tmp.with_suffix(".json")), str(main.path.with_suffix(".json")))
+                    raise ExportError(text.replace(str(tmp), str(main.path)).splitlines()[0]) from error
                 for staged_path, output in pairs:  # the sidecar first: the weights appear complete, or not at all
                     commit(staged_path, output.path, exclusive=not output.existed)
             finally:
