@@ -613,3 +613,32 @@ def test_an_export_error_names_the_output_not_its_temporary_file(tmp_path: Path)
         raise RuntimeError(f"failed to write {temp}: protobuf too large\n(and 40 more lines)")
     assert str(caught.value) == f"failed to write {target}: protobuf too large"
     assert list(tmp_path.iterdir()) == []
+
+
+# --- 11: names that are no UTF-8 or hold control characters ------------------------------------------------------
+def test_a_latin_1_class_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    folder = image_folder(tmp_path / "folder")
+    latin = os.fsencode(folder / "train") + b"/caf\xe9"
+    os.rename(folder / "train" / "c", latin)
+    os.rename(folder / "test" / "c", os.fsencode(folder / "test") + b"/caf\xe9")
+    code, _, err = run_cli(capsys, *TRAIN, "--dataset", str(folder), "--iterations", "1", "--run-dir",
+                           str(tmp_path / "run"))  # fmt: skip
+    line = one_error_line(err)
+    assert code == 2 and "the class folder 'caf\\udce9' is not valid UTF-8 (byte 0xe9 at position 3" in line
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("run\udce9", "is not valid UTF-8 (byte 0xe9 at position"), ("run\x07", "contains a control character"),
+     ("run\nx", "contains a control character ('\\n')")],
+)  # fmt: skip
+def test_a_run_dir_or_dataset_name_that_cannot_be_written_is_one_line(
+    tmp_path: Path, capsys, name: str, says: str
+) -> None:
+    folder = image_folder(tmp_path / "folder")
+    for argv in (["--run-dir", str(tmp_path / name), "--dataset", str(folder)],
+                 ["--run-dir", str(tmp_path / "run"), "--dataset", str(tmp_path / name)]):  # fmt: skip
+        code, _, err = run_cli(capsys, *TRAIN, "--iterations", "1", *argv)
+        assert code == 2 and says in one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]

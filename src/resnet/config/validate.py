@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 from resnet.config.schema import RANGES, Config
+from resnet.data.paths import name_problem
 from resnet.errors import ConfigError
 
 
@@ -38,6 +39,11 @@ def validate(config: Config) -> None:
     if config.train.epochs is not None and config.train.iterations is not None:
         raise ConfigError("both train.epochs and train.iterations are set: keep one")
     check_ranges(config)
+    for key, value in (("run_dir", config.run_dir), ("data.dataset", config.data.dataset),
+                       ("data.data_dir", config.data.data_dir), ("model.init", config.model.init)):  # fmt: skip
+        problem = name_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ConfigError(f"'{key}' = {value!r} {problem.replace('rename it', 'choose a name')}")
     optim = config.optim
     if len(optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in optim.betas):
         raise ConfigError(f"'optim.betas' must be two numbers in [0, 1), got {optim.betas}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from resnet.data.decode import BadImageError
-from resnet.data.paths import cache_dir
+from resnet.data.paths import cache_dir, name_problem
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
 from resnet.files import read_regular, write_atomic
@@ -193,6 +193,8 @@ def _group(entries: list[tuple[str, list[str]]], where: str, ignored: list[str])
             continue
         if len(rel) < 2:
             raise DataError(f"{where}: image {key} is not inside a class folder; {LAYOUT}")
+        if rel[0] not in by_class and name_problem(rel[0]):  # a class name goes into meta, JSON and output lines
+            raise DataError(f"{where}: the class folder {rel[0]!r} {name_problem(rel[0])}")
         by_class.setdefault(rel[0], []).append(key)
     return by_class
 
