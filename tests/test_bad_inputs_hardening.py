@@ -642,3 +642,26 @@ def test_a_run_dir_or_dataset_name_that_cannot_be_written_is_one_line(
         code, _, err = run_cli(capsys, *TRAIN, "--iterations", "1", *argv)
         assert code == 2 and says in one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+# --- 7 (in part): a full archive cache -------------------------------------------------------------------------
+def test_a_full_archive_cache_is_one_line_and_leaves_no_temporary_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    import resnet.data.sources.folder as folder_source
+    from synthetic import tar_tree
+
+    archive = tar_tree(image_folder(tmp_path / "folder"), tmp_path / "folder.tar.gz")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET_CACHE", str(cache))
+
+    def disk_full(source, target, length=0) -> None:
+        target.write(source.read(1000))  # a part of the archive, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(folder_source.shutil, "copyfileobj", disk_full)
+    code, _, err = run_cli(capsys, *TRAIN[:-4], "--set", "data.pipeline=loader", "--workers", "0", "--dataset",
+                           str(archive), "--iterations", "1", "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    line = one_error_line(err)
+    assert (
+        code == 2 and f"cannot unpack {archive} into the archive cache {cache / 'untarred'} (the disk is full)" in line
+    )
+    assert list((cache / "untarred").iterdir()) == []  # no full-size temporary left behind

@@ -21,7 +21,7 @@ from resnet.data.decode import BadImageError
 from resnet.data.paths import cache_dir, name_problem
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
-from resnet.files import read_regular, write_atomic
+from resnet.files import DISK_FULL, read_regular, write_atomic
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -114,8 +114,16 @@ class TarReader:
             tag = hashlib.sha256(f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
             target = cache_dir() / "untarred" / f"{self.path.name.split('.')[0]}-{tag[:16]}.tar"
             if not target.is_file():
-                with OPENERS[self.format](self.path, "rb") as src:
-                    write_atomic(target, lambda dst: shutil.copyfileobj(src, dst, 1 << 22))
+                try:
+                    with OPENERS[self.format](self.path, "rb") as src:
+                        write_atomic(target, lambda dst: shutil.copyfileobj(src, dst, 1 << 22))
+                except OSError as error:  # a read-only or full cache: no temporary file is left (write_atomic)
+                    full = getattr(error, "errno", None) in DISK_FULL
+                    reason = "the disk is full" if full else (error.strerror or str(error))
+                    raise DataError(
+                        f"cannot unpack {self.path} into the archive cache {target.parent} ({reason}); free some "
+                        "space, set RESNET_CACHE to a writable directory, or unpack the archive and pass the folder"
+                    ) from error
             self._seekable = target
         return self._seekable
 
