@@ -15,22 +15,23 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "resnet"
 READERS = ("eval", "inference", "export", "analysis", "runs")  # read what training leaves; never train
-BOTTOM = ("models", "data", "errors")  # import no other room but the lazy-export helper
+BOTTOM = ("models", "data", "errors", "files")  # import no other room but the lazy-export and file helpers
 # What each room may import: the table of README's Layout section.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "lazy": set(),
+    "files": {"errors"},
     "models": {"errors"},
-    "data": {"errors", "lazy"},
+    "data": {"errors", "lazy", "files"},
     "config": {"data", "errors"},
     "runtime": {"config", "data", "errors"},
-    "runs": {"config", "models", "errors"},
-    "inference": {"runs", "runtime", "models", "data", "errors", "lazy"},
-    "eval": {"inference", "runs", "runtime", "data", "models", "errors"},
-    "train": {"eval", "inference", "runs", "runtime", "config", "data", "models", "errors"},
-    "export": {"inference", "models", "errors"},
-    "analysis": {"inference", "runs", "config", "data", "models", "errors"},
-    "experiments": {"train", "runs", "runtime", "config", "data", "models", "errors", "lazy"},
+    "runs": {"config", "models", "errors", "files"},
+    "inference": {"runs", "runtime", "models", "data", "errors", "lazy", "files"},
+    "eval": {"inference", "runs", "runtime", "data", "models", "errors", "files"},
+    "train": {"eval", "inference", "runs", "runtime", "config", "data", "models", "errors", "files"},
+    "export": {"inference", "models", "errors", "files"},
+    "analysis": {"inference", "runs", "config", "data", "models", "errors", "files"},
+    "experiments": {"train", "runs", "runtime", "config", "data", "models", "errors", "lazy", "files"},
     "detection": {"models", "errors"},
     "benchmarks": {"train", "inference", "runtime", "config", "data", "models", "errors"},
     "cli": {
@@ -41,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
         "eval",
         "experiments",
         "export",
+        "files",
         "inference",
         "models",
         "runs",
@@ -119,7 +121,7 @@ def test_readers_of_a_run_import_nothing_from_train(room: str) -> None:
 
 @pytest.mark.parametrize("room", BOTTOM)
 def test_models_and_data_stay_at_the_bottom(room: str) -> None:
-    assert set(room_imports().get(room, {})) <= {"errors", "lazy"}, dict(room_imports()[room])
+    assert set(room_imports().get(room, {})) <= {"errors", "lazy", "files"}, dict(room_imports()[room])
 
 
 def test_every_room_imports_only_what_the_layout_allows() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet.errors import ConfigError
+from resnet.files import Output, as_output, output_folder, save_figure, write_output
 from resnet.runs import read_config_file, read_metrics
 
 DEFAULT_TARGETS = (80.0, 85.0, 90.0)  # test accuracies (%) whose time and epoch of arrival the table reports
@@ -85,7 +86,7 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurve:
     )
 
 
-def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path, title: str = "") -> Path:
+def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path | Output, title: str = "") -> Path:
     """Two panels: test error against epochs, and against wall-clock minutes."""
     import matplotlib
 
@@ -110,10 +111,9 @@ def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path, title: str = 
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
-    return path
+    return as_output(path).path
 
 
 def compare_runs(
@@ -123,17 +123,18 @@ def compare_runs(
     labels: Sequence[str] | None = None,
     targets: Sequence[float] = DEFAULT_TARGETS,
     title: str = "",
+    force: bool = False,
 ) -> list[RunCurve]:
     """``curves.png`` and ``curves.json`` (per run: final/best test error, minutes, epoch and minute at which each
     target accuracy was first reached) in ``out``."""
     if labels is not None and len(labels) != len(run_dirs):
         raise ConfigError(f"{len(labels)} labels for {len(run_dirs)} runs; give one label per run or none")
     curves = [read_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
-    out = Path(out)
-    plot_runs_side_by_side(curves, out / "curves.png", title)
+    numbers_file, figure = output_folder(out, ["curves.json", "curves.png"], force=force)  # never a run's curves.png
     numbers = {"targets": list(targets), "runs": [c.summary(targets) for c in curves]}
     numbers["curves"] = [asdict(c) for c in curves]
-    (out / "curves.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    write_output(numbers_file, json.dumps(numbers, indent=1) + "\n")
+    plot_runs_side_by_side(curves, figure, title)
     return curves
 
 

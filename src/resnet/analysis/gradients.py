@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet.files import Output, as_output, save_figure
+
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Every convolution's and linear layer's weight, in forward (definition) order."""
@@ -49,7 +51,7 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return GradientNorms(label, [name for name, _ in layers], [float(g.norm()) for g in grads])
 
 
-def plot_gradients(results: Sequence[GradientNorms], path: Path) -> Path:
+def plot_gradients(results: Sequence[GradientNorms], path: Path | Output) -> Path:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 4.5), dpi=120)
@@ -65,6 +67,5 @@ def plot_gradients(results: Sequence[GradientNorms], path: Path) -> Path:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    save_figure(figure, path)
+    return as_output(path).path

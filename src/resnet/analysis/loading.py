@@ -12,7 +12,7 @@ from torch import nn
 
 from resnet.config import Config
 from resnet.data import DataBundle, build_data
-from resnet.errors import CheckpointError
+from resnet.errors import CheckpointError, ConfigError
 from resnet.inference import model_from_meta
 from resnet.runs import read_checkpoint
 
@@ -28,9 +28,15 @@ def load_trained(path: str | Path) -> tuple[nn.Module, Config]:
 
 
 def data_for(
-    config: Config, *, dataset: str | None = None, data_dir: str | None = None, batch_size: int = 256
+    config: Config,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    batch_size: int = 256,
+    outputs: int | None = None,
 ) -> DataBundle:
-    """The data bundle a run trained on (same split, subset and normalisation), or another dataset named."""
+    """The data bundle a run trained on (same split, subset and normalisation), or another dataset named; with
+    more classes than the model's ``outputs`` it is refused (their labels would index past the outputs)."""
     data = dataclasses.replace(
         config.data,
         dataset=dataset or config.data.dataset,
@@ -39,4 +45,10 @@ def data_for(
         augment="none",
         download=False,
     )
-    return build_data(data, seed=config.seed, in_chans=config.model.options.get("in_chans"))
+    bundle = build_data(data, seed=config.seed, in_chans=config.model.options.get("in_chans"))
+    if outputs is not None and bundle.num_classes > outputs:
+        raise ConfigError(
+            f"{data.dataset} has {bundle.num_classes} classes, the checkpoint's model has {outputs} outputs; leave "
+            "out --dataset to use the run's own data, or give data with the classes the model was trained on"
+        )
+    return bundle

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
+from resnet.files import Output, as_output, save_figure
 from resnet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 
 
@@ -97,7 +98,7 @@ def measure_responses(
     return Responses(label, [name for name, _ in layers], [m.std() for m in moments], seen)
 
 
-def plot_responses(results: Sequence[Responses], path: Path) -> Path:
+def plot_responses(results: Sequence[Responses], path: Path | Output) -> Path:
     """Fig. 7's layout: std in layer order (top) and sorted in descending order (bottom), one line per net."""
     from matplotlib.figure import Figure
 
@@ -118,6 +119,5 @@ def plot_responses(results: Sequence[Responses], path: Path) -> Path:
         axes.legend(fontsize=8)
     figure.suptitle("Std of the layer responses (after BN, before the nonlinearity or addition), as the paper's Fig. 7")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    save_figure(figure, path)
+    return as_output(path).path

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from resnet.config.parse import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -21,19 +23,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     responses.add_argument("--split", choices=("test", "val"), default="test", help="default: test")
     responses.add_argument("--max-images", type=int, help="use only the first N images of the split")
     responses.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    responses.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     responses.set_defaults(func=run_responses)
     gradients = commands.add_parser(
         "gradients", help="gradient norm of every layer's weights on one batch, log scale: gradients.png/.json"
     )
     gradients.add_argument("--model", nargs="*", default=[], metavar="NAME", help="new nets, at initialisation")
     gradients.add_argument("--checkpoint", nargs="*", default=[], metavar="PATH", help="trained nets")
-    gradients.add_argument("--dataset", default="cifar10-jpeg", help="where the batch comes from")
+    gradients.add_argument(
+        "--dataset", help="where the batch comes from (default: each run's own data; for new nets cifar10-jpeg)"
+    )
     gradients.add_argument("--data-dir", help="where datasets are looked for")
     gradients.add_argument(
-        "--batch-size", type=int, default=128, help="images in the one training batch the gradients are taken on"
+        "--batch-size",
+        type=positive_int,
+        default=128,
+        help="images in the one training batch the gradients are taken on",
     )
     gradients.add_argument("--seed", type=int, default=0, help="initialisation and batch seed")
     gradients.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    gradients.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     gradients.set_defaults(func=run_gradients)
     curves = commands.add_parser(
         "curves", help="runs side by side: test error against epochs and wall-clock minutes: curves.png/.json"
@@ -46,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     curves.add_argument("--title", default="", help="figure title")
     curves.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    curves.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     curves.set_defaults(func=run_curves)
 
 
@@ -54,7 +64,7 @@ def run_responses(args: argparse.Namespace) -> int:
 
     results = analyze_responses(
         args.checkpoint, args.out, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-        max_images=args.max_images,
+        max_images=args.max_images, force=args.force,
     )  # fmt: skip
     for result in results:
         mean = sum(result.std) / len(result.std)
@@ -68,7 +78,7 @@ def run_gradients(args: argparse.Namespace) -> int:
 
     results = analyze_gradients(
         args.out, models=args.model, checkpoints=args.checkpoint, dataset=args.dataset, data_dir=args.data_dir,
-        batch_size=args.batch_size, seed=args.seed,
+        batch_size=args.batch_size, seed=args.seed, force=args.force,
     )  # fmt: skip
     for result in results:
         print(f"{result.label}: first layer {result.norms[0]:.3g}, last conv {result.norms[-2]:.3g}, "
@@ -81,7 +91,9 @@ def run_curves(args: argparse.Namespace) -> int:
     from resnet.analysis.curves import DEFAULT_TARGETS, compare_runs, format_table
 
     targets = args.target or DEFAULT_TARGETS
-    curves = compare_runs(args.run_dirs, args.out, labels=args.label, targets=targets, title=args.title)
+    curves = compare_runs(
+        args.run_dirs, args.out, labels=args.label, targets=targets, title=args.title, force=args.force
+    )
     print(format_table(curves, targets))
     print(f"figure: {args.out}/curves.png  numbers: {args.out}/curves.json")
     return 0

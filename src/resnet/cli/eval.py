@@ -7,7 +7,7 @@ import json
 import sys
 
 from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
-from resnet.config.parse import positive_int
+from resnet.config.parse import positive_int, workers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,16 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fully-convolutional on whole images at several shorter sides, with flips (default: center)",
     )
     parser.add_argument(
-        "--scales", type=int, nargs="+", help="shorter sides for multiscale (default: 224 256 384 480 640 "
+        "--scales", type=positive_int, nargs="+", help="shorter sides for multiscale (default: 224 256 384 480 640 "
         "for 224-pixel crops, 32 40 48 for 32-pixel images)"
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    parser.add_argument("--workers", type=workers, help="DataLoader workers for image folders")
     parser.add_argument(
         "--json", dest="json_path", metavar="FILE",
         help="also write the results as JSON to FILE; '-': print only the JSON on stdout (the text goes to stderr)",
     )  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="let --json replace a checkpoint or a run's file")
     parser.add_argument(
         "--max-images", type=positive_int, metavar="N",
         help="evaluate a seeded subset of N images with the classes in the same proportions (a quick estimate)",
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.workers,
         json_path=None if args.json_path == "-" else args.json_path,
+        force=args.force,
         allow_other_classes=args.allow_other_classes,
         max_images=args.max_images,
         **inference_kwargs(args),

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from resnet.config.parse import positive_float, positive_int
+from resnet.config.parse import positive_float, positive_int, workers
 from resnet.config.schema import CHOICES
 from resnet.errors import ConfigError
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default: {DEFAULT_RECIPE})",
     )
     parser.add_argument("--data-dir", help="where datasets are looked for")
-    parser.add_argument("--workers", type=int, metavar="N", help="DataLoader worker processes (image folders)")
+    parser.add_argument("--workers", type=workers, metavar="N", help="DataLoader worker processes (image folders)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_float, help="run length in epochs (shortens/lengthens the recipe)")
     length.add_argument("--iterations", type=positive_int, help="run length in iterations")
@@ -124,7 +124,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags first, then --set (so --set can reach anything); unknown keys are rejected later."""
+    """--set, then the flags (as --help says: an explicit flag is what was asked last, whatever its place on the
+    command line); unknown keys are rejected later."""
     from resnet.config import parse_assignment
 
     flags: dict[str, Any] = {
@@ -152,10 +153,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "distributed.sync_bn": args.sync_bn,
         "distributed.timeout": args.dist_timeout,
     }
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    for text in args.assignments:
-        key, value = parse_assignment(text)
-        overrides[key] = value
+    overrides = dict(parse_assignment(text) for text in args.assignments)
+    overrides.update({key: value for key, value in flags.items() if value is not None})
     return overrides
 
 

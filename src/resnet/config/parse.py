@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Union
 
-from resnet.config.schema import CHOICES, Config
+from resnet.config.schema import CHOICES, RANGES, Config
 from resnet.errors import ConfigError
 
 try:  # Python >= 3.11
@@ -201,4 +201,15 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
+    return value
+
+
+def workers(text: str) -> int:
+    """argparse type: a number of DataLoader workers, in the range ``data.num_workers`` allows."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers, got {text!r}") from None
+    if not RANGES["data.num_workers"].admits(value):
+        raise argparse.ArgumentTypeError(f"must be {RANGES['data.num_workers'].what}, got {text}")
     return value

@@ -7,12 +7,13 @@ A misspelt key fails loudly with a suggestion (see :mod:`resnet.config.parse`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from resnet.data.config import DATA_CHOICES, DataConfig
 
-__all__ = ["CHOICES", "Config", "DataConfig"]
+__all__ = ["CHOICES", "RANGES", "Config", "DataConfig", "Range"]
 
 
 @dataclass
@@ -185,4 +186,86 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "system.optimizer_impl": ("auto", "fused", "foreach", "for-loop"),
     "log.progress": ("auto", "bar", "plain", "none"),
     "distributed.backend": ("auto", "nccl", "gloo"),
+}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key may take; ``what`` names them in the one-line refusal."""
+
+    what: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is excluded
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or (value < self.high or (not self.high_open and value == self.high))
+
+
+_POSITIVE, _FRACTION = Range("a positive number", 0, low_open=True), Range("a probability in [0, 1]", 0, 1)
+MAX_ITERATIONS, MAX_EPOCHS = 10**9, 10**6  # beyond: a typo (`--epochs 1e300`), not a run
+
+# Every numeric key's range, checked once by resnet.config.validate (None is "unset" wherever a key allows it).
+RANGES: dict[str, Range] = {
+    "seed": Range("an integer in [0, 2**32 - 1] (numpy's seeds)", 0, 2**32 - 1),
+    "data.batch_size": Range("a positive number", 0, 2**20, low_open=True),
+    "data.num_workers": Range("a number of DataLoader workers in [0, 256]", 0, 256),
+    "data.subset": Range("a positive number of images", 0, low_open=True),
+    "data.val_size": Range("a number of images >= 0 (0: no validation set)", 0),
+    "data.repeats": Range("a number of repeats in [1, 64] (each image appears this often an epoch)", 1, 64),
+    "data.randaugment_ops": Range("at least 1", 1, 16),
+    "data.randaugment_magnitude": Range("in [0, 30]", 0, 30),
+    "data.random_erasing": _FRACTION,
+    "data.crop_size": Range("a number of pixels in [1, 4096]", 1, 4096),
+    "data.eval_crop_size": Range("a positive number of pixels (at most 4096)", 1, 4096),
+    "data.eval_resize": Range("a positive number of pixels (at most 8192)", 1, 8192),
+    "optim.lr": _POSITIVE,
+    "optim.momentum": Range("a number in [0, 1)", 0, 1, high_open=True),
+    "optim.weight_decay": Range("a finite number >= 0", 0),
+    "optim.label_smoothing": Range("a probability in [0, 1)", 0, 1, high_open=True),
+    "optim.reference_batch_size": Range("a positive number of images", 0, low_open=True),
+    "optim.grad_clip_norm": _POSITIVE,
+    "optim.eps": _POSITIVE,
+    "optim.alpha": Range("a number in [0, 1)", 0, 1, high_open=True),
+    "optim.accum_steps": Range("at least 1 (and at most 1024)", 1, 1024),
+    "optim.bce_target_threshold": Range("a probability in [0, 1)", 0, 1, high_open=True),
+    "optim.backbone_lr_factor": Range("in (0, 1]", 0, 1, low_open=True),
+    "mix.mixup_alpha": Range("a number >= 0 (0 disables)", 0),
+    "mix.cutmix_alpha": Range("a number >= 0 (0 disables)", 0),
+    "mix.prob": _FRACTION,
+    "mix.switch_prob": _FRACTION,
+    "ema.decay": Range("a probability in [0, 1)", 0, 1, high_open=True),
+    "ema.every_iterations": Range("at least 1", 1),
+    "schedule.gamma": Range("a factor in (0, 1] (the lr is multiplied by it)", 0, 1, low_open=True),
+    "schedule.patience": Range("a number of evaluations >= 0", 0),
+    "schedule.threshold": Range("a number of points >= 0", 0),
+    "schedule.min_lr": Range("a number >= 0", 0),
+    "schedule.pct_start": Range("a fraction of the run in (0, 1)", 0, 1, low_open=True, high_open=True),
+    "schedule.div_factor": Range("a factor >= 1", 1),
+    "schedule.final_div_factor": Range("a factor >= 1", 1),
+    "schedule.warmup.epochs": Range("a number of epochs >= 0", 0),
+    "schedule.warmup.iterations": Range("a number of iterations >= 0", 0),
+    "schedule.warmup.start_factor": Range("a factor in (0, 1]", 0, 1, low_open=True),
+    "schedule.warmup.lr": _POSITIVE,
+    "schedule.warmup.error_threshold": Range("a percentage in (0, 100]", 0, 100, low_open=True),
+    "schedule.warmup.window": Range("at least 1", 1),
+    "schedule.warmup.max_iterations": Range("a number of iterations >= 1", 1),
+    "train.epochs": Range(f"a positive number (at most {MAX_EPOCHS:,})", 0, MAX_EPOCHS, low_open=True),
+    "train.iterations": Range(f"a positive number (at most {MAX_ITERATIONS:,})", 0, MAX_ITERATIONS, low_open=True),
+    "eval.every_epochs": Range("at least 1", 1),
+    "eval.every_iterations": Range("at least 1", 1),
+    "checkpoint.every_minutes": Range("a number of minutes >= 0 (0: off)", 0),
+    "checkpoint.every_iterations": Range("at least 1", 1),
+    "checkpoint.keep_best": Range("0 (off) or a number of checkpoints", 0),
+    "checkpoint.average_last": Range("0 (off) or a number of checkpoints", 0),
+    "system.threads": Range("a positive number of threads (at most 1024)", 1, 1024),
+    "system.sync_every": Range("a number >= 0 (0: the device's default)", 0),
+    "distributed.timeout": Range("a positive number of seconds", 0, low_open=True),
+    "distributed.setup_timeout": Range("a positive number of seconds", 0, low_open=True),
+    "log.every_iterations": Range("at least 1", 1),
 }

@@ -1,16 +1,35 @@
-"""Cross-field checks of a configuration that the types alone cannot express, run before anything is built."""
+"""Checks of a configuration that the types alone cannot express, run once before anything is built: every
+numeric key against its range (``resnet.config.schema.RANGES``), then the checks across keys."""
 
 from __future__ import annotations
 
-import math
+import itertools
 from typing import Any
 
-from resnet.config.schema import Config
+from resnet.config.schema import RANGES, Config
+from resnet.data.paths import name_problem
 from resnet.errors import ConfigError
 
 
+def _value(config: Config, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def check_ranges(config: Config) -> None:
+    """Every numeric key within its range: one line naming the key, its range and the value given."""
+    for key, allowed in RANGES.items():
+        value = _value(config, key)
+        if value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)) or not allowed.admits(value):
+            raise ConfigError(f"'{key}' must be {allowed.what}, got {value}")
+
+
 def validate(config: Config) -> None:
-    """Cross-field checks that the types alone cannot express."""
+    """The ranges, then cross-field checks."""
     if not config.model.name:
         raise ConfigError("no model given: pass --model NAME (see `resnet models`)")
     if not config.data.dataset:
@@ -19,70 +38,33 @@ def validate(config: Config) -> None:
         raise ConfigError("the run has no length: set train.epochs or train.iterations (--epochs/--iterations)")
     if config.train.epochs is not None and config.train.iterations is not None:
         raise ConfigError("both train.epochs and train.iterations are set: keep one")
-    for key, value in (
-        ("data.batch_size", config.data.batch_size),
-        ("optim.lr", config.optim.lr),
-        ("train.epochs", config.train.epochs),
-        ("train.iterations", config.train.iterations),
-    ):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"'{key}' must be a positive number, got {value}")
-    for key, value in (("optim.momentum", config.optim.momentum), ("optim.weight_decay", config.optim.weight_decay)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"'{key}' must be a finite number >= 0, got {value}")
-    for key, value in (("timeout", config.distributed.timeout), ("setup_timeout", config.distributed.setup_timeout)):
-        if value <= 0:
-            raise ConfigError(f"'distributed.{key}' must be a positive number of seconds, got {value}")
-    if not 0 < config.optim.backbone_lr_factor <= 1:
-        raise ConfigError(f"'optim.backbone_lr_factor' must be in (0, 1], got {config.optim.backbone_lr_factor}")
-    if config.system.threads is not None and config.system.threads < 1:
-        raise ConfigError(f"'system.threads' must be a positive number of threads, got {config.system.threads}")
-    if config.system.sync_every < 0:
-        raise ConfigError(f"'system.sync_every' must be >= 0 (0: the device's default), got {config.system.sync_every}")
-    if config.data.subset is not None and config.data.subset <= 0:
-        raise ConfigError(f"'data.subset' must be a positive number of images, got {config.data.subset}")
-    _validate_training_options(config)
-
-
-def _probability(key: str, value: float, upper_open: bool = False) -> None:
-    if not 0.0 <= value <= 1.0 or (upper_open and value == 1.0):
-        raise ConfigError(f"'{key}' must be a probability in [0, 1{')' if upper_open else ']'}, got {value}")
-
-
-def _validate_training_options(config: Config) -> None:
-    """Range checks of the options beyond the paper's recipe (mixing, EMA, accumulation, FixRes, keeping)."""
-    optim, mix, ema, data, keep = config.optim, config.mix, config.ema, config.data, config.checkpoint
-    key: str
-    value: Any
-    for key, value in (
-        ("optim.accum_steps", optim.accum_steps),
-        ("ema.every_iterations", ema.every_iterations),
-        ("data.repeats", data.repeats),
-        ("data.randaugment_ops", data.randaugment_ops),
-    ):
-        if value < 1:
-            raise ConfigError(f"'{key}' must be at least 1, got {value}")
-    for key, value in (("checkpoint.keep_best", keep.keep_best), ("checkpoint.average_last", keep.average_last)):
-        if value < 0:
-            raise ConfigError(f"'{key}' must be 0 (off) or a number of checkpoints, got {value}")
-    for key, value in (("mix.mixup_alpha", mix.mixup_alpha), ("mix.cutmix_alpha", mix.cutmix_alpha)):
-        if value < 0:
-            raise ConfigError(f"'{key}' must be >= 0 (0 disables), got {value}")
-    for key, value in (
-        ("mix.prob", mix.prob),
-        ("mix.switch_prob", mix.switch_prob),
-        ("data.random_erasing", data.random_erasing),
-    ):
-        _probability(key, value)
-    _probability("optim.label_smoothing", optim.label_smoothing, upper_open=True)
-    _probability("ema.decay", ema.decay, upper_open=True)
-    if optim.bce_target_threshold is not None:
-        _probability("optim.bce_target_threshold", optim.bce_target_threshold, upper_open=True)
+    check_ranges(config)
+    for key, value in (("run_dir", config.run_dir), ("data.dataset", config.data.dataset),
+                       ("data.data_dir", config.data.data_dir), ("model.init", config.model.init)):  # fmt: skip
+        problem = name_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ConfigError(f"'{key}' = {value!r} {problem.replace('rename it', 'choose a name')}")
+    optim = config.optim
     if len(optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in optim.betas):
         raise ConfigError(f"'optim.betas' must be two numbers in [0, 1), got {optim.betas}")
-    if not 0 <= data.randaugment_magnitude <= 30:
-        raise ConfigError(f"'data.randaugment_magnitude' must be in [0, 30], got {data.randaugment_magnitude}")
-    sizes = (("data.crop_size", data.crop_size), ("data.eval_crop_size", data.eval_crop_size))
-    for key, value in (*sizes, ("data.eval_resize", data.eval_resize)):
-        if value is not None and value < 1:
-            raise ConfigError(f"'{key}' must be a positive number of pixels, got {value}")
+    _check_milestones(config)
+
+
+def _check_milestones(config: Config) -> None:
+    """Milestones increase, are positive, and lie inside the length they were written for (rescaled with it)."""
+    schedule, train = config.schedule, config.train
+    milestones = schedule.milestones
+    length: float | None
+    if any(m <= 0 for m in milestones) or any(b <= a for a, b in itertools.pairwise(milestones)):
+        raise ConfigError(f"'schedule.milestones' must be positive and increasing, got {milestones}")
+    if schedule.reference_iterations is not None:
+        length, unit = schedule.reference_iterations, "iterations"
+    elif schedule.reference_epochs is not None:
+        length, unit = schedule.reference_epochs, "epochs"
+    else:
+        length, unit = (train.iterations, "iterations") if train.iterations is not None else (train.epochs, "epochs")
+    if schedule.kind == "multistep" and length is not None and milestones and milestones[-1] >= length:
+        raise ConfigError(
+            f"'schedule.milestones' {milestones} must lie inside the run's {length:g} {unit} they are written for "
+            "(the lr would never drop at them); give milestones below that"
+        )

@@ -38,6 +38,8 @@ def sample_sizes(split: FolderSplit, count: int = SAMPLE) -> list[tuple[int, int
         keys = keys[:: max(1, len(keys) // count)]
     sizes: list[tuple[int, int]] = []
     for _, data in split.reader.iter_bytes(keys):
+        if not isinstance(data, bytes):  # an unreadable file: reported, with its policy, when it is decoded
+            continue
         try:
             width, height = Image.open(io.BytesIO(data)).size
         except Exception:  # a bad image is reported, with its policy, when it is decoded

@@ -122,8 +122,11 @@ def decode_image(data: bytes, name: str, mode: str = "RGB", resize_to: int | Non
         raise BadImageError(name, str(error) or type(error).__name__) from error
 
 
-def decode_rgb(data: bytes, name: str, resize_to: int | None = None) -> Tensor:
-    """Decode image bytes to a ``(3, H, W)`` uint8 tensor; raise :class:`BadImageError` naming the file."""
+def decode_rgb(data: bytes | BadImageError, name: str, resize_to: int | None = None) -> Tensor:
+    """Decode image bytes to a ``(3, H, W)`` uint8 tensor; raise :class:`BadImageError` naming the file (also
+    when a reader found the file unreadable and passed its error instead of bytes)."""
+    if isinstance(data, BadImageError):
+        raise data
     return decode_image(data, name, "RGB", resize_to)
 
 

@@ -7,7 +7,9 @@ sampler runs in the main process, so one persistent DataLoader serves every epoc
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -92,9 +94,23 @@ def checked(bad: int | BadItem) -> int:
     return bad
 
 
-def ignore_sigint(worker_id: int) -> None:
-    """Workers leave Ctrl-C to the main process, which checkpoints and stops them."""
+def leave_signals_to_main(worker_id: int) -> None:
+    """Workers leave Ctrl-C and SIGTERM to the main process, which checkpoints and stops them: a scheduler
+    (``scancel``, ``timeout``, systemd, ``docker stop``) signals the whole process group, and a worker that died of
+    it would end the run in a worker traceback before ``last.pt`` is written. A SIGTERM from the main process
+    itself (multiprocessing stopping its workers at exit) still ends the worker, as PyTorch's own handler does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):  # pragma: no cover - not Linux: PyTorch's SIGTERM handler stays
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the thread that takes it
+    threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), name="sigterm", daemon=True).start()
+
+
+def _end_on_sigterm_from(parent: int) -> None:
+    """Take every SIGTERM (blocked in the worker's threads) and exit quietly only when the main process sent it."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)
 
 
 class SeededBatchSampler(Sampler):
@@ -153,7 +169,7 @@ class LoaderTrainStream:
             collate_fn=collate,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
-            worker_init_fn=ignore_sigint if num_workers > 0 else None,
+            worker_init_fn=leave_signals_to_main if num_workers > 0 else None,
             generator=torch.Generator(),
         )  # worker seeds: not from the global RNG
         self.skipped = 0
@@ -204,7 +220,7 @@ class LoaderEvalStream:
             num_workers=num_workers,
             collate_fn=collate,
             pin_memory=device.type == "cuda",
-            worker_init_fn=ignore_sigint if num_workers > 0 else None,
+            worker_init_fn=leave_signals_to_main if num_workers > 0 else None,
             generator=torch.Generator(),
         )
         self.skipped = 0

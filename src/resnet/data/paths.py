@@ -82,3 +82,18 @@ def download_root(data_dir: PathLike | None = None) -> Path:
 def tensor_cache_dir() -> Path:
     """Where decoded uint8 tensors are cached, keyed by content hash."""
     return cache_dir() / "tensors"
+
+
+def name_problem(name: str) -> str | None:
+    """Why a file, folder or class name cannot be used end to end (written to config.toml, run.json, one line of
+    output), or None: bytes that are no UTF-8 (Python keeps them as surrogates) and control characters."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = ord(name[error.start]) - 0xDC00 if 0xDC80 <= ord(name[error.start]) <= 0xDCFF else None
+        shown = f"byte 0x{byte:02x}" if byte is not None else "a character"
+        return f"is not valid UTF-8 ({shown} at position {error.start}, e.g. a Latin-1 name); rename it in UTF-8"
+    control = next((c for c in name if ord(c) < 32 or ord(c) == 127), None)
+    if control is not None:
+        return f"contains a control character ({control!r}); rename it without one"
+    return None

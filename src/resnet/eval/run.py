@@ -17,6 +17,7 @@ from resnet.eval.data import EvalData, build_eval_data
 from resnet.eval.evaluate import evaluate_metrics
 from resnet.eval.fully_conv import fully_convolutional
 from resnet.eval.topk import topk_errors
+from resnet.files import check_output, write_output
 from resnet.runtime import resolve_device
 
 
@@ -92,15 +93,19 @@ def run_eval(
     precision: str = "auto",
     backend: str = "auto",
     retune: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint with its saved model, classes and preprocessing; the run's dataset by default.
 
     The model runs on the inference fast path (BN folded, bf16 where native; ``backend`` auto, eager, compile or
     onnxruntime: see ``prepare_for_inference``), or with ``fast=False`` as trained. Returns (and with ``json_path``
     writes) top-1/top-5 error in percent, loss, images, seconds and the inference path used (``inference``,
-    ``inference_choices``).
+    ``inference_choices``). ``json_path`` never replaces the checkpoint, and another checkpoint or a run's file
+    only with ``force`` (:func:`resnet.files.check_output`, checked before anything is evaluated).
     """
     from resnet.inference import load_model
+
+    output = None if json_path is None else check_output(json_path, inputs=[checkpoint], force=force, option="--json")
     from resnet.inference.fast import describe, inference_options, prepare_for_inference
     from resnet.runs.meta import require_preprocessing
 
@@ -161,7 +166,6 @@ def run_eval(
         "inference_choices": model.choices,
         "notes": third_party_notes(loaded.meta, data.dataset),
     }
-    if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    if output is not None:
+        write_output(output, json.dumps(result, indent=2) + "\n")
     return result

@@ -14,7 +14,8 @@ from pathlib import Path
 from resnet.experiments.degradation import DATA_DESCRIPTIONS, ExperimentSettings, describe_schedule
 from resnet.experiments.paper import TABLE6_PARAMS_M, TABLE6_RESNET110_MEAN_STD, TABLE6_TEST_ERROR
 from resnet.experiments.report import NetResult, gather
-from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware
+from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, lock_experiment
+from resnet.files import output_folder, write_output
 
 TABLE_FILE = "cifar_table.md"
 
@@ -24,9 +25,10 @@ def run_cifar_table(settings: ExperimentSettings, say: Callable[[str], None] = p
     started = time.monotonic()
     runs = settings.runs(("plain", "resnet") if with_plain else ("resnet",))
     settings.make_out()
-    settings = settings.with_workers(runs)
-    ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
-    path = write_cifar_table(settings, runs, time.monotonic() - started)
+    with lock_experiment(settings.out):
+        settings = settings.with_workers(runs)
+        ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
+        path = write_cifar_table(settings, runs, time.monotonic() - started)
     say(f"table: {path}")
     return path
 
@@ -80,6 +82,5 @@ def write_cifar_table(settings: ExperimentSettings, runs: Sequence[PlannedRun], 
         *table_lines(results, settings.depths),
         "",
     ]
-    path = settings.out / TABLE_FILE
-    path.write_text("\n".join(lines))
-    return path
+    (table,) = output_folder(settings.out, [TABLE_FILE])
+    return write_output(table, "\n".join(lines))

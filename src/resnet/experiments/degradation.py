@@ -22,7 +22,8 @@ from resnet.experiments.budgets import Budget, budget_named
 from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
 from resnet.experiments.report import Claim, chance_error, compare, gather, results_table
-from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, plan_runs
+from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, lock_experiment, plan_runs
+from resnet.files import output_folder, write_output
 
 RECIPE = "cifar-paper"
 DATA_DESCRIPTIONS = {
@@ -97,6 +98,9 @@ class ExperimentSettings:
         return load_config(RECIPE, values)
 
     def runs(self, families: Sequence[str] = ("plain", "resnet")) -> list[PlannedRun]:
+        twice = sorted({d for d in self.depths if list(self.depths).count(d) > 1})
+        if twice:  # one run directory per net: a second would be the first, found finished or running
+            raise ConfigError(f"--depths names {', '.join(map(str, twice))} more than once; give each depth once")
         for depth in self.depths:
             if depth < 8 or (depth - 2) % 6:
                 raise ConfigError(f"CIFAR depths are 6n+2 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
@@ -109,9 +113,10 @@ def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = p
     started = time.monotonic()
     runs = settings.runs()
     settings.make_out()
-    settings = settings.with_workers(runs)
-    ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
-    report = write_degradation_report(settings, runs, time.monotonic() - started)
+    with lock_experiment(settings.out):
+        settings = settings.with_workers(runs)
+        ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
+        report = write_degradation_report(settings, runs, time.monotonic() - started)
     say(f"report: {report}\nfigures: {settings.out / 'fig6.png'}, {settings.out / 'fig1.png'}")
     return report
 
@@ -168,8 +173,7 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
     results = gather(finished)
     config = settings.config(runs[0])
     subtitle = f"{Path(settings.dataset).name}, {config.train.iterations} iterations, seeds {list(settings.seeds)}"
-    plot_fig6(finished, settings.out / "fig6.png", subtitle)
-    plot_fig1(finished, settings.out / "fig1.png", subtitle)
+    report, fig6, fig1 = output_folder(settings.out, ["report.md", "fig6.png", "fig1.png"])
     wall = sum(result.wall_time_s for result in results.values())
     claims = degradation_claims(settings, results, class_count(finished))
     lines = [
@@ -207,9 +211,10 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
         f"beside this report: {', '.join(r.name for r in sorted(runs, key=lambda r: (depth_of(r.model), r.name)))}.",
         "",
     ]
-    path = settings.out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    write_output(report, "\n".join(lines))  # the report first: a figure that cannot be written is a warning
+    plot_fig6(finished, fig6, subtitle)
+    plot_fig1(finished, fig1, subtitle)
+    return report.path
 
 
 def _cuda_available() -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet.experiments.runs import PlannedRun
+from resnet.files import Output, as_output, save_figure
 from resnet.models.naming import model_depth as depth_of
 from resnet.runs.run_dir import METRICS_FILE, TRAIN_CURVE_FILE, read_metrics
 
@@ -48,11 +49,10 @@ def _panel(axes: Any, groups: dict[str, list[PlannedRun]], title: str, which: Se
         axes.legend(fontsize=8)
 
 
-def _save(figure: Any, path: Path) -> Path:
+def _save(figure: Any, path: Path | Output) -> Path:
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    save_figure(figure, path)
+    return as_output(path).path
 
 
 def _by_model(runs: Sequence[PlannedRun]) -> dict[str, list[PlannedRun]]:
@@ -62,7 +62,7 @@ def _by_model(runs: Sequence[PlannedRun]) -> dict[str, list[PlannedRun]]:
     return dict(groups)
 
 
-def plot_fig6(runs: Sequence[PlannedRun], path: Path, subtitle: str = "") -> Path:
+def plot_fig6(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "") -> Path:
     """Fig. 6's layout: plain nets left, residual nets right (thin: training error, bold: test error)."""
     from matplotlib.figure import Figure
 
@@ -76,7 +76,7 @@ def plot_fig6(runs: Sequence[PlannedRun], path: Path, subtitle: str = "") -> Pat
     return _save(figure, path)
 
 
-def plot_fig1(runs: Sequence[PlannedRun], path: Path, subtitle: str = "") -> Path:
+def plot_fig1(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "") -> Path:
     """Fig. 1: the shallowest and the deepest plain net, training error left and test error right."""
     from matplotlib.figure import Figure
 

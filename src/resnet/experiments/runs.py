@@ -22,6 +22,7 @@ from resnet.runs import (
     LAST_CHECKPOINT,
     METRICS_FILE,
     SUMMARY_FILE,
+    RunLock,
     load_checkpoint,
     read_config_file,
     read_metrics,
@@ -180,9 +181,25 @@ def set_aside_unfinished(run: PlannedRun, say: Callable[[str], None]) -> None:
     moved aside (kept, never deleted) and the net starts cleanly."""
     if run.status() != LEFT or not run.path.is_dir() or not any(run.path.iterdir()):
         return
-    aside = run.path.with_name(f"{run.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
-    run.path.rename(aside)
+    lock = RunLock(run.path).acquire()  # a net still training there is not "stopped": refused, never moved
+    try:
+        if run.status() != LEFT:  # it wrote its first checkpoint meanwhile
+            return
+        aside = run.path.with_name(f"{run.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
+        run.path.rename(aside)
+        lock.moved(aside)
+    finally:
+        lock.release()
     say(f"experiment: {run.name} stopped before its first checkpoint; its files were moved to {aside}")
+
+
+EXPERIMENT_LOCK = "experiment.lock"
+
+
+def lock_experiment(out: Path) -> RunLock:
+    """Held for an experiment's lifetime: a second experiment on the same ``--out`` is refused at once, instead of
+    taking a running net for an unfinished one."""
+    return RunLock(out, file=EXPERIMENT_LOCK, what="experiment", option="--out").acquire()
 
 
 def _iteration_of(checkpoint: Path) -> int | None:

@@ -77,7 +77,7 @@ def export_model(
         check_exporter(exporter)
     output = Path(output)
     targets = export_targets(fmt, output)
-    check_targets(targets, source=None if source is None else Path(source), force=force)
+    outputs = check_targets(targets, source=None if source is None else Path(source), force=force)
     reference = model.eval().cpu()
     exported = fuse_conv_bn(reference) if fuse_bn else reference
     inputs = verification_inputs(meta, dynamic_batch)
@@ -86,7 +86,7 @@ def export_model(
         result["batchnorms_left"] = count_batchnorms(exported)
     if fmt == "safetensors":
         result["sidecar"] = str(targets[1])
-    with staged(targets) as tmp:
+    with staged(outputs) as tmp:
         _write_and_verify(fmt, exported, reference, meta, inputs, tmp, result, dynamic_batch, exporter)
         worst, scale = result["max_abs_diff"], output_scale(reference, inputs)
         result["output_scale"] = scale

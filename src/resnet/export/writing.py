@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from resnet.export.onnx import ExportError
+from resnet.files import CreatedMeanwhile, Output, check_output, commit, created_meanwhile, staged_file
 
 
 class OutputExistsError(ExportError, FileExistsError):
@@ -41,11 +42,13 @@ def _describe(path: Path) -> str:
     return "a file"
 
 
-def check_targets(targets: list[Path], *, source: Path | None, force: bool) -> None:
-    """Refuse targets that are the checkpoint being exported (always), a directory, or exist (unless ``force``)."""
+def check_targets(targets: list[Path], *, source: Path | None, force: bool) -> list[Output]:
+    """Refuse targets that are the checkpoint being exported (always), a link or a directory, or exist (unless
+    ``force``): :func:`resnet.files.check_output` with export's stricter rule (any existing file needs ``force``)."""
     protected = [] if source is None else [source]
     if source is not None and source.suffix == ".safetensors":
         protected.append(source.with_suffix(".json"))  # an exported source's sidecar is part of it
+    outputs = []
     for target in targets:
         if any(_same_file(target, kept) for kept in protected):
             what = "checkpoint" if _same_file(target, protected[0]) else "sidecar of the weights"
@@ -53,9 +56,8 @@ def check_targets(targets: list[Path], *, source: Path | None, force: bool) -> N
                 f"{target} is the {what} being exported, which an export never replaces; choose another --output "
                 "(or leave it out: the default names the file after the format, e.g. best.onnx)"
             )
-        if target.is_dir():
-            raise OutputExistsError(f"{target} is a directory; give --output a file name")
-        if target.exists() and not force:
+        output = check_output(target, force=True, option="--output")  # links and directories: never
+        if output.existed and not force:
             sidecar = (
                 " (the JSON sidecar the safetensors export writes beside the weights)"
                 if (target.suffix == ".json" and target != targets[0])
@@ -65,22 +67,33 @@ def check_targets(targets: list[Path], *, source: Path | None, force: bool) -> N
                 f"{target}{sidecar} exists and is {_describe(target)} this export did not create; pass --force to "
                 "replace it, or choose another --output"
             )
+        outputs.append(output)
+    return outputs
 
 
 @contextlib.contextmanager
-def staged(targets: list[Path]) -> Iterator[Path]:
-    """Yield a temporary path for ``targets[0]`` (the others are its ``.json`` sidecar: ``tmp.with_suffix``); on
-    success rename every temporary file onto its target, on any error remove them, leaving the targets as they were.
+def staged(outputs: list[Output]) -> Iterator[Path]:
+    """Yield a temporary path for ``outputs[0]`` (the others are its ``.json`` sidecar: ``tmp.with_suffix``); on
+    success rename every temporary file onto its target (never over a file created meanwhile), on any error remove
+    them, leaving the targets as they were.
     """
-    main = targets[0]
-    main.parent.mkdir(parents=True, exist_ok=True)
-    tmp = main.with_name(f".{main.name.split('.')[0]}.{os.getpid()}.export-tmp{main.suffix}")
-    pairs = [(tmp, main)] + [(tmp.with_suffix(t.suffix), t) for t in targets[1:]]
+    main, sidecars = outputs[0], outputs[1:]
     try:
-        yield tmp
-        for staged_path, target in reversed(pairs):  # the sidecar first: the weights appear complete, or not at all
-            os.replace(staged_path, target)
-    finally:
-        for staged_path, _ in pairs:
-            with contextlib.suppress(OSError):
-                staged_path.unlink()
+        with staged_file(main.path, exclusive=not main.existed, suffix=main.path.suffix) as tmp:
+            pairs = [(tmp.with_suffix(o.path.suffix), o) for o in sidecars]
+            try:
+                try:
+                    yield tmp
+                except Exception as error:  # an exporter's error names the file the user asked for, not ours
+                    if str(tmp) not in str(error) and str(tmp.with_suffix(".json")) not in str(error):
+                        raise
+                    text = str(error).replace(str(tmp.with_suffix(".json")), str(main.path.with_suffix(".json")))
+                    raise ExportError(text.replace(str(tmp), str(main.path)).splitlines()[0]) from error
+                for staged_path, output in pairs:  # the sidecar first: the weights appear complete, or not at all
+                    commit(staged_path, output.path, exclusive=not output.existed)
+            finally:
+                for staged_path, _ in pairs:
+                    with contextlib.suppress(OSError):
+                        staged_path.unlink()
+    except CreatedMeanwhile as error:
+        raise OutputExistsError(str(created_meanwhile(Path(error.filename)))) from None

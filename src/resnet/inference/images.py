@@ -14,6 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 from resnet.data.decode import BadImageError, decode_image
 from resnet.data.sources.folder import IMAGE_EXTENSIONS
 from resnet.errors import DataError, DataNotFoundError
+from resnet.files import read_regular
 
 PathLike = str | os.PathLike[str]
 
@@ -35,7 +36,7 @@ def read_image(path: PathLike, mode: str, resize_to: int | None = None) -> Tenso
     """
     name = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path)
     except OSError as error:
         raise UnreadableImageError(name, f"cannot read the file ({error.strerror or error})") from error
     try:

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 from resnet.errors import CheckpointError, DataNotFoundError
 from resnet.inference.fast import InferenceModel, prepare_for_inference
 from resnet.inference.images import Preprocess
+from resnet.models.weights import require_finite
 from resnet.runs import read_checkpoint, require_preprocessing
-from resnet.runs.sidecar import load_weights, read_sidecar
+from resnet.runs.sidecar import load_weights, read_sidecar, validate_meta
 
 PathLike = str | os.PathLike[str]
 
@@ -67,7 +68,8 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
             if foreign is None:
                 raise
             meta, state, payload = foreign
-    model = model_from_meta(meta, state, path).to(device)
+    meta = validate_meta(meta, path)  # the same checks for a checkpoint, a sidecar and a converted file
+    model = model_from_meta(meta, require_finite(state, path), path).to(device)
     return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
 
 
@@ -96,10 +98,12 @@ def foreign_checkpoint(path: PathLike) -> tuple[dict[str, Any], dict[str, Tensor
     so that evaluation defaults to it as for one of our runs.
     """
     from resnet.models import akamaster
-    from resnet.models.weights import read_weights, to_our_layout
+    from resnet.models.weights import NonFiniteWeightsError, read_weights, to_our_layout
 
     try:
         state, extras = read_weights(path)
+    except NonFiniteWeightsError:
+        raise  # whatever layout it has, that is what to say
     except Exception:  # a probe: whatever this file is, the caller reports its own, clearer error
         return None
     if not akamaster.is_akamaster(state):

@@ -113,6 +113,38 @@ def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[st
     return resolved
 
 
+MAX_PARAMETERS = 2**30  # 4 GiB of fp32 weights: 60 times ResNet-152; RESNET_MAX_PARAMETERS raises it
+
+
+def estimated_parameters(spec: ArchSpec, num_classes: int, in_chans: int) -> int:
+    """The weights a network would have (convolutions and classifier, within a few percent), from its spec alone:
+    a name like ``resnet600002`` or a meta with ``in_chans: 2**40`` is refused before anything is allocated."""
+    if spec.family == "vgg":
+        return 139_570_000 + 9 * 64 * in_chans + 4097 * num_classes
+    total, previous = in_chans * spec.stem.kernel**2 * spec.stem_width, spec.stem_width
+    for blocks, width in zip(spec.depths, spec.widths, strict=True):
+        out = width * spec.expansion
+        if spec.block == "basic":
+            first, each = 9 * width * (previous + width), 18 * width * width
+        else:
+            first = previous * width + 9 * width * width + width * out + previous * out
+            each = 2 * width * out + 9 * width * width
+        total, previous = total + first + (blocks - 1) * each, out
+    return total + (previous + 1) * num_classes
+
+
+def check_size(spec: ArchSpec, num_classes: int, in_chans: int) -> None:
+    """Refuse a network too large to build, in one line (the limit: ``RESNET_MAX_PARAMETERS``)."""
+    limit = int(os.environ.get("RESNET_MAX_PARAMETERS", MAX_PARAMETERS))
+    count = estimated_parameters(spec, num_classes, in_chans)
+    if count > limit:
+        raise ConfigError(
+            f"{spec.name} with {in_chans:,} input channels and {num_classes:,} classes would have about {count:,} "
+            f"parameters ({count * 4 / 2**30:,.1f} GiB), above the limit of {limit:,}; check the model name and "
+            "options (set RESNET_MAX_PARAMETERS to build larger networks)"
+        )
+
+
 def resolve_options(name: str, num_classes: int | None = None, **options: Any) -> dict[str, Any]:
     """Every option of ``name`` with its default filled in (``num_classes`` and ``in_chans`` included).
 
@@ -145,6 +177,7 @@ def create_model(
     """
     spec = get_spec(name)
     resolved = _validated_options(spec, num_classes, options)
+    check_size(spec, resolved["num_classes"], resolved["in_chans"])
     if spec.family == "vgg":
         if features_only:
             raise ConfigError("features_only is available for ResNet and plain networks, not vgg19")

@@ -59,9 +59,10 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[
         from safetensors.torch import load_file
 
         try:
-            return strip_wrapper_prefixes(load_file(str(path))), {}
+            state = strip_wrapper_prefixes(load_file(str(path)))
         except Exception as error:  # safetensors raises its own error types
             raise CheckpointError(f"'{path}' is not a readable safetensors file ({error})") from error
+        return require_finite(state, path), {}
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
@@ -75,7 +76,23 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[
                 break
     if not isinstance(payload, dict) or not all(isinstance(v, Tensor) for v in payload.values()):
         raise CheckpointError(f"'{path}' holds no state dict (a mapping of parameter names to tensors)")
-    return strip_wrapper_prefixes(payload), extras
+    return require_finite(strip_wrapper_prefixes(payload), path), extras
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """A weights file holding NaN or inf."""
+
+
+def require_finite(state: dict[str, Tensor], path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """``state`` unless a weight or buffer holds NaN or inf: such a model predicts ``nan%`` and evaluates to a loss
+    of NaN, so every loader refuses it when it reads the file, naming the first such tensor."""
+    for key, value in state.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise NonFiniteWeightsError(
+                f"'{path}' holds NaN or infinite weights ({key}); it was saved from a diverged run or damaged: use "
+                "an earlier checkpoint or the original file"
+            )
+    return state
 
 
 def to_our_layout(state: dict[str, Tensor], extras: dict[str, Any] | None = None) -> dict[str, Tensor]:

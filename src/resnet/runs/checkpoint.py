@@ -11,10 +11,8 @@ wrong weights, and the ``run_id`` of the run directory the checkpoint belongs to
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import os
 import pickle
 import random
 import struct
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 
 from resnet.errors import CheckpointError
+from resnet.files import write_atomic
 
 FORMAT_VERSION = 2
 CHECKSUM_KEY = "checksum"
@@ -151,30 +150,10 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
     path = Path(path)
     payload = {"format_version": FORMAT_VERSION, **{k: v for k, v in payload.items() if k != CHECKSUM_KEY}}
     payload[CHECKSUM_KEY] = content_checksum(payload)
-    temp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Created as any file the user writes (mode 0666 less the umask), not mkstemp's 0600.
-        temp_name = str(path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
+        write_atomic(path, lambda stream: torch.save(payload, stream), durable=True)
     except (OSError, RuntimeError) as error:
-        _remove(temp_name)
         raise CheckpointError(_write_failure(path, error)) from error
-    except BaseException:
-        _remove(temp_name)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _remove(name: str | None) -> None:
-    if name is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
 
 
 def _write_failure(path: Path, error: BaseException) -> str:
@@ -192,20 +171,6 @@ def _write_failure(path: Path, error: BaseException) -> str:
         what = str(error).splitlines()[0] if str(error) else type(error).__name__
         action = "check the run directory"
     return f"cannot write checkpoint {path}: {what}; {previous}; {action}"
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (not possible on every platform)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(

@@ -67,8 +67,11 @@ def _describe(owner: dict[str, Any]) -> str:
 class RunLock:
     """``with RunLock(run_dir): ...`` or ``acquire()`` / ``release()``; re-acquiring in the same process is an error."""
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
+    def __init__(
+        self, run_dir: str | Path, *, file: str = LOCK_FILE, what: str = "run", option: str = "--run-dir"
+    ) -> None:
+        self.path = Path(run_dir) / file
+        self.what, self.option = what, option  # named in the refusal: "experiment folder ... choose another --out"
         self._fd: int | None = None
         self.stale_owner: dict[str, Any] | None = None  # the dead run whose lock file was taken over, if any
 
@@ -86,8 +89,9 @@ class RunLock:
                 if not self._lock(fd):
                     owner = _read_owner(self.path)
                     raise RunDirLockedError(
-                        f"run directory '{self.path.parent}' is in use by {_describe(owner)}; wait for that run to "
-                        "finish (or stop it), or choose another --run-dir"
+                        f"{self.what} {'directory' if self.what == 'run' else 'folder'} '{self.path.parent}' is in use "
+                        f"by {_describe(owner)}; wait for that {self.what} to finish (or stop it), or choose another "
+                        f"{self.option}"
                     )
                 if not self._same_file(fd):
                     os.close(fd)
@@ -135,6 +139,10 @@ class RunLock:
         with contextlib.suppress(OSError):
             os.close(self._fd)  # closing drops the flock
         self._fd = None
+
+    def moved(self, directory: Path) -> None:
+        """The locked directory was renamed to ``directory`` (under the lock): release then removes the right file."""
+        self.path = Path(directory) / self.path.name
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -18,6 +18,7 @@ from typing import Any
 from resnet.config import Config
 from resnet.config.recipes import dump_toml
 from resnet.errors import CheckpointError, ConfigError, RunDirError
+from resnet.files import write_text_atomic
 from resnet.runs.lock import RunLock
 
 CONFIG_FILE = "config.toml"
@@ -82,9 +83,9 @@ class RunDir:
                 f"{self.path}: took over the lock of process {self._lock.stale_owner.get('pid')}, which is gone",
                 stacklevel=2,
             )
-        for stale in self.path.glob(".*.pt.*.tmp"):
+        for stale in self.path.glob(".*.*.tmp"):  # resnet.files' temporary names, left by a killed run
             with contextlib.suppress(OSError):
-                stale.unlink()  # left by a run killed while writing a checkpoint; the checkpoint itself is intact
+                stale.unlink()  # the files themselves are intact (the old or the complete new one)
 
     def release(self) -> None:
         """Drop the lock; a directory this run created and left empty is removed again."""
@@ -101,8 +102,10 @@ class RunDir:
                     read_metrics(self.path, name)  # damage is reported before anything is rewritten
             else:
                 self.run_id = uuid.uuid4().hex
-                _write_atomic(self.file(RUN_FILE), json.dumps({"run_id": self.run_id, "created": time.time()}) + "\n")
-            _write_atomic(
+                write_text_atomic(
+                    self.file(RUN_FILE), json.dumps({"run_id": self.run_id, "created": time.time()}) + "\n"
+                )
+            write_text_atomic(
                 self.file(CONFIG_FILE),
                 "# Resolved configuration of this run; `resnet train --recipe <this file>` repeats it.\n"
                 + dump_toml(config.to_dict()),
@@ -157,7 +160,7 @@ class RunDir:
         """On resume, drop evaluations logged after the checkpoint (they will be repeated)."""
         for name in (METRICS_FILE, TRAIN_CURVE_FILE):
             kept = [r for r in read_metrics(self.path, name) if r.get("iteration", 0) <= iteration]
-            _write_atomic(self.file(name), "".join(json.dumps(r) + "\n" for r in kept))
+            write_text_atomic(self.file(name), "".join(json.dumps(r) + "\n" for r in kept))
 
     # TensorBoard --------------------------------------------------------------------------------------------
     def open_tensorboard(self, purge_step: int | None) -> None:
@@ -187,7 +190,7 @@ class RunDir:
         stored = {k: _json_safe(self._relative(v) if k in SUMMARY_PATHS else v) for k, v in summary.items()}
         text = json.dumps(stored, indent=2)
         try:
-            _write_atomic(self.file(SUMMARY_FILE), text + "\n")
+            write_text_atomic(self.file(SUMMARY_FILE), text + "\n")
         except OSError as error:
             raise _unwritable(self.path, error) from error
 
@@ -201,18 +204,6 @@ class RunDir:
             return str(Path(value).resolve().relative_to(root))
         except (ValueError, OSError):
             return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace a small text file so that a kill leaves the old or the new content, never half of it."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
 
 
 def _unwritable(path: Path, error: OSError) -> RunDirError:

@@ -16,14 +16,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from resnet.config.schema import RANGES
 from resnet.errors import CheckpointError
 
+REWRITE = "it was not written by resnet train or was edited: use the run's own checkpoint, or train again"
 REEXPORT = "export it again with `resnet export --format safetensors`, or repair the file"
 JSON_TYPES = {list: "a JSON list", str: "a JSON string", int: "a number", float: "a number", bool: "true/false"}
 
 
 def _fail(where: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"the sidecar {where} {problem}; {REEXPORT}")
+    if where.suffix == ".json":
+        return CheckpointError(f"the sidecar {where} {problem}; {REEXPORT}")
+    return CheckpointError(f"the checkpoint {where} {problem} in its metadata; {REWRITE}")
 
 
 def _numbers(value: Any, field: str, where: Path) -> list[float]:
@@ -36,15 +40,21 @@ def _numbers(value: Any, field: str, where: Path) -> list[float]:
     return [float(v) for v in value]
 
 
-def _positive_int(value: Any, field: str, where: Path) -> int:
+def _positive_int(value: Any, field: str, where: Path, most: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise _fail(where, f"has {field} = {json.dumps(value)[:60]}, not a positive whole number")
+    if most is not None and value > most:  # sizes are bounded before anything is allocated from them
+        raise _fail(where, f"has {field} = {value:,}, above the limit of {most:,} pixels")
     return value
+
+
+MAX_SIDE = int(RANGES["data.eval_resize"].high or 8192)  # the largest image side a saved preprocessing may ask for
 
 
 def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
     """``meta`` if it has what using a model needs (model name and options, class names matching the outputs,
-    sane preprocessing); otherwise one error naming the field."""
+    sane preprocessing); otherwise one error naming the field. The one validator of every loader (a checkpoint's
+    ``meta``, a safetensors sidecar, a converted foreign file): ``where`` is the file the error names."""
     if not isinstance(meta, dict):
         raise _fail(where, f"holds {JSON_TYPES.get(type(meta), 'null')}, not a JSON object with the model metadata")
     model = meta.get("model")
@@ -60,17 +70,24 @@ def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
     outputs = options.get("num_classes")
     if outputs is not None and outputs != len(names):
         raise _fail(where, f"names {len(names)} classes but the model has {outputs} outputs (model.options)")
-    if "input_size" in meta:
+    channels = options.get("in_chans")
+    if channels is not None:
+        _positive_int(channels, "model.options.in_chans", where)
+    if meta.get("input_size") is not None:
         size = meta["input_size"]
         if not isinstance(size, list) or len(size) != 3:
             raise _fail(where, f"has input_size = {json.dumps(size)[:60]}, not [channels, height, width]")
         for v in size:
-            _positive_int(v, "input_size", where)
+            _positive_int(v, "input_size", where, MAX_SIDE)
     pre = meta.get("preprocessing") or {}
     if not isinstance(pre, dict):
         raise _fail(where, "has preprocessing that is not a JSON object")
     if pre:
         _validate_preprocessing(pre, where)
+        mode_channels = 1 if pre.get("mode", "RGB") == "L" else 3
+        if channels is not None and channels != mode_channels:
+            raise _fail(where, f'has preprocessing.mode = "{pre.get("mode", "RGB")}" ({mode_channels} channels) for a '
+                        f"model of {channels} input channels")  # fmt: skip
     return meta
 
 
@@ -86,12 +103,12 @@ def _validate_preprocessing(pre: dict[str, Any], where: Path) -> None:
     if any(v <= 0 for v in std):
         raise _fail(where, f"has preprocessing.std = {std}: a standard deviation must be positive (pixels are divided "
                     "by it)")  # fmt: skip
-    _positive_int(pre.get("resize"), "preprocessing.resize", where)
+    _positive_int(pre.get("resize"), "preprocessing.resize", where, MAX_SIDE)
     crop = pre.get("crop")
     if not isinstance(crop, list) or len(crop) != 2:
         raise _fail(where, f"has preprocessing.crop = {json.dumps(crop)[:40]}, not [height, width]")
     for v in crop:
-        _positive_int(v, "preprocessing.crop", where)
+        _positive_int(v, "preprocessing.crop", where, MAX_SIDE)
 
 
 def read_sidecar(weights: Path) -> dict[str, Any]:
@@ -106,6 +123,8 @@ def read_sidecar(weights: Path) -> dict[str, Any]:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise _fail(sidecar, f"is not text (byte {error.start} is not UTF-8)") from error
+    except RecursionError:
+        raise _fail(sidecar, "is nested too deeply to be model metadata") from None
     except json.JSONDecodeError as error:
         raise _fail(sidecar, f"is not valid JSON ({error.msg}: line {error.lineno} column {error.colno})") from error
     except OSError as error:

@@ -11,15 +11,31 @@ SIGTERM to the survivors when a rank dies, and then no checkpoint can be agreed 
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import torch.distributed as dist
 
-from resnet.errors import TrainingInterrupted
+from resnet.errors import ResNetError, TrainingInterrupted
+from resnet.runs import LAST_CHECKPOINT
+
+
+class Watched(Protocol):
+    """What :meth:`InterruptGuard.watch` reads of a run (the trainer)."""
+
+    @property
+    def iteration(self) -> int: ...
+
+    saved_iteration: int | None  # the iteration last.pt holds; None: none written
+    run_dir: Any
+
 
 SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
 
@@ -81,6 +97,40 @@ class InterruptGuard:
             f"iteration {iteration}; checkpoint written to {checkpoint}; "
             f"continue with: resnet train --resume --run-dir {run_dir}",
             signum,
+        )
+
+    @contextlib.contextmanager
+    def watch(self, run: Watched) -> Iterator[InterruptGuard]:
+        """The guard, active, and a step that fails after a signal failed because of it: Ctrl-C and a scheduler's
+        SIGTERM reach the whole process group, so torch.compile's C++ compiler dies of it first (a 98-line
+        ``CppCompileError``). Such a failure is the signal's one line and exit code."""
+        with self:
+            try:
+                yield self
+            except Exception as error:
+                stop = self._stop_after(error, run.iteration, run.saved_iteration, run.run_dir.path / LAST_CHECKPOINT)
+                if stop is None:
+                    raise
+                raise stop from None
+
+    def _stop_after(
+        self, error: Exception, iteration: int, saved: int | None, checkpoint: Path
+    ) -> TrainingInterrupted | None:
+        """None unless a signal came first (and ``error`` is no error a user can act on otherwise)."""
+        if self.requested is None or isinstance(error, ResNetError) or _distributed():
+            return None
+        if saved is None or not checkpoint.is_file():
+            advice = "no checkpoint was written before that; run the same command again to start over"
+        else:
+            advice = (
+                f"the last checkpoint is {checkpoint} (iteration {saved}); continue with: resnet train --resume "
+                f"--run-dir {shlex.quote(str(checkpoint.parent))}"
+            )
+        name = signal.Signals(self.requested).name
+        return TrainingInterrupted(
+            f"stopped by {name} at iteration {iteration}, which was not completed (the signal also reached a "
+            f"helper process, e.g. torch.compile's C++ compiler: {type(error).__name__}); {advice}",
+            self.requested,
         )
 
 

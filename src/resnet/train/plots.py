@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from resnet.files import Output, as_output, save_figure
+
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     points = [(r["iteration"], r[key]) for r in records if r.get(key) is not None]
@@ -13,7 +15,10 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
 
 
 def plot_run_curves(
-    records: Sequence[dict[str, Any]], path: str | Path, title: str = "", train_curve: Sequence[dict[str, Any]] = ()
+    records: Sequence[dict[str, Any]],
+    path: str | Path | Output,
+    title: str = "",
+    train_curve: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """Write the error curves of one run; works headless (Agg backend, no display needed)."""
     from matplotlib.figure import Figure
@@ -45,6 +50,5 @@ def plot_run_curves(
     if axes.get_legend_handles_labels()[0]:
         axes.legend()
     figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    return path
+    save_figure(figure, path)
+    return as_output(path).path

@@ -181,6 +181,18 @@ class RunReport:
         shown = [f"{k} {record[k]:.2f}%" for k in keys if record.get(k) is not None]
         self.progress.write(f"eval at iteration {state.iteration} (epoch {record['epoch']:g}): " + ", ".join(shown))
 
+    def write_summary(self, summary: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        """``summary.json``, then ``curves.png``: a figure that cannot be written (a full disk) is a warning and
+        loses nothing else (:func:`resnet.files.save_figure`)."""
+        self.run_dir.write_summary(summary)
+        if self.is_main:
+            plot_run_curves(
+                records,
+                self.run_dir.file(CURVES_FILE),
+                title=f"{self.config.model.name} on {self.data.name}",
+                train_curve=read_metrics(self.run_dir.path, TRAIN_CURVE_FILE),
+            )
+
     def summary(
         self,
         records: list[dict[str, Any]],
@@ -196,13 +208,6 @@ class RunReport:
         config, data = self.config, self.data
         last = records[-1] if records else {}
         best = next((r for r in records if r["iteration"] == state.best_iteration), {})
-        if self.is_main:
-            plot_run_curves(
-                records,
-                self.run_dir.file(CURVES_FILE),
-                title=f"{config.model.name} on {data.name}",
-                train_curve=read_metrics(self.run_dir.path, TRAIN_CURVE_FILE),
-            )
         images = state.iteration * config.data.batch_size * config.optim.accum_steps * world_size
         return {
             "model": config.model.name,

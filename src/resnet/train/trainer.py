@@ -265,7 +265,7 @@ class Trainer:
             notes = [*distributed.start_lines(config, self.dist, self.schedule, self.world_note), *self.notes]
             resumed, lr_now = (self.iteration if self.resume else None), self.schedule.lr_at(self.iteration)
             self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed, lr_now)
-            with self.interrupt:
+            with self.interrupt.watch(self):
                 with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
                     while self.iteration < self.total:
                         self._train_epoch()
@@ -419,7 +419,7 @@ class Trainer:
             summary.update(ema_results(self.records, self.state))
         if self.keeper is not None:
             summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self._save_payload))
-        self.run_dir.write_summary(summary)
+        self.report.write_summary(summary, self.records)
         return summary
 
 

@@ -7,10 +7,8 @@ second.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import torch
 from torch import Tensor
 
 from resnet.data.paths import tensor_cache_dir
+from resnet.files import write_atomic
 
 CACHE_FORMAT = "resnet-data-v1"
 
@@ -62,14 +61,9 @@ def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], Array
         except Exception as error:  # a corrupt cache is rebuilt, never trusted
             warnings.warn(f"ignoring unreadable tensor cache {path} ({error}); rebuilding it", stacklevel=2)
     data = build()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(vars(data), tmp)
-        os.replace(tmp, path)
+        write_atomic(path, lambda stream: torch.save(vars(data), stream))
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         text = str(error)
         full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or (
             isinstance(error, RuntimeError) and ("write failed" in text or "inline_container" in text)

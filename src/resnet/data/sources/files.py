@@ -60,6 +60,7 @@ class Walk:
 
     repeated_dirs: list[tuple[str, str]] = field(default_factory=list)  # (link, the folder it leads to)
     repeated_files: list[tuple[str, str]] = field(default_factory=list)  # (path, the path listed before)
+    dangling: list[tuple[Path, str]] = field(default_factory=list)  # (link, its missing target): listed as files
 
     def warnings(self, where: str) -> list[str]:
         """One line per kind of repetition, naming the first example."""
@@ -104,6 +105,8 @@ def walk_once(top: Path, skip: Callable[[str], bool], walk: Walk) -> Iterator[tu
                     ident = entry.stat() if is_dir or entry.is_file() else None
                 except OSError:  # a dangling link or a vanished file: listed, so reading it names it
                     is_dir, ident = False, None
+                if ident is None and entry.is_symlink() and not os.path.exists(entry.path):
+                    walk.dangling.append((Path(entry.path), os.readlink(entry.path)))
                 key = (ident.st_dev, ident.st_ino) if ident is not None else None
                 if is_dir:
                     if key in seen_dirs:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from resnet.data.paths import cache_dir
+from resnet.data.decode import BadImageError
+from resnet.data.paths import cache_dir, name_problem
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
+from resnet.files import DISK_FULL, read_regular, write_atomic
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -58,14 +60,24 @@ class DirReader:
         self.root = root
 
     def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        """The file's bytes; a file that cannot be read (a dangling link; a FIFO or a device named ``x.png``,
+        refused before a byte is read) is a bad image, skipped by ``--on-bad-image skip`` like a corrupt one."""
+        try:
+            return read_regular(self.root / key)
+        except OSError as error:
+            raise BadImageError(self.describe(key), f"cannot read the file ({error.strerror or error})") from error
 
     def describe(self, key: str) -> str:
         return str(self.root / key)
 
-    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
+    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes | BadImageError]]:
+        """Each file's bytes, or the bad image it is (unreadable: a dangling link, a FIFO), so that
+        ``--on-bad-image skip`` skips it like any corrupt image and the others are read."""
         for key in keys:
-            yield key, self.read(key)
+            try:
+                yield key, self.read(key)
+            except BadImageError as error:
+                yield key, error
 
 
 class TarReader:
@@ -97,11 +109,16 @@ class TarReader:
             tag = hashlib.sha256(f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
             target = cache_dir() / "untarred" / f"{self.path.name.split('.')[0]}-{tag[:16]}.tar"
             if not target.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-                with OPENERS[self.format](self.path, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 22)
-                os.replace(tmp, target)
+                try:
+                    with OPENERS[self.format](self.path, "rb") as src:
+                        write_atomic(target, lambda dst: shutil.copyfileobj(src, dst, 1 << 22))
+                except OSError as error:  # a read-only or full cache: no temporary file is left (write_atomic)
+                    full = getattr(error, "errno", None) in DISK_FULL
+                    reason = "the disk is full" if full else (error.strerror or str(error))
+                    raise DataError(
+                        f"cannot unpack {self.path} into the archive cache {target.parent} ({reason}); free some "
+                        "space, set RESNET_CACHE to a writable directory, or unpack the archive and pass the folder"
+                    ) from error
             self._seekable = target
         return self._seekable
 
@@ -179,6 +196,8 @@ def _group(entries: list[tuple[str, list[str]]], where: str, ignored: list[str])
             continue
         if len(rel) < 2:
             raise DataError(f"{where}: image {key} is not inside a class folder; {LAYOUT}")
+        if rel[0] not in by_class and name_problem(rel[0]):  # a class name goes into meta, JSON and output lines
+            raise DataError(f"{where}: the class folder {rel[0]!r} {name_problem(rel[0])}")
         by_class.setdefault(rel[0], []).append(key)
     return by_class
 
@@ -204,6 +223,12 @@ def _scan_dir(split_dir: Path, root: Path, ignored: list[str]) -> dict[str, list
             folders.update(dirnames)
         for name in filenames:
             entries.append((str(Path(dirpath, name).relative_to(root)), [*rel_dir, name]))
+    for link, target in walk.dangling:
+        if link.parent == split_dir:  # a class folder (or a file beside them) that is gone: never a class dropped
+            raise DataError(
+                f"{link} is a symbolic link to {target}, which does not exist; fix or remove the link (a class is "
+                "never dropped silently)"
+            )
     for line in walk.warnings(str(split_dir)):
         warnings.warn(line, stacklevel=3)
     by_class = _group(entries, str(split_dir), ignored)
