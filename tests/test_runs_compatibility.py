@@ -46,5 +46,12 @@ def test_old_run_resumes_to_the_weights_it_would_have_reached(old_run: Path) -> 
     final = load_checkpoint(run / "last.pt")["model"]
     expected = load_file(str(old_run / "final-model.safetensors"))
     assert final.keys() == expected.keys()
+    # Bit for bit on the CPU the fixture was written on; another CPU's kernels (AVX2 against AVX-512) round
+    # differently, ~1e-7 of a tensor's scale after 3 steps. A resume that misread the old format (another batch
+    # order, random stream or optimizer state) moves the weights by ~1e-1 (they move 0.25 over those 3 steps).
     for key, value in expected.items():
-        assert torch.equal(final[key], value), key
+        if not value.is_floating_point():
+            assert torch.equal(final[key], value), key
+            continue
+        scale = float(value.abs().max()) or 1.0
+        assert float((final[key] - value).abs().max()) <= 1e-5 * scale, key
