@@ -57,6 +57,7 @@ def staged_file(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=temporary_name(path), suffix=suffix, dir=path.parent)
+    os.fchmod(handle, _user_mode())  # as any file the user writes, not mkstemp's 0600
     os.close(handle)
     temp = Path(name)
     try:
@@ -70,6 +71,13 @@ def staged_file(
             temp.unlink()
     if durable:
         _fsync_directory(path.parent)
+
+
+def _user_mode() -> int:
+    """0666 less the umask: the mode ``open()`` gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def commit(temp: Path, target: Path, *, exclusive: bool) -> None:
