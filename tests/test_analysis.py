@@ -91,6 +91,7 @@ def _convs_and_linear(model):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+@pytest.mark.slow
 def test_analyses_from_a_tiny_run(tmp_path: Path):
     from resnet.train import load_config, train
     from synthetic import write_image_folder

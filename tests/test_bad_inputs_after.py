@@ -74,6 +74,7 @@ def experiment(tmp_path: Path, capsys) -> tuple[Path, Path]:
     return folder, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting", ["optim.momentum=0.5", "optim.weight_decay=0.001", "data.batch_size=4"])
 def test_experiment_rerun_with_other_settings_is_refused(experiment, capsys, setting: str) -> None:
     folder, out = experiment
@@ -83,6 +84,7 @@ def test_experiment_rerun_with_other_settings_is_refused(experiment, capsys, set
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["", "{not json", "[1, 2]", '{"iterations": 3}'])
 def test_a_damaged_summary_resumes_the_run(experiment, capsys, damage: str) -> None:
     folder, out = experiment
@@ -93,6 +95,7 @@ def test_a_damaged_summary_resumes_the_run(experiment, capsys, damage: str) -> N
     assert "resuming resnet8-seed0" in out_text and json.loads(summary.read_text())["iterations"] == 4
 
 
+@pytest.mark.slow
 def test_a_net_stopped_before_its_first_checkpoint_starts_cleanly(experiment, capsys) -> None:
     folder, out = experiment
     net = out / "plain8-seed0"

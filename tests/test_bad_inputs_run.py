@@ -337,6 +337,7 @@ def test_whole_run_schedules_are_not_extended() -> None:
 # --- 11. Ctrl-C and SIGTERM ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signals_checkpoint_the_current_iteration_and_print_the_resume_command(
     capsys, corpus: Path, tmp_path: Path, signum: int

@@ -103,6 +103,7 @@ def test_all_sections_skip_what_needs_missing_data(
     assert "2.00x" in out  # the table of ratios, last
 
 
+@pytest.mark.slow
 def test_the_installed_command_measures_a_section(tmp_path: Path) -> None:
     """The console script, from outside the repository: section 5 (cost against depth) runs and prints its table."""
     resnet = Path(sys.executable).with_name("resnet")
@@ -124,6 +125,7 @@ def test_the_installed_command_measures_a_section(tmp_path: Path) -> None:
     assert "img/s x depth = 1.00 of resnet20's" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
 def test_every_checkout_script_imports_what_it_needs(script: str) -> None:
     """The repository-only scripts import the installed runner's pieces; --help runs each one's imports."""
@@ -134,6 +136,7 @@ def test_every_checkout_script_imports_what_it_needs(script: str) -> None:
     assert done.stdout.startswith("usage:")
 
 
+@pytest.mark.slow
 def test_the_checkout_script_is_the_same_runner() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"], capture_output=True, text=True, timeout=60

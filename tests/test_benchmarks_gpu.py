@@ -118,6 +118,7 @@ def test_a_target_not_reached_is_reported_with_the_best_and_a_common_level(gpu, 
     assert ">=3x MISSED" in table and "(the lower best)" in table
 
 
+@pytest.mark.slow
 def test_an_exhausted_budget_skips_and_caps_instead_of_overrunning(gpu, tiny_cifar: Path, capsys) -> None:
     plan = _plan(gpu, tiny_cifar, budget_s=0.0, epochs=50, cifar_compile=True, cifar_compile_estimate_s=1e9)
     plan.prepare_in_background = True  # the data is prepared in a spawned process while part 1 runs

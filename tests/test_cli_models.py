@@ -15,6 +15,7 @@ def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert row[1:] == ["imagenet", "bottleneck", "50", "B", "25.56M", "4.09G", "3x224x224"]
 
 
+@pytest.mark.slow
 def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "--family", "cifar", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -29,6 +29,7 @@ def test_fashion_mnist_real(shared_datasets, real_cache, monkeypatch, capsys):
     assert x.shape == (128, 1, 28, 28) and y.max() <= 9
 
 
+@pytest.mark.slow
 def test_cifar10_jpeg_real(shared_datasets, real_cache, monkeypatch, capsys):
     monkeypatch.setenv("RESNET_CACHE", str(real_cache))
     assert main(["data", "info", "cifar10-jpeg", "--data-dir", str(shared_datasets), "--no-download"]) == 0

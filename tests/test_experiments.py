@@ -120,6 +120,7 @@ def test_same_recipe_seed_and_schedule_for_every_net(tmp_path, tiny_folder):
         tiny_settings(tmp_path / "bad", tiny_folder, depths=(10,)).runs()
 
 
+@pytest.mark.slow
 def test_interrupted_experiment_trains_only_what_is_left(tmp_path, tiny_folder):
     settings = tiny_settings(tmp_path / "exp", tiny_folder)
     runs = settings.runs()
@@ -150,6 +151,7 @@ def test_another_setting_in_the_same_folder_is_refused(tmp_path, tiny_folder):
         run_degradation(longer, say=lambda _: None)
 
 
+@pytest.mark.slow
 def test_report_and_figures_of_a_tiny_run(tmp_path, tiny_folder):
     out = tmp_path / "exp"
     code = main([
@@ -232,6 +234,7 @@ def test_the_budget_is_named_as_run():
     assert budget_named("small", 40).label == "small budget shortened to 40 iterations"
 
 
+@pytest.mark.slow
 def test_an_experiment_on_a_user_folder_uses_the_training_split_rule(tmp_path, capsys):
     """1,300 images: the recipe's 5,000-image validation split cannot apply; training's default (a tenth) does."""
     folder = write_image_folder(tmp_path / "own", classes=("a", "b"), splits={"train": 600, "test": 50}, size=(8, 8))

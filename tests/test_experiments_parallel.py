@@ -18,6 +18,8 @@ from resnet.experiments.parallel import resolve_jobs, threads_per_job
 from resnet.runs import load_checkpoint
 from synthetic import write_image_folder
 
+pytestmark = pytest.mark.slow  # torchrun, subprocesses, compilation or real data: `make check` skips it
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {
     "data.batch_size": 4,

@@ -22,6 +22,7 @@ IMAGENET_MACS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("depth", "expected"), sorted(CIFAR_PARAMS.items()))
 def test_cifar_params_match_table6(depth: int, expected: float) -> None:
     params = resnet.model_info(f"resnet{depth}")["params"]

@@ -212,6 +212,7 @@ def test_cifar_bottleneck_original_units(kind: str) -> None:
     assert assert_same_function(reference, ours, 32) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "expected"), [("resnet164", 1.7e6), ("resnet1001", 10.2e6)])
 def test_he_2016_cifar_nets_are_bottlenecks_of_the_papers_size(name: str, expected: float) -> None:
     for preact in (True, False):

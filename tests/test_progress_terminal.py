@@ -34,6 +34,7 @@ def _run_on_a_pty(argv: list[str]) -> tuple[int, str]:
     return process.wait(), output.decode(errors="replace")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux pseudo-terminal")
 def test_train_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
     folder = write_image_folder(tmp_path / "d", ("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8))

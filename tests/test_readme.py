@@ -17,6 +17,7 @@ def test_quick_start_says_how_to_put_resnet_on_path() -> None:
     assert ACTIVATE in quick_start
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "activate").is_file(), reason="no .venv (run `make setup`)")
 def test_readme_commands_run_in_a_clean_shell() -> None:
     script = f"{ACTIVATE} && resnet --version && resnet --help && resnet train --help && resnet data list"

@@ -21,6 +21,8 @@ from resnet.runtime import COMPILE_MIN_ITERATIONS, compile_choice, has_cpp_compi
 from resnet.train import load_config, train
 from synthetic import write_image_folder
 
+pytestmark = pytest.mark.slow  # torchrun, subprocesses, compilation or real data: `make check` skips it
+
 CPU = torch.device("cpu")
 SRC = Path(__file__).resolve().parents[1] / "src"
 needs_compiler = pytest.mark.skipif(not has_cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler")

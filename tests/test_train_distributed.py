@@ -28,6 +28,8 @@ from resnet.runs.run_dir import read_metrics
 from resnet.train import load_config, train
 from synthetic import write_image_folder
 
+pytestmark = pytest.mark.slow  # torchrun, subprocesses, compilation or real data: `make check` skips it
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TIMEOUT = 30.0  # --dist-timeout of the restart test; a dead rank is noticed at once, far within it
 

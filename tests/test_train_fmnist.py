@@ -10,6 +10,8 @@ import pytest
 from resnet.cli import main
 from resnet.runs.run_dir import read_metrics
 
+pytestmark = pytest.mark.slow  # torchrun, subprocesses, compilation or real data: `make check` skips it
+
 
 @pytest.fixture(scope="module")
 def fmnist_run(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

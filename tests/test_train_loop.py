@@ -174,6 +174,7 @@ def finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, output
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_is_bit_identical(tmp_path: Path) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     uninterrupted = run_script(tmp_path, reference, "plain")
