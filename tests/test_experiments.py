@@ -252,3 +252,18 @@ def test_unknown_model_is_named_before_any_data_is_read(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "unknown model 'resnet21'" in err and "nowhere" not in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("assignment", "flag"),
+    [("train.iterations=8", "--iterations"), ("system.device=cpu", "--device"), ("seed=3", "--seeds")],
+)
+def test_set_cannot_contradict_the_experiment_s_own_flags(capsys, tmp_path, tiny_folder, assignment, flag) -> None:
+    code = main([
+        "experiment", "degradation", "--dataset", str(tiny_folder), "--depths", "8", "--iterations", "4",
+        "--out", str(tmp_path / "exp"), "--set", assignment,
+    ])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"--set {assignment.split('=')[0]}=... would contradict" in err and flag in err
+    assert not (tmp_path / "exp" / "plain8-seed0").exists()

@@ -34,6 +34,20 @@ DATA_DESCRIPTIONS = {
 }
 
 
+# Keys an experiment sets from its own flags, so that every net shares them: `--set` may not change them.
+FLAG_KEYS = {
+    "model.name": "nets (--depths)",
+    "seed": "seeds (--seeds)",
+    "run_dir": "run directories (--out)",
+    "data.dataset": "--dataset",
+    "data.data_dir": "--data-dir",
+    "train.iterations": "length (--budget, --iterations)",
+    "train.epochs": "length (--budget, --iterations)",
+    "eval.every_iterations": "evaluation interval (--budget)",
+    "system.device": "--device",
+}
+
+
 @dataclass
 class ExperimentSettings:
     """What every net of an experiment shares."""
@@ -94,6 +108,10 @@ class ExperimentSettings:
             from resnet.experiments.parallel import threads_per_job
 
             values["system.threads"] = threads_per_job(jobs)  # the cores shared out (an override wins)
+        for key in self.overrides.keys() & FLAG_KEYS.keys():  # the documented order: --set, then the flags
+            raise ConfigError(
+                f"--set {key}=... would contradict the experiment's own {FLAG_KEYS[key]}; use that instead"
+            )
         values.update(self.overrides)
         return load_config(RECIPE, values)
 
