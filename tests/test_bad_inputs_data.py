@@ -275,3 +275,24 @@ def test_bad_model_option_from_the_cli(capsys, tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, *argv, "--set", 'model.options.stride_on="1x1"')
     assert code == 2 and "stride_on='1x1' applies to bottleneck blocks only" in one_error_line(err)
     assert snapshot(folder) == before and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_hard_linked_images_in_an_archive_are_read_not_dropped(tmp_path: Path, suffix: str) -> None:
+    import os
+
+    from resnet.data.sources.folder import index_folder
+    from synthetic import tar_tree, write_image_folder
+
+    root = write_image_folder(tmp_path / "tree", classes=("a", "b"), splits={"train": 3, "test": 2}, size=(8, 8))
+    first = root / "train" / "a" / "0000.jpg"
+    os.link(first, root / "train" / "a" / "copy.jpg")  # tar stores the second name as a hard-link member
+    archive = tar_tree(root, tmp_path / f"tree{suffix}")
+    with tarfile.open(archive) as tar:
+        assert any(member.islnk() for member in tar)
+    index = index_folder(archive)
+    train = index.splits["train"]
+    assert len(train.samples) == 7  # 3 + 3 images and the hard link
+    keys = dict(train.samples)
+    [(_, data)] = list(train.reader.iter_bytes([k for k in keys if k.endswith("copy.jpg")]))
+    assert data == first.read_bytes()

@@ -245,7 +245,9 @@ def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, 
     try:
         with tarfile.open(path) as tar:
             for info in tar:
-                if not (info.isfile() or info.isdir()):
+                # A hard link (tar stores the second of two linked files so) is its target's bytes, read there.
+                is_file = info.isfile() or (info.islnk() and info.linkname in offsets)
+                if not (is_file or info.isdir()):
                     continue
                 parts = [p for p in info.name.split("/") if p not in ("", ".")]
                 if not parts:
@@ -254,17 +256,17 @@ def _scan_tar(path: Path, split: str | None, ignored: list[str]) -> tuple[dict, 
                     rel = parts[1:] if parts[0] == split and (len(parts) > 2 or info.isdir()) else parts
                     where = split
                 else:
-                    idx = next((i for i, p in enumerate(parts[:-1] if info.isfile() else parts) if p in SPLITS), None)
+                    idx = next((i for i, p in enumerate(parts[:-1] if is_file else parts) if p in SPLITS), None)
                     if idx is None:
                         image = Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS
-                        if info.isfile() and image and not any(_skip(p) for p in parts):
+                        if is_file and image and not any(_skip(p) for p in parts):
                             raise DataError(f"{path}: image {info.name} is not under a train/val/test folder; {LAYOUT}")
                         continue
                     where, rel = parts[idx], parts[idx + 1 :]
                 if rel and not _skip(rel[0]) and (info.isdir() or len(rel) > 1):
                     folders.setdefault(where, set()).add(rel[0])
-                if info.isfile():
-                    offsets[info.name] = (info.offset_data, info.size)
+                if is_file:
+                    offsets[info.name] = offsets[info.linkname] if info.islnk() else (info.offset_data, info.size)
                     found.setdefault(where, []).append((info.name, rel))
     except (OSError, tarfile.TarError, EOFError) as error:
         kind = sniff_format(path)
