@@ -97,8 +97,6 @@ class Trainer:
         self.data: TrainingData = self.given_data
         check_input_size(config.model.name, self.data.image_size)
         network, self.notes = build_network(config, self.data, resume=bool(self.resume))
-        self.model = distributed.prepare_model(network, config, ctx, self.runtime.device)
-        self.model = self.model.to(self.runtime.device)
         self.steps_per_epoch = updates_per_epoch(self.data.train, config.optim.accum_steps)
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -110,7 +108,8 @@ class Trainer:
             done = int(checkpoint["iteration"])
             self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done, self.run_dir.path)
         self.total = optim.total_iterations(config, self.steps_per_epoch)
-        self._choose_runtime(checkpoint, rebuild_data=built_here)
+        self._choose_runtime(network, checkpoint, rebuild_data=built_here)  # timed before SyncBN joins the ranks
+        self.model = distributed.prepare_model(network, config, ctx, self.runtime.device).to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         compiled, self.compile_reason = compile_choice(config.system.compile, self.runtime.device, self.total)
@@ -132,7 +131,7 @@ class Trainer:
         if config.log.tensorboard:
             self.run_dir.open_tensorboard(purge_step=self.iteration + 1 if self.resume else None)
 
-    def _choose_runtime(self, checkpoint: dict[str, Any] | None, rebuild_data: bool) -> None:
+    def _choose_runtime(self, network: nn.Module, checkpoint: dict[str, Any] | None, rebuild_data: bool) -> None:
         """Precision and layout: the resumed run's own (exact resume), else the fastest measured on rank 0 (or its
         cached decision, or the flag rule for a run too short to repay a measurement), the same on every rank."""
         rule, ctx = self.runtime, self.dist
@@ -150,7 +149,7 @@ class Trainer:
                 lambda: measured.decide_training(
                     rule,
                     self.config.system,
-                    self.model,
+                    network,
                     model_name=f"{self.config.model.name} {self.config.model.options}",
                     batch=(*shape, *self.data.image_size),
                     num_classes=self.data.num_classes,
