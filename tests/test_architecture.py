@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"errors"},
     "data": {"errors", "lazy", "files"},
     "config": {"data", "errors"},
-    "runtime": {"config", "data", "errors"},
+    "runtime": {"config", "data", "errors", "files"},
     "runs": {"config", "models", "errors", "files"},
     "inference": {"runs", "runtime", "models", "data", "errors", "lazy", "files"},
     "eval": {"inference", "runs", "runtime", "data", "models", "errors", "files"},

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from resnet.data.paths import cache_dir
+from resnet.files import write_text_atomic
 from resnet.runtime import Runtime, cpu_flags
 
 CACHE_FILE = "choices.json"
@@ -198,16 +198,7 @@ class ChoiceCache:
         entries[self._digest(key)] = {"key": key, "decision": decision.to_dict(), "measured_at": time.time()}
         text = json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1, default=str)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".choices-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(text)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_text_atomic(self.path, text)
         except OSError as error:
             self.warn(f"could not keep the measured choice in {self.path} ({error}); it will be measured again")
 
