@@ -146,7 +146,7 @@ def test_predict_uses_exactly_the_training_preprocessing(tensor_run: Path) -> No
 
     loaded = resnet.load_model(tensor_run / "last.pt")
     assert loaded.meta["preprocessing"]["mean_image"].shape == (3, 16, 20)  # normalize="pixel": a mean image
-    data = build_eval_data(loaded.meta, loaded.payload["config"], split="test")
+    data = build_eval_data(loaded.meta, loaded.config.data, seed=loaded.config.seed, split="test")
     (expected, _labels), = list(data.passes[0])  # fmt: skip
     split = index_folder(Path(loaded.payload["config"]["data"]["dataset"])).splits["test"]
     files = [Path(split.reader.describe(key)) for key, _ in split.samples]

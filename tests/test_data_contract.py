@@ -50,7 +50,7 @@ def test_eval_val_split_is_the_one_training_held_out(small_fashion_mnist: Path, 
     assert dataset_info("fashion-mnist", data_dir=small_fashion_mnist)["default_split"]["val"] == 60
 
     saved = read_checkpoint(tmp_path / "run" / "last.pt")
-    evaluated = build_eval_data(saved.meta, saved.payload["config"], split="val")
+    evaluated = build_eval_data(saved.meta, saved.config.data, seed=saved.config.seed, split="val")
     assert evaluated.indices is not None and torch.equal(evaluated.indices, held_out)
     images, labels = next(iter(evaluated.passes[0]))
     train_images, train_labels = next(iter(trainer.data.val))

@@ -25,7 +25,7 @@ from resnet.data.bundle import (
     tensor_fingerprint,
 )
 from resnet.data.choice import DEFAULT_CROP, choose_pipeline
-from resnet.data.config import DATA_CHOICES, DataConfig, default_workers
+from resnet.data.config import DATA_CHOICES, DataConfig
 from resnet.data.decode import check_policy
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
 from resnet.data.policies import build_policy
@@ -80,6 +80,46 @@ def _grayscale_arrays(data: ArrayDataset) -> ArrayDataset:
     return dataclasses.replace(data, train_x=to_grayscale(data.train_x), test_x=to_grayscale(data.test_x), val_x=val_x)
 
 
+def _carve(
+    num_train: int, cfg: DataConfig, seed: int, *, own_val: bool, held_out: str, spec_val: int | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """The training indices, and the validation indices carved from the training set (``None`` when nothing is
+    carved: the data's own validation split validates, if it has one). Training, ``data info`` and evaluation all
+    come through here, so ``eval --split val`` sees exactly the images training held out."""
+    size = validation_size(num_train, cfg.val_size, registered_default=spec_val, own_val=own_val, held_out=held_out)
+    train, val = split_indices(num_train, size, cfg.subset, seed)
+    return train, (val if size else None)
+
+
+def _array_splits(
+    data: ArrayDataset, spec_val: int | None, cfg: DataConfig, seed: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """``(train indices, val images, val labels, carved val indices)`` of decoded data (an empty val when none)."""
+    train, val = _carve(
+        len(data.train_y), cfg, seed, own_val=data.val_x is not None, held_out=data.test_split, spec_val=spec_val
+    )
+    if val is None and data.val_x is not None and data.val_y is not None:
+        return train, data.val_x, data.val_y, None
+    chosen = val if val is not None else train[:0]
+    return train, data.train_x[chosen], data.train_y[chosen], val
+
+
+def _pick(split: FolderSplit, name: str, indices: Tensor) -> FolderSplit:
+    return FolderSplit(name, split.reader, [split.samples[i] for i in indices.tolist()], split.source)
+
+
+def _folder_splits(
+    index: ImageFolderIndex, cfg: DataConfig, seed: int
+) -> tuple[FolderSplit, FolderSplit | None, Tensor | None]:
+    """``(train, val or None, carved val indices)`` of an image folder."""
+    full = index.splits["train"]
+    own_val = index.held_out == "test" and "val" in index.splits
+    train, val = _carve(len(full.samples), cfg, seed, own_val=own_val, held_out=index.held_out)
+    if val is not None:
+        return _pick(full, "train", train), _pick(full, "val", val), val
+    return _pick(full, "train", train), index.splits["val"] if own_val else None, None
+
+
 def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: DataConfig, at: _Placement) -> DataBundle:
     if cfg.augment == "rrc":
         raise ConfigError(
@@ -89,17 +129,8 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: Dat
     chans = _resolve_in_chans(data.train_x.shape[1], at.in_chans)
     if chans == 1 and data.train_x.shape[1] == 3:
         data = _grayscale_arrays(data)
-    own_val = data.val_x is not None
-    val_size = validation_size(
-        len(data.train_y), cfg.val_size, registered_default=spec_val, own_val=own_val, held_out=data.test_split
-    )
-    train_idx, val_idx = split_indices(len(data.train_y), val_size, cfg.subset, at.seed)
+    train_idx, val_x, val_y, val_idx = _array_splits(data, spec_val, cfg, at.seed)
     train_x, train_y = data.train_x[train_idx], data.train_y[train_idx]
-    if own_val and val_size == 0:
-        assert data.val_x is not None and data.val_y is not None
-        val_x, val_y = data.val_x, data.val_y
-    else:
-        val_x, val_y = data.train_x[val_idx], data.train_y[val_idx]
     mean_c, std_c = channel_mean_std(train_x)
     mean = pixel_mean(train_x) if cfg.normalize == "pixel" else mean_c.reshape(-1, 1, 1)
     norm = Normalizer(mean, std_c, chans, at.channels_last).to(at.device)
@@ -152,7 +183,7 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: Dat
         ),
         fingerprint=tensor_fingerprint(data),
         skipped=data.skipped,
-        val_indices=val_idx if val_size else None,
+        val_indices=val_idx,
     )
 
 
@@ -165,20 +196,10 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
             "--set data.pipeline=tensor (same-size images), or train on 3 channels"
         )
     chans = _resolve_in_chans(3, at.in_chans)
-    full = index.splits["train"]
-    own_val = index.held_out == "test" and "val" in index.splits
-    val_size = validation_size(len(full.samples), cfg.val_size, own_val=own_val, held_out=index.held_out)
-    train_idx, val_idx = split_indices(len(full.samples), val_size, cfg.subset, at.seed)
-    train_split = FolderSplit("train", full.reader, [full.samples[i] for i in train_idx.tolist()], full.source)
-    if val_size:
-        val_split: FolderSplit | None = FolderSplit(
-            "val", full.reader, [full.samples[i] for i in val_idx.tolist()], full.source
-        )
-    else:
-        val_split = index.splits["val"] if own_val else None
+    train_split, val_split, val_idx = _folder_splits(index, cfg, at.seed)
     test_split = index.splits[index.held_out]
     mean, std, _ = sample_mean_std(train_split, seed=at.seed)
-    workers = default_workers() if cfg.num_workers is None else cfg.num_workers
+    workers = cfg.workers()
     crop = cfg.crop_size or DEFAULT_CROP
     train_tf: Any
     if cfg.augment == "default":
@@ -244,7 +265,7 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
         pipeline="loader",
         preprocessing=preprocessing_record(3, chans, eval_tf.resize, (eval_tf.crop, eval_tf.crop), mean, std, None),
         fingerprint=folder_fingerprint(index),
-        val_indices=val_idx if val_size else None,
+        val_indices=val_idx,
     )
 
 
@@ -278,8 +299,7 @@ def build_data(
     rank, world_size = shard
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-    eval_bs = cfg.eval_batch_size if cfg.eval_batch_size is not None else max(cfg.batch_size, 256)
-    at = _Placement(torch.device(device), seed, rank, world_size, channels_last, in_chans, eval_bs)
+    at = _Placement(torch.device(device), seed, rank, world_size, channels_last, in_chans, cfg.evaluation_batch())
     target = resolve(cfg.dataset)
     if isinstance(target, DatasetSpec):
         data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
@@ -293,6 +313,46 @@ def build_data(
         bundle = _loader_bundle(index, name, cfg, at)
     bundle.pipeline_reason = choice.reason
     return bundle
+
+
+@dataclass
+class HeldOut:
+    """One evaluation split of a dataset, chosen exactly as training chose it: decoded images (``images``,
+    ``labels``; ``indices`` of a validation split carved from the training set) or a folder's files (``files``)."""
+
+    name: str
+    location: str
+    classes: list[str]
+    images: Tensor | None = None
+    labels: Tensor | None = None
+    indices: Tensor | None = None
+    files: FolderSplit | None = None
+
+
+def held_out_split(cfg: DataConfig, split: str, *, seed: int, decode: bool) -> HeldOut:
+    """The ``split`` ("val" or "test") of ``cfg``'s dataset as the run with ``seed`` held it out; a folder decoded
+    into tensors when ``decode`` (registered datasets always are), else its files for DataLoader workers."""
+    target = resolve(cfg.dataset)
+    if isinstance(target, DatasetSpec) or decode:
+        if isinstance(target, DatasetSpec):
+            name, spec_val = target.name, target.default_val
+            data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
+        else:
+            name, spec_val = dataset_name(Path(target)), None
+            data = folder_arrays(name, index_folder(Path(target)), cfg.on_bad_image)
+        location = data.location or str(target)
+        if split == "test":
+            return HeldOut(name, location, list(data.classes), data.test_x, data.test_y)
+        _, val_x, val_y, val_idx = _array_splits(data, spec_val, cfg, seed)
+        return HeldOut(name, location, list(data.classes), val_x, val_y, val_idx)
+    index = index_folder(Path(target))
+    name = dataset_name(Path(target))
+    if split == "test":
+        files: FolderSplit | None = index.splits[index.held_out]
+    else:
+        _, files, _ = _folder_splits(index, cfg, seed)
+    empty = FolderSplit(split, index.splits["train"].reader, [], index.splits["train"].source)
+    return HeldOut(name, str(index.root), list(index.classes), files=files or empty)
 
 
 _PLACEMENT_KEYWORDS = ("device", "seed", "channels_last", "in_chans")

@@ -62,6 +62,15 @@ class DataConfig:
     random_erasing: float = 0.0  # probability per image (batched on the device, after normalisation)
     repeats: int = 1  # repeated augmentation (Hoffer et al. 2020): each image appears this many times an epoch
 
+    def workers(self) -> int:
+        """DataLoader workers: ``num_workers``, else :func:`default_workers`."""
+        return default_workers() if self.num_workers is None else self.num_workers
+
+    def evaluation_batch(self) -> int:
+        """Images per evaluation batch: ``eval_batch_size``, else the training batch and at least 256 (no
+        gradients are kept, so evaluation affords more)."""
+        return self.eval_batch_size if self.eval_batch_size is not None else max(self.batch_size, 256)
+
 
 def default_workers() -> int:
     """DataLoader workers when none are asked for: one per core this process may use, at most 8."""

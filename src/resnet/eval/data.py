@@ -7,8 +7,7 @@ dataset, or with another ``--subset``, still sees its inputs exactly as in train
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -17,13 +16,11 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from resnet.data.augment import EvalTransform
-from resnet.data.build import to_grayscale
-from resnet.data.config import canonical_view, default_workers
+from resnet.data.build import HeldOut, held_out_split, to_grayscale
+from resnet.data.config import DataConfig, canonical_view
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream
-from resnet.data.registry import DatasetSpec, dataset_name, resolve
-from resnet.data.sources.folder import FolderSplit, index_folder
-from resnet.data.sources.folder_arrays import folder_arrays
-from resnet.data.splits import split_indices, stratified_subset, validation_size
+from resnet.data.sources.folder import FolderSplit
+from resnet.data.splits import stratified_subset
 from resnet.data.tensor_pipeline import Normalizer, TensorEvalStream
 from resnet.data.views import PAPER_SCALES
 from resnet.errors import ConfigError
@@ -78,38 +75,6 @@ class RescaledStream:
             yield TF.resize(x, [self.side], antialias=True), y
 
 
-def _val_indices(num_train: int, cfg: dict[str, Any], spec_val: int | None, own_val: bool, held_out: str) -> Tensor:
-    """The validation images carved from the training set exactly as training did (same seed, size, subset)."""
-    val_size = validation_size(
-        num_train, cfg.get("val_size"), registered_default=spec_val, own_val=own_val, held_out=held_out
-    )
-    _, val = split_indices(num_train, val_size, cfg.get("subset"), cfg.get("seed", 0))
-    return val
-
-
-def _tensor_split(
-    data: Any, split: str, cfg: dict[str, Any], spec_val: int | None
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    if split == "test":
-        return data.test_x, data.test_y, None
-    own_val = data.val_x is not None
-    if own_val and not cfg.get("val_size"):
-        return data.val_x, data.val_y, None
-    index = _val_indices(len(data.train_y), cfg, spec_val, own_val, data.test_split)
-    return data.train_x[index], data.train_y[index], index
-
-
-def _folder_split(index: Any, split: str, cfg: dict[str, Any]) -> FolderSplit:
-    if split == "test":
-        return index.splits[index.held_out]
-    full = index.splits["train"]
-    own_val = index.held_out == "test" and "val" in index.splits
-    if own_val and not cfg.get("val_size"):
-        return index.splits["val"]
-    chosen = _val_indices(len(full.samples), cfg, None, own_val, index.held_out).tolist()
-    return FolderSplit("val", full.reader, [full.samples[i] for i in chosen], full.source)
-
-
 def check_classes(found: list[str], meta: dict[str, Any], where: str, allow_other: bool) -> None:
     """The data's classes must be the checkpoint's (label i is scored against output i): other names are refused
     unless ``allow_other`` (``--allow-other-classes``), more classes than outputs always."""
@@ -132,8 +97,9 @@ def check_classes(found: list[str], meta: dict[str, Any], where: str, allow_othe
 
 def build_eval_data(
     meta: dict[str, Any],
-    config: dict[str, Any],
+    config: DataConfig | None = None,
     *,
+    seed: int = 0,
     dataset: str | None = None,
     split: str = "test",
     view: str = "center",
@@ -145,87 +111,54 @@ def build_eval_data(
     allow_other_classes: bool = False,
     max_images: int | None = None,
 ) -> EvalData:
-    """The evaluation passes of ``view`` over ``split`` of ``dataset`` (default: the run's own)."""
+    """The evaluation passes of ``view`` over ``split`` of ``dataset`` (default: the run's own, ``config``, split
+    with the run's ``seed`` by :func:`resnet.data.held_out_split`, as training split it)."""
     view = canonical_view(view)
     if view not in VIEWS:
         raise ConfigError(f"views must be one of {', '.join(VIEWS)}, got {view!r}")
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    cfg = {**config.get("data", {}), "seed": config.get("seed", 0)}
-    dataset = dataset or cfg.get("dataset")
-    if not dataset:
+    cfg = replace(config or DataConfig(), dataset=dataset or (config.dataset if config else ""))
+    if not cfg.dataset:
         raise ConfigError("the checkpoint names no dataset: pass --dataset NAME or PATH")
-    data_dir = data_dir or cfg.get("data_dir")
+    cfg = replace(
+        cfg, data_dir=data_dir or cfg.data_dir, num_workers=num_workers if num_workers is not None else cfg.num_workers
+    )
     pre = meta["preprocessing"]
     crop = int(min(pre["crop"]))
     scales = list(scales) if scales else (default_scales(crop) if view == "multiscale" else None)
     device = torch.device(device)
-    target = resolve(dataset)
-    on_bad_image = cfg.get("on_bad_image", "error")
-    bs = batch_size or cfg.get("eval_batch_size") or max(cfg.get("batch_size", 128), 256)
+    bs = batch_size or cfg.evaluation_batch()
     trained_on_tensors = meta.get("dataset", {}).get("pipeline", "tensor") == "tensor"
-    own_dataset = str(dataset) == str(cfg.get("dataset"))
+    own_dataset = config is not None and cfg.dataset == config.dataset
     # A folder goes through the tensor pipeline as in training (its own folder, or a per-pixel mean image that
     # needs same-size images); any other folder through DataLoader workers with the saved resize and crop.
-    tensors = trained_on_tensors and (own_dataset or pre.get("mean_image") is not None)
-    if isinstance(target, DatasetSpec) or tensors:
-        if isinstance(target, DatasetSpec):
-            name, spec_val = target.name, target.default_val
-            arrays = target.load(data_dir, cfg.get("download", True), on_bad_image)
-        else:
-            name, spec_val = dataset_name(Path(target)), None
-            arrays = folder_arrays(name, index_folder(Path(target)), on_bad_image)
-        check_classes(list(arrays.classes), meta, name, allow_other_classes)
-        x, y, chosen_indices = _tensor_split(arrays, split, cfg, spec_val)
-        if max_images is not None:
-            keep = stratified_subset(y, max_images, seed=0)
-            x, y = x[keep], y[keep]
-            chosen_indices = chosen_indices[keep] if chosen_indices is not None else None
-        if len(y) == 0:
-            raise ConfigError(f"{name} has no {split} images (the run had no validation split?); use --split test")
-        channels = 1 if pre["mode"] == "L" else 3
-        if channels == 1 and x.shape[1] == 3:
-            x = to_grayscale(x)  # trained on RGB images converted to grayscale (in_chans=1)
-        if x.shape[1] != channels:
-            raise ConfigError(f"{name} has {x.shape[1]}-channel images; the checkpoint was trained on {channels}")
-        mean = pre["mean_image"] if pre.get("mean_image") is not None else torch.tensor(pre["mean"]).reshape(-1, 1, 1)
-        if mean.dim() == 3 and mean.shape[1:] != x.shape[2:] and mean.shape[1] > 1:
-            raise ConfigError(
-                f"the checkpoint subtracts a {mean.shape[1]}x{mean.shape[2]} mean image; {name} images are "
-                f"{x.shape[2]}x{x.shape[3]}"
-            )
-        norm = Normalizer(mean * 255, torch.tensor(pre["std"]) * 255, pre["in_chans"], False).to(device)
-        base = TensorEvalStream(x.to(device), y.to(device), norm, bs)
-        if view == "center":
-            passes: list[Any] = [base]
-        elif view == "ten-crop":
-            passes = [TenCropStream(base)]
-        else:
-            passes = [RescaledStream(base, side) for side in scales or []]
-        where = arrays.location or str(target)
-        return EvalData(passes, len(y), name, split, "tensor", scales, chosen_indices, where)
-
+    decode = trained_on_tensors and (own_dataset or pre.get("mean_image") is not None)
+    held = held_out_split(cfg, split, seed=seed, decode=decode)
+    if held.files is None:
+        assert held.images is not None and held.labels is not None
+        check_classes(held.classes, meta, held.name, allow_other_classes)
+        return _tensor_passes(held, held.images, held.labels, pre, split, view, scales, bs, device, max_images)
     if pre["mode"] != "RGB":
         raise ConfigError(
             f"this checkpoint takes {pre['mode']} images; image folders of other sizes are read as RGB. Evaluate "
             "on a registered dataset or a same-size folder decoded into tensors (the run's own)"
         )
-    index = index_folder(Path(target))
-    check_classes(list(index.classes), meta, dataset_name(Path(target)), allow_other_classes)
-    chosen = _folder_split(index, split, cfg)
+    check_classes(held.classes, meta, held.name, allow_other_classes)
+    chosen = held.files
     if max_images is not None:
         kept = stratified_subset(torch.tensor([label for _, label in chosen.samples]), max_images, seed=0).tolist()
         chosen = FolderSplit(chosen.name, chosen.reader, [chosen.samples[i] for i in kept], chosen.source)
     if not chosen.samples:
-        raise ConfigError(f"{dataset} has no {split} images; use --split test")
+        raise ConfigError(f"{cfg.dataset} has no {split} images; use --split test")
     mean, std = torch.tensor(pre["mean"]) * 255, torch.tensor(pre["std"]) * 255
     resize = int(pre["resize"])
 
     def stream(transform: EvalTransform, batch: int) -> LoaderEvalStream:
-        workers = num_workers if num_workers is not None else cfg.get("num_workers")
-        workers = default_workers() if workers is None else workers
-        dataset_ = FolderDataset(chosen, transform, mean, std, on_bad_image)
-        return LoaderEvalStream(dataset_, batch_size=batch, device=device, num_workers=workers, channels_last=False)
+        dataset_ = FolderDataset(chosen, transform, mean, std, cfg.on_bad_image)
+        return LoaderEvalStream(
+            dataset_, batch_size=batch, device=device, num_workers=cfg.workers(), channels_last=False
+        )
 
     if view == "center":
         passes = [stream(EvalTransform("center", crop, resize), bs)]
@@ -233,5 +166,46 @@ def build_eval_data(
         passes = [stream(EvalTransform("ten-crop", crop, resize), max(1, bs // 10))]
     else:
         passes = [stream(EvalTransform("full", crop, side), 1) for side in scales or []]
-    name = dataset_name(Path(target))
-    return EvalData(passes, len(chosen.samples), name, split, "loader", scales, location=str(index.root))
+    return EvalData(passes, len(chosen.samples), held.name, split, "loader", scales, location=held.location)
+
+
+def _tensor_passes(
+    held: HeldOut,
+    x: Tensor,
+    y: Tensor,
+    pre: dict[str, Any],
+    split: str,
+    view: str,
+    scales: list[int] | None,
+    bs: int,
+    device: torch.device,
+    max_images: int | None,
+) -> EvalData:
+    """Decoded images normalised with the checkpoint's saved statistics, in the passes of ``view``."""
+    chosen_indices = held.indices
+    if max_images is not None:
+        keep = stratified_subset(y, max_images, seed=0)
+        x, y = x[keep], y[keep]
+        chosen_indices = chosen_indices[keep] if chosen_indices is not None else None
+    if len(y) == 0:
+        raise ConfigError(f"{held.name} has no {split} images (the run had no validation split?); use --split test")
+    channels = 1 if pre["mode"] == "L" else 3
+    if channels == 1 and x.shape[1] == 3:
+        x = to_grayscale(x)  # trained on RGB images converted to grayscale (in_chans=1)
+    if x.shape[1] != channels:
+        raise ConfigError(f"{held.name} has {x.shape[1]}-channel images; the checkpoint was trained on {channels}")
+    mean = pre["mean_image"] if pre.get("mean_image") is not None else torch.tensor(pre["mean"]).reshape(-1, 1, 1)
+    if mean.dim() == 3 and mean.shape[1:] != x.shape[2:] and mean.shape[1] > 1:
+        raise ConfigError(
+            f"the checkpoint subtracts a {mean.shape[1]}x{mean.shape[2]} mean image; {held.name} images are "
+            f"{x.shape[2]}x{x.shape[3]}"
+        )
+    norm = Normalizer(mean * 255, torch.tensor(pre["std"]) * 255, pre["in_chans"], False).to(device)
+    base = TensorEvalStream(x.to(device), y.to(device), norm, bs)
+    if view == "center":
+        passes: list[Any] = [base]
+    elif view == "ten-crop":
+        passes = [TenCropStream(base)]
+    else:
+        passes = [RescaledStream(base, side) for side in scales or []]
+    return EvalData(passes, len(y), held.name, split, "tensor", scales, chosen_indices, held.location)

@@ -115,7 +115,8 @@ def run_eval(
     device = resolve_device(str(device))
     data = build_eval_data(
         loaded.meta,
-        loaded.payload.get("config", {}),
+        loaded.config.data if loaded.config else None,
+        seed=loaded.config.seed if loaded.config else 0,
         dataset=dataset,
         split=split,
         view=views,

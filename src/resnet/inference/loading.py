@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,9 @@ from resnet.inference.images import Preprocess
 from resnet.models.weights import require_finite
 from resnet.runs import read_checkpoint, require_preprocessing
 from resnet.runs.sidecar import load_weights, read_sidecar, validate_meta
+
+if TYPE_CHECKING:
+    from resnet.config import Config
 
 PathLike = str | os.PathLike[str]
 
@@ -34,6 +37,7 @@ class LoadedModel:
     meta: dict[str, Any]
     path: Path
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
+    config: Config | None = field(default=None, repr=False)  # the run's configuration (checkpoints of a run only)
 
     def __iter__(self) -> Iterator[Any]:
         yield self.model
@@ -54,6 +58,7 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
     """The trained network of a checkpoint (``last.pt``/``best.pt``) or of an exported safetensors file with its
     JSON sidecar, in eval mode, with its class names and metadata (``.meta``: options, preprocessing)."""
     path = Path(path)
+    config = None
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise DataNotFoundError(f"no weights file at '{path}'")
@@ -62,7 +67,7 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
     else:
         try:
             saved = read_checkpoint(path)
-            meta, payload, state = saved.meta, saved.payload, saved.state
+            meta, payload, state, config = saved.meta, saved.payload, saved.state, saved.config
         except CheckpointError:
             foreign = foreign_checkpoint(path)  # another codebase's file we can convert (akamaster's CIFAR-10)
             if foreign is None:
@@ -70,7 +75,7 @@ def load_model(path: PathLike, device: str | torch.device = "cpu") -> LoadedMode
             meta, state, payload = foreign
     meta = validate_meta(meta, path)  # the same checks for a checkpoint, a sidecar and a converted file
     model = model_from_meta(meta, require_finite(state, path), path).to(device)
-    return LoadedModel(model, list(meta["class_names"]), meta, path, payload)
+    return LoadedModel(model, list(meta["class_names"]), meta, path, payload, config)
 
 
 def model_from_meta(meta: dict[str, Any], state: dict[str, Tensor], path: PathLike) -> nn.Module:
