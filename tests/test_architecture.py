@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"data", "errors"},
     "runtime": {"config", "data", "errors", "files"},
     "runs": {"config", "models", "errors", "files"},
-    "inference": {"runs", "runtime", "models", "data", "errors", "lazy", "files"},
+    "inference": {"runs", "runtime", "config", "models", "data", "errors", "lazy", "files"},
     "eval": {"inference", "runs", "runtime", "data", "models", "errors", "files"},
     "train": {"eval", "inference", "runs", "runtime", "config", "data", "models", "errors", "files"},
     "export": {"inference", "models", "errors", "files"},

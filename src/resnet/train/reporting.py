@@ -7,8 +7,9 @@ configuration, the data); the trainer hands it the numbers. It never reads the t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -16,6 +17,7 @@ from torch import nn
 from resnet.config import Config
 from resnet.data import TrainingData
 from resnet.eval import Metrics, evaluate_metrics
+from resnet.files import Output, as_output, save_figure
 from resnet.runs.run_dir import (
     BEST_CHECKPOINT,
     CURVES_FILE,
@@ -29,7 +31,6 @@ from resnet.runtime import Runtime
 from resnet.train.checks import skipped_images
 from resnet.train.ema import ModelEma
 from resnet.train.optim import describe_lr
-from resnet.train.plots import plot_run_curves
 from resnet.train.progress import Progress
 from resnet.train.state import TrainingState, fresh_sums
 
@@ -255,3 +256,49 @@ def _macs(config: Config, data: TrainingData) -> int:
 
 def _accuracy(error: float | None) -> float | None:
     return None if error is None else round(100.0 - error, 4)
+
+
+def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    points = [(r["iteration"], r[key]) for r in records if r.get(key) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_run_curves(
+    records: Sequence[dict[str, Any]],
+    path: str | Path | Output,
+    title: str = "",
+    train_curve: Sequence[dict[str, Any]] = (),
+) -> Path:
+    """``curves.png``: error against iterations, thin for training and bold for test, as in the paper's figures;
+    headless (no display needed)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), dpi=120)
+    axes = figure.subplots()
+    color = "tab:blue"
+    # The dense running training error when it was logged, else the per-evaluation one.
+    iterations, train = _series(train_curve if len(train_curve) >= 2 else records, "train_error")
+    if iterations:
+        axes.plot(iterations, train, color=color, linewidth=0.8, label="train error")
+    for key, style, line_color in (("test_error", "-", color), ("val_error", "--", "tab:gray")):
+        xs, ys = _series(records, key)
+        if xs:
+            axes.plot(
+                xs,
+                ys,
+                style,
+                color=line_color,
+                linewidth=2.2,
+                marker="o" if len(xs) < 3 else None,
+                label=key.replace("_", " "),
+            )
+    axes.set_xlabel("iterations")
+    axes.set_ylabel("error (%)")
+    if title:
+        axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend()
+    figure.tight_layout()
+    save_figure(figure, path)
+    return as_output(path).path

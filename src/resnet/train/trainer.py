@@ -7,23 +7,23 @@ import math
 import shlex
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from resnet.config import Config
+from resnet.config import CheckpointConfig, Config, EvalConfig
 from resnet.data import TrainingData, build_data, canonical_dataset
 from resnet.errors import CheckpointError, ConfigError
 from resnet.eval import Metrics, evaluate_metrics
 from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
-from resnet.runtime import compile_choice, measured, resolve_runtime
-from resnet.train import distributed, divergence, optim, resume
-from resnet.train.cadence import Cadence
-from resnet.train.checks import check_input_size, check_run, out_of_memory_hint
+from resnet.runtime import Runtime, compile_choice, measured, resolve_runtime
+from resnet.train import distributed, optim, resume
+from resnet.train.checks import check_finite, check_input_size, check_run, loss_diverged, out_of_memory_hint
 from resnet.train.ema import ModelEma
 from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
@@ -39,10 +39,56 @@ class Callback(Protocol):
     def on_iteration_end(self, trainer: Trainer, iteration: int) -> None: ...  # after each update
 
 
-class Trainer:
-    """One training run. ``data`` may be given (any :class:`TrainingData`) instead of built from the config."""
+@dataclass(frozen=True)
+class Cadence:
+    """When a run evaluates and checkpoints: every N iterations or epochs, and by the clock."""
 
-    run_dir: RunDir  # set by setup()
+    evaluation: EvalConfig
+    checkpoint: CheckpointConfig
+    steps_per_epoch: int
+
+    def evaluation_due(self, iteration: int, end_of_epoch: bool) -> bool:
+        every = self.evaluation
+        if every.every_iterations:
+            return iteration % every.every_iterations == 0
+        return end_of_epoch and (iteration // self.steps_per_epoch) % max(1, every.every_epochs) == 0
+
+    def checkpoint_scheduled(self, iteration: int) -> bool:
+        every = self.checkpoint.every_iterations
+        return every is not None and every > 0 and iteration % every == 0
+
+    def checkpoint_time_due(self, last_save_time: float) -> bool:
+        minutes = self.checkpoint.every_minutes
+        return bool(minutes) and time.monotonic() - last_save_time >= minutes * 60
+
+
+class Trainer:
+    """One training run. ``data`` may be given (any :class:`TrainingData`) instead of built from the config.
+
+    ``__init__`` holds what the run starts with; ``setup()`` sets the rest, declared here, in the order it does.
+    """
+
+    run_dir: RunDir  # where the run writes (locked from setup() until run() ends)
+    world_note: str | None  # how a resumed run was adapted to another world size
+    runtime: Runtime  # device, precision, layout, compile: the flag rule, then the measured choice
+    runtime_choice: measured.Decision  # the precision and layout chosen, and the rates they were chosen on
+    data: TrainingData
+    notes: list[str]  # what the header says about the network (fine-tuning, converted weights)
+    steps_per_epoch: int
+    total: int  # iterations of the whole run
+    model: nn.Module  # on the device, DDP/SyncBN-wrapped under torchrun
+    forward: nn.Module  # the model as the step calls it (compiled, DDP)
+    eval_forward: nn.Module  # the bare model for evaluation (compiled where training is)
+    compile_reason: str
+    cadence: Cadence
+    schedule: optim.Schedule
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    mixer: Any  # mixup/cutmix on the batch, or None
+    ema: ModelEma | None
+    keeper: Any  # best-k / averaging of the last checkpoints, or None
+    report: RunReport  # set by run(): the header, metrics and summary
 
     def __init__(
         self,
@@ -62,7 +108,10 @@ class Trainer:
         self.started = time.monotonic()
         self.records: list[dict[str, Any]] = []
         self.saved_iteration: int | None = None  # iteration held by last.pt (None: none written or resumed)
+        self.last_save_time = time.monotonic()
         self.interrupt = InterruptGuard()
+        self.progress = Progress("none", 0, 0, 1)  # the bar or log lines, once run() knows the run's length
+        self._locked: RunDir | None = None  # the run directory whose lock this trainer holds
 
     @property
     def iteration(self) -> int:  # updates applied so far
@@ -70,31 +119,15 @@ class Trainer:
 
     # ---- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        config = given = self.config
-        ctx = self.dist
-        previous: RunDir | None = getattr(self, "run_dir", None)
-        if previous is not None:
-            previous.release()  # setup() called again (e.g. by run() after a manual setup()): one lock per run
-        self.run_dir = distributed.run_dir_for(ctx, config.run_dir or default_run_dir(config))
-        if self.resume == "auto":
-            self.resume = ctx.on_main(self.run_dir.file(LAST_CHECKPOINT).exists)
-        checkpoint, saved, self.world_note = None, None, None
-        if not self.resume:
-            check_run(config)
-            config.data.dataset = canonical_dataset(config.data.dataset)
-        ctx.on_main(self.run_dir.acquire, resume=bool(self.resume))  # exclusive until run() ends (rank 0)
-        if self.resume:
-            checkpoint, saved, self.config = resume.continue_from(self.run_dir, config, ctx, self.changed)
-            config = self.config
-            self.world_note = distributed.resume_at_world_size(config, given, checkpoint, ctx)
-            check_run(config)  # the merged configuration (a fresh run's was checked before the lock)
+        checkpoint, saved = self._open_run()
+        config, ctx = self.config, self.dist
         self.runtime = distributed.place(resolve_runtime(config.system), ctx)
         optim.seed_everything(config.seed)
         built_here = self.given_data is None
         if self.given_data is None:
             with distributed.main_first(ctx):
                 self.given_data = self._build_data()
-        self.data: TrainingData = self.given_data
+        self.data = self.given_data
         check_input_size(config.model.name, self.data.image_size)
         network, self.notes = build_network(config, self.data, resume=bool(self.resume))
         self.steps_per_epoch = updates_per_epoch(self.data.train, config.optim.accum_steps)
@@ -115,7 +148,7 @@ class Trainer:
         compiled, self.compile_reason = compile_choice(config.system.compile, self.runtime.device, self.total)
         self.runtime = dataclasses.replace(self.runtime, compile=compiled)
         self.cadence = Cadence(config.eval, config.checkpoint, self.steps_per_epoch)
-        self.schedule: optim.Schedule = optim.build_schedule(config, self.steps_per_epoch, ctx.world_size)
+        self.schedule = optim.build_schedule(config, self.steps_per_epoch, ctx.world_size)
         self.optimizer = optim.build_optimizer(self.model, config, self.schedule.lr_at(0))
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.needs_grad_scaler)
         distributed.check_supported(config, ctx)
@@ -130,6 +163,28 @@ class Trainer:
         self.forward, self.eval_forward = distributed.wrap_model(self.model, self.runtime, ctx)
         if config.log.tensorboard:
             self.run_dir.open_tensorboard(purge_step=self.iteration + 1 if self.resume else None)
+
+    def _open_run(self) -> tuple[dict[str, Any] | None, Config | None]:
+        """The run directory, locked, and for a resumed run its checkpoint and saved configuration (merged into
+        ``self.config``); the configuration is checked before anything is read or written."""
+        given, ctx = self.config, self.dist
+        if self._locked is not None:
+            self._locked.release()  # setup() called again (e.g. by run() after a manual setup()): one lock per run
+        self.run_dir = distributed.run_dir_for(ctx, given.run_dir or default_run_dir(given))
+        if self.resume == "auto":
+            self.resume = ctx.on_main(self.run_dir.file(LAST_CHECKPOINT).exists)
+        self.world_note = None
+        if not self.resume:
+            check_run(given)
+            given.data.dataset = canonical_dataset(given.data.dataset)
+        ctx.on_main(self.run_dir.acquire, resume=bool(self.resume))  # exclusive until run() ends (rank 0)
+        self._locked = self.run_dir
+        if not self.resume:
+            return None, None
+        checkpoint, saved, self.config = resume.continue_from(self.run_dir, given, ctx, self.changed)
+        self.world_note = distributed.resume_at_world_size(self.config, given, checkpoint, ctx)
+        check_run(self.config)  # the merged configuration (a fresh run's was checked before the lock)
+        return checkpoint, saved
 
     def _choose_runtime(self, network: nn.Module, checkpoint: dict[str, Any] | None, rebuild_data: bool) -> None:
         """Precision and layout: the resumed run's own (exact resume), else the fastest measured on rank 0 (or its
@@ -203,7 +258,7 @@ class Trainer:
         path = self.run_dir.file(name)
         state = self.state_dict()
         lr = self.schedule.lr_at(max(0, self.iteration - 1))  # never overwrite a good checkpoint with NaN weights:
-        divergence.check_finite(state, self.iteration, lr, self.run_dir.file(LAST_CHECKPOINT), self.saved_iteration)
+        check_finite(state, self.iteration, lr, self.run_dir.file(LAST_CHECKPOINT), self.saved_iteration)
         if self.dist.is_main:
             save_atomic(state, path)
         if name == LAST_CHECKPOINT:
@@ -274,96 +329,85 @@ class Trainer:
                     self.save()
             return self._finish()
         finally:
-            if hasattr(self, "progress"):
-                self.progress.close()
-            if hasattr(self, "run_dir"):
-                self.run_dir.close()
-                self.run_dir.release()
+            self.progress.close()
+            if self._locked is not None:
+                self._locked.close()
+                self._locked.release()
+                self._locked = None
 
     def _train_epoch(self) -> None:
-        runtime, model = self.runtime, self.model
+        """One pass over the training stream from the current iteration, as torchvision's ``train_one_epoch``:
+        set the learning rate, one update, then whatever is due after it (:meth:`_after_update`)."""
         epoch, start_batch = divmod(self.iteration, self.steps_per_epoch)
-        model.train()
-        window = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # loss sum, wrong, seen
-        first_bad = torch.full((), -1, dtype=torch.int64, device=runtime.device)
-        window_start, tick = self.iteration, time.perf_counter()
+        self.model.train()
+        window = _Window(self.runtime.device, self.iteration)
         accum = self.config.optim.accum_steps
         for batches in update_batches(self.data.train, epoch, start_batch, accum):
             lr = self.schedule.lr_at(self.iteration)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-            detached, wrong, batch = train_step(
+            loss, wrong, batch = train_step(
                 self.forward,
                 self.criterion,
                 batches,
                 self.optimizer,
                 self.scaler,
-                autocast=runtime.autocast,
+                autocast=self.runtime.autocast,
                 transform=self.mixer,
                 first_index=self.iteration * accum,
                 clip_norm=self.config.optim.grad_clip_norm,
-                parameters=model.parameters(),
+                parameters=self.model.parameters(),
             )
-            # Device-side bookkeeping only: no host sync and no host-to-device copy per step.
-            bad_now = ~torch.isfinite(detached) & (first_bad < 0)
-            first_bad = torch.where(bad_now, self.iteration, first_bad)
-            window[0] += detached * batch
-            window[1] += wrong
-            window[2] += batch
+            window.add(loss, wrong, batch, self.iteration)
             self.state.iteration += 1
             if self.ema is not None:
-                self.ema.maybe_update(model, self.iteration)
-            end_of_epoch = self.iteration % self.steps_per_epoch == 0
-            done = self.iteration >= self.total
-            evaluate_now = done or self.cadence.evaluation_due(self.iteration, end_of_epoch)
-            scheduled_checkpoint = self.cadence.checkpoint_scheduled(self.iteration)
-            scheduled = end_of_epoch or done or evaluate_now or scheduled_checkpoint
-            # A signal or the checkpoint clock is seen by one process at a time: under torchrun they act only at
-            # a host sync, where every rank learns of them together (a rank stopping alone would strand the others).
-            requests = (self.interrupt.requested or 0, int(self.cadence.checkpoint_time_due(self.last_save_time)))
-            lone = any(requests) and not self.dist.is_distributed
-            if scheduled or lone or (self.iteration - window_start) % runtime.sync_every == 0:
-                now = time.perf_counter()
-                requests = self._sync(window, first_bad, self.iteration - window_start, now - tick, epoch, lr, requests)
-                window.zero_()
-                window_start, tick = self.iteration, now
-            else:
-                requests = (0, 0)
-            stop = self.interrupt.agree(requests[0])
-            checkpoint_now = end_of_epoch or done or stop or bool(requests[1]) or scheduled_checkpoint
-            for callback in self.callbacks:
-                callback.on_iteration_end(self, self.iteration)
-            if evaluate_now:
-                self._evaluate_and_log(final=done)
-            if checkpoint_now:
-                self.save()
-            if stop:
-                path, where = self.run_dir.file(LAST_CHECKPOINT), self.run_dir.path
-                raise self.interrupt.error(self.iteration, str(path), shlex.quote(str(where)))
-            if evaluate_now or checkpoint_now:
-                tick = time.perf_counter()  # images/s counts training only
-            if done:
+                self.ema.maybe_update(self.model, self.iteration)
+            if self._after_update(window, epoch, lr):
                 break
 
-    def _sync(
-        self,
-        window: torch.Tensor,
-        first_bad: torch.Tensor,
-        iterations: int,
-        seconds: float,
-        epoch: int,
-        lr: float,
-        requests: tuple[int, int],
-    ) -> tuple[int, int]:
+    def _after_update(self, window: _Window, epoch: int, lr: float) -> bool:
+        """The host sync when one is due, then evaluation, checkpoint and stop as due; whether the run is done."""
+        end_of_epoch = self.iteration % self.steps_per_epoch == 0
+        done = self.iteration >= self.total
+        evaluate_now = done or self.cadence.evaluation_due(self.iteration, end_of_epoch)
+        scheduled_checkpoint = self.cadence.checkpoint_scheduled(self.iteration)
+        scheduled = end_of_epoch or done or evaluate_now or scheduled_checkpoint
+        # A signal or the checkpoint clock is seen by one process at a time: under torchrun they act only at a host
+        # sync, where every rank learns of them together (a rank stopping alone would strand the others).
+        requests = (self.interrupt.requested or 0, int(self.cadence.checkpoint_time_due(self.last_save_time)))
+        lone = any(requests) and not self.dist.is_distributed
+        if scheduled or lone or (self.iteration - window.start) % self.runtime.sync_every == 0:
+            requests = self._sync(window, epoch, lr, requests)
+        else:
+            requests = (0, 0)
+        stop = self.interrupt.agree(requests[0])
+        checkpoint_now = end_of_epoch or done or stop or bool(requests[1]) or scheduled_checkpoint
+        for callback in self.callbacks:
+            callback.on_iteration_end(self, self.iteration)
+        if evaluate_now:
+            self._evaluate_and_log(final=done)
+        if checkpoint_now:
+            self.save()
+        if stop:
+            path, where = self.run_dir.file(LAST_CHECKPOINT), self.run_dir.path
+            raise self.interrupt.error(self.iteration, str(path), shlex.quote(str(where)))
+        if evaluate_now or checkpoint_now:
+            window.tick = time.perf_counter()  # images/s counts training only
+        return done
+
+    def _sync(self, window: _Window, epoch: int, lr: float, requests: tuple[int, int]) -> tuple[int, int]:
         """The one host sync per window: NaN check, schedule feedback, progress; returns ``requests`` (a signal
         number or 0, checkpoint by the clock) as agreed by every rank."""
-        agreed = self.dist.reduce_window(window, first_bad, requests)
+        now = time.perf_counter()
+        iterations, seconds = self.iteration - window.start, now - window.tick
+        agreed = self.dist.reduce_window(window.sums, window.first_bad, requests)
         requests = (int(agreed[0]), int(agreed[1]))
-        loss_sum, wrong, seen = window.tolist()
-        bad = int(first_bad.item())
+        loss_sum, wrong, seen = window.sums.tolist()
+        bad = int(window.first_bad.item())
+        window.restart(self.iteration, now)
         if bad >= 0 or not math.isfinite(loss_sum):
             at = bad if bad >= 0 else self.iteration - 1
-            raise divergence.loss_diverged(at, lr, self.run_dir.file(LAST_CHECKPOINT), self.saved_iteration)
+            raise loss_diverged(at, lr, self.run_dir.file(LAST_CHECKPOINT), self.saved_iteration)
         error = 100.0 * wrong / max(seen, 1)
         self.schedule.observe_training(self.iteration - 1, error * iterations, iterations)
         self.state.add({"loss": loss_sum, "wrong": wrong, "seen": seen, "iterations": iterations, "time": seconds})
@@ -420,6 +464,27 @@ class Trainer:
             summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self._save_payload))
         self.report.write_summary(summary, self.records)
         return summary
+
+
+class _Window:
+    """What the updates since the last host sync add up to, kept on the device (no host sync and no host-to-device
+    copy per step): loss sum, wrong predictions and images, and the first iteration whose loss was not finite."""
+
+    def __init__(self, device: torch.device, start: int) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        self.start, self.tick = start, time.perf_counter()  # the window's first iteration and clock
+
+    def add(self, loss: Tensor, wrong: Tensor, batch: int, iteration: int) -> None:
+        bad_now = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad_now, iteration, self.first_bad)
+        self.sums[0] += loss * batch
+        self.sums[1] += wrong
+        self.sums[2] += batch
+
+    def restart(self, iteration: int, now: float) -> None:
+        self.sums.zero_()
+        self.start, self.tick = iteration, now
 
 
 def train(
