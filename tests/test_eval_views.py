@@ -10,9 +10,8 @@ import resnet
 from resnet.data import views
 from resnet.eval import evaluate_metrics, topk_errors
 from resnet.eval.data import EvalData, RescaledStream, TenCropStream, default_scales
-from resnet.eval.evaluate import batch_scores
+from resnet.eval.evaluate import batch_scores, topk_wrong
 from resnet.eval.run import averaged_score_maps
-from resnet.eval.topk import topk_wrong
 
 
 def test_topk_on_known_logits() -> None:

@@ -1,8 +1,7 @@
 """Evaluation: top-1/top-5 error over single-view, 10-crop and multi-scale fully-convolutional testing."""
 
-from resnet.eval.evaluate import Metrics, evaluate_metrics, evaluation_mode
+from resnet.eval.evaluate import Metrics, evaluate_metrics, evaluation_mode, topk_errors, topk_wrong
 from resnet.eval.fully_conv import FullyConvolutional, fully_convolutional
-from resnet.eval.topk import topk_errors, topk_wrong
 
 
 def __getattr__(name: str):  # run_eval pulls in the data package: imported on first use
