@@ -13,8 +13,6 @@ from typing import Any
 
 from resnet.data.config import DATA_CHOICES, DataConfig
 
-__all__ = ["CHOICES", "RANGES", "Config", "DataConfig", "Range"]
-
 
 @dataclass
 class ModelConfig:

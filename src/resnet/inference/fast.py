@@ -19,30 +19,11 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.inference.backends import (
-    BACKENDS,
-    OnnxRuntimeRunner,
-    check_backend,
-    compiled_runner,
-    example_input,
-    resolve_backend,
-)
+from resnet.inference.backends import OnnxRuntimeRunner, check_backend, compiled_runner, example_input, resolve_backend
 from resnet.inference.choices import PRECISIONS
 from resnet.models.fuse import fuse_conv_bn
 
 PLAIN: dict[str, Any] = {"precision": "fp32", "channels_last": False, "fold_bn": False, "backend": "eager"}
-
-__all__ = [
-    "BACKENDS",
-    "PLAIN",
-    "PRECISIONS",
-    "InferenceModel",
-    "describe",
-    "folded_copy",
-    "inference_options",
-    "inference_precision",
-    "prepare_for_inference",
-]
 
 
 def inference_precision(precision: str, device: torch.device, backend: str = "eager") -> tuple[torch.dtype, str]:
