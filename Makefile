@@ -21,8 +21,9 @@ test: setup
 	$(PY) -m pytest -q
 
 # The edit loop: lint, types and the tests not marked slow (torchrun, subprocesses, compile, parallel experiments).
+# The tests not marked slow, one pytest worker per core with one thread each (more threads than cores spin).
 check: lint
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" -n auto
 
 lint: setup
 	$(VENV)/bin/ruff check .
