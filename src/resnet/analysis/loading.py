@@ -13,18 +13,16 @@ from torch import nn
 from resnet.config import Config
 from resnet.data import DataBundle, build_data
 from resnet.errors import CheckpointError, ConfigError
-from resnet.inference import model_from_meta
-from resnet.runs import read_checkpoint
+from resnet.inference import load_model
 
 
 def load_trained(path: str | Path) -> tuple[nn.Module, Config]:
     """The network a training checkpoint holds (eval mode, on the CPU) and the configuration it was trained with,
-    read as every reader does (:func:`resnet.runs.read_checkpoint`, which also rebuilds checkpoints older than
-    ``meta``)."""
-    saved = read_checkpoint(path)
-    if saved.config is None:
+    read as every reader does (:func:`resnet.inference.load_model`)."""
+    loaded = load_model(path)
+    if loaded.config is None:
         raise CheckpointError(f"'{path}' is not a training checkpoint of this package (no configuration)")
-    return model_from_meta(saved.meta, saved.state, saved.path), saved.config
+    return loaded.model, loaded.config
 
 
 def data_for(
