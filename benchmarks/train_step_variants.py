@@ -13,44 +13,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # a checkout without `pip install -e .`
 
-from resnet.benchmarks.common import interleaved, median, timed_calls
+from resnet.benchmarks.common import interleaved, rate_block
+from resnet.benchmarks.steps import Variant, build_step
 
 CASES = (("resnet20", 32, 128, 6), ("resnet18", 224, 16, 3))  # name, image size, batch, calls per block
-
-
-def variant(
-    name: str, size: int, batch: int, *, compiled: bool = False, channels_last: bool = True
-) -> Callable[[], None]:
-    import resnet
-    from resnet.train import load_config
-    from resnet.train.optim.optimizers import build_optimizer
-
-    config = load_config("fast", {"model.name": name, "system.device": "cpu"}, check=False)
-    classes = 10 if size <= 64 else 1000
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = resnet.create_model(name, num_classes=classes).to(memory_format=layout)
-    forward = torch.compile(model) if compiled else model
-    optimizer = build_optimizer(model, config, lr=0.1)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, size, size, generator=generator).contiguous(memory_format=layout)
-    labels = torch.randint(0, classes, (batch,), generator=generator)
-
-    def step() -> None:
-        loss = criterion(forward(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+VARIANTS = (
+    Variant("channels-last (default)", channels_last=True, ours=True),
+    Variant("NCHW", ours=True),
+    Variant("torch.compile", channels_last=True, compile_mode="default", ours=True),
+)
 
 
 def main() -> None:
@@ -61,17 +39,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for name, size, batch, calls in CASES:
-        steps = {
-            "channels-last (default)": variant(name, size, batch),
-            "NCHW": variant(name, size, batch, channels_last=False),
-            "torch.compile": variant(name, size, batch, compiled=True),
-        }
+        steps = {variant.name: build_step(variant, name, size, batch) for variant in VARIANTS}
         for label, step in steps.items():
             start = time.perf_counter()
             step()
             step()
             print(f"{name} {label}: first two steps {time.perf_counter() - start:.1f} s (compilation included)")
-        blocks = {label: (lambda s=step, b=batch, c=calls: b / timed_calls(s, c)) for label, step in steps.items()}
+        blocks = {label: rate_block(step, calls, batch) for label, step in steps.items()}
         rates = {label: median(values) for label, values in interleaved(blocks, args.repeats, name).items()}
         base = rates["channels-last (default)"]
         for label, rate in rates.items():

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import median
 
 import torch
 
@@ -51,19 +51,18 @@ def interleaved(blocks: dict[str, Callable[[], float]], repeats: int, label: str
     return results
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def rate_block(step: Callable[[], object], calls: int, images: int) -> Callable[[], float]:
+    """A block of ``calls`` calls of ``step``, returning images/s of the median call (robust to a stray stall)."""
 
+    def block() -> float:
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        return images / median(times)
 
-def timed_calls(fn: Callable[[], object], calls: int, sync: Callable[[], None] = lambda: None) -> float:
-    """Median seconds of ``calls`` calls of ``fn`` (the caller warms up)."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return median(times)
+    return block
 
 
 def environment() -> list[str]:

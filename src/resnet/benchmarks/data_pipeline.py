@@ -16,8 +16,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision import transforms as T
 
+from resnet.benchmarks.common import Row, rate_block
+from resnet.benchmarks.steps import BASELINE, build_step
 from resnet.data import load_data
 from resnet.data.registry import FASHION_MNIST
 from resnet.data.sources.idx import FILES, locate
@@ -32,13 +34,12 @@ from resnet.data.tensor_pipeline import Normalizer, TensorTrainStream
 from resnet.errors import DataError
 
 
-def ours(stream, batches: int) -> float:
-    """Images per second of the train stream over ``batches`` batches (after one warm-up batch)."""
-    it = stream.epoch(0)
-    next(it)
+def rate(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], count: int) -> float:
+    """Images per second over ``count`` of ``batches`` (after one warm-up batch)."""
+    next(batches)
     start, n = time.perf_counter(), 0
-    for _ in range(batches):
-        x, _ = next(it)
+    for _ in range(count):
+        x, _ = next(batches)
         n += len(x)
     return n / (time.perf_counter() - start)
 
@@ -64,37 +65,10 @@ def common_recipe(raw_files: dict[str, Path], batch_size: int, batches: int, wor
         drop_last=True,
         persistent_workers=workers > 0,
     )
-    it = iter(loader)
-    next(it)
-    start, n = time.perf_counter(), 0
-    for _ in range(batches):
-        x, _ = next(it)
-        n += len(x)
-    rate = n / (time.perf_counter() - start)
-    del it, loader
+    images_per_s = rate(iter(loader), batches)
+    del loader  # its persistent workers end with it
     shutil.rmtree(root, ignore_errors=True)
-    return rate
-
-
-def step_time(in_chans: int, size: int, batch_size: int, steps: int = 6) -> float | None:
-    """Seconds per ResNet-20 SGD step (forward, backward, update) at ``batch_size``; None without models."""
-    try:
-        from resnet.models import create_model
-
-        model = create_model("resnet20", 10, in_chans=in_chans)
-    except Exception as error:  # the models package is optional for this benchmark
-        print(f"(no ResNet-20 step timing: {error})")
-        return None
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x, y = torch.randn(batch_size, in_chans, size, size), torch.randint(0, 10, (batch_size,))
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return sorted(times[1:])[len(times[1:]) // 2]
+    return images_per_s
 
 
 def write_idx_files(folder: Path, train: int, test: int, size: int = 28) -> None:
@@ -126,14 +100,15 @@ def measure(data_dir: str | Path | None, batch_size: int, batches: int, workers:
             registry.FASHION_MNIST = type(registry.FASHION_MNIST)(**{**vars(registry.FASHION_MNIST), "content_md5": {}})
         raw_files = {stem: next(p for p in (folder / f"{stem}.gz", folder / stem) if p.exists()) for stem in FILES}
         bundle = load_data("fashion-mnist", data_dir=data_dir, batch_size=batch_size, in_chans=1)
-        fast = ours(bundle.train, min(batches, len(bundle.train) - 1))
+        fast = rate(bundle.train.epoch(0), min(batches, len(bundle.train) - 1))
         slow = common_recipe(raw_files, batch_size, min(batches, 100), workers)
 
     cifar_x = torch.randint(0, 256, (50000, 3, 32, 32), dtype=torch.uint8)
     norm = Normalizer(torch.full((3, 1, 1), 120.0), torch.full((3,), 60.0), 3, channels_last=True)
     labels = torch.randint(0, 10, (50000,))
     cifar = TensorTrainStream(cifar_x, labels, norm, batch_size=batch_size, seed=0, augment=True)
-    return {"fashion_ours": fast, "fashion_common": slow, "cifar_ours": ours(cifar, min(batches, len(cifar) - 1))}
+    cifar_rate = rate(cifar.epoch(0), min(batches, len(cifar) - 1))
+    return {"fashion_ours": fast, "fashion_common": slow, "cifar_ours": cifar_rate}
 
 
 def main() -> None:
@@ -151,29 +126,30 @@ def main() -> None:
     print(f"  torchvision + PIL + DataLoader ({args.workers} w):  {slow:12,.0f} img/s")
     print(f"  speed-up:                              {fast / slow:12.1f}x")
     print(f"CIFAR-shaped (3x32x32) tensor pipeline:  {cifar_rate:12,.0f} img/s")
-    for label, chans, size, rate in (("Fashion-MNIST 1x28x28", 1, 28, fast), ("CIFAR 3x32x32", 3, 32, cifar_rate)):
-        step = step_time(chans, size, args.batch_size)
-        if step is not None:
-            batch_cost = args.batch_size / rate
-            print(
-                f"ResNet-20 step ({label}): {step * 1000:.1f} ms; pipeline {batch_cost * 1000:.2f} ms/batch "
-                f"= {100 * batch_cost / step:.1f}% of a step"
-            )
+    for label, chans, size, images_per_s in (
+        ("Fashion-MNIST 1x28x28", 1, 28, fast),
+        ("CIFAR 3x32x32", 3, 32, cifar_rate),
+    ):
+        step = build_step(BASELINE, "resnet20", size, args.batch_size, 10, in_chans=chans)
+        step()  # warm-up
+        step_s = args.batch_size / rate_block(step, 6, args.batch_size)()
+        batch_cost = args.batch_size / images_per_s
+        print(
+            f"ResNet-20 step ({label}): {step_s * 1000:.1f} ms; pipeline {batch_cost * 1000:.2f} ms/batch "
+            f"= {100 * batch_cost / step_s:.1f}% of a step"
+        )
 
 
-def rows(data_dir: str | None, quick: bool, model_rate: float | None) -> list[Any]:
+def rows(data_dir: str | None, quick: bool, model_rate: float | None) -> list[Row]:
     """Section 4 of the runner: pipeline rates, and the CIFAR pipeline against ResNet-20's consumption."""
-    from resnet.benchmarks.common import Row
-
     batches = 30 if quick else 200
     rates = measure(data_dir, 128, batches, os.cpu_count() or 1)
-    out = [
+    return [
         Row("4 data", "Fashion-MNIST pad-crop-flip pipeline", rates["fashion_ours"], rates["fashion_common"], "img/s",
             note="vs torchvision FashionMNIST + PIL + DataLoader"),
         Row("4 data", "CIFAR tensor pipeline vs ResNet-20 training", rates["cifar_ours"], model_rate, "img/s",
             note="ratio = how many times faster the data comes than the model consumes it"),
     ]  # fmt: skip
-    return out
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from resnet.benchmarks.common import Row, interleaved, median
+from resnet.benchmarks.common import Row, interleaved
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -49,10 +50,6 @@ def extracted_split(folder: Path, split: str = "train") -> tuple[Path, float]:
             tar.extractall(target, filter="data")
         done.touch()
     return target / split, time.perf_counter() - start
-
-
-def extracted_train_tree(folder: Path) -> tuple[Path, float]:
-    return extracted_split(folder, "train")
 
 
 class _Clock:
@@ -164,7 +161,7 @@ def run(data_dir: str | None, quick: bool) -> list[Row]:
 
     folder = find_cifar10_jpeg(data_dir)
     steps, repeats = (4, 2) if quick else (12, 5)
-    train_dir, extract_s = extracted_train_tree(folder)
+    train_dir, extract_s = extracted_split(folder)
     with tempfile.TemporaryDirectory() as tmp:
         ours = Ours(folder.parent, steps, warmup=1, tmp=Path(tmp))
         # Up to workers * prefetch_factor batches wait in the queue after the other side's block: drain them.

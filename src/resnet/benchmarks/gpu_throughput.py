@@ -1,11 +1,12 @@
 """Section 6, part 1: training images/s of one model on one device, eager fp32 / eager bf16 / ours, with MFU.
 
-Every variant trains the same architecture on the same synthetic batch. The baselines are the plain loop (eager,
-NCHW, ``torch.optim.SGD`` with its defaults); ours is the trainer's own update (``resnet.train.step.train_step``)
-with bf16 autocast, channels-last and fused SGD, eager (what `resnet train` runs on a GPU by default) and
-compiled in each requested ``torch.compile`` mode (``reduce-overhead`` adds CUDA graphs). Each variant's first
-steps (compilation, cuDNN autotuning) are timed apart; then all are timed in interleaved blocks, as many rounds as
-the deadline allows. Nothing here is CUDA-specific: the CPU test runs it with a tiny model.
+Every variant trains the same architecture on the same synthetic batch, built by ``steps.build_step``. The
+baselines are the plain loop (eager, NCHW, ``torch.optim.SGD`` with its defaults); ours is the trainer's own update
+(``resnet.train.step.train_step``) with bf16 autocast, channels-last and the `fast` recipe's fused SGD, eager (what
+`resnet train` runs on a GPU by default) and compiled in each requested ``torch.compile`` mode
+(``reduce-overhead`` adds CUDA graphs). Each variant's first steps (compilation, cuDNN autotuning) are timed apart;
+then all are timed in interleaved blocks, as many rounds as the deadline allows. Nothing here is CUDA-specific: the
+CPU test runs it with a tiny model.
 """
 
 from __future__ import annotations
@@ -13,28 +14,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from statistics import median
 
 import torch
-from torch import nn
 
-from resnet.benchmarks.common import interleaved, median
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    bf16: bool = False
-    channels_last: bool = False
-    compile_mode: str | None = None  # None: eager; else a torch.compile mode
-    ours: bool = False  # the trainer's update and fused SGD instead of the plain loop
-
-    @property
-    def cuda_graphs(self) -> bool:
-        return self.compile_mode in CUDA_GRAPH_MODES
-
-
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # inductor's modes that replay CUDA graphs
-BASELINE = Variant("eager fp32 NCHW")
+from resnet.benchmarks.common import interleaved
+from resnet.benchmarks.steps import BASELINE, Variant, build_step
 
 
 def standard_variants(compile_modes: tuple[str, ...]) -> list[Variant]:
@@ -68,66 +53,6 @@ def _sync(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
-
-
-def compile_model(model: nn.Module, mode: str, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``torch.compile`` in ``mode`` (inductor's modes; another backend, e.g. "eager" in tests, takes no mode)."""
-    if backend == "inductor":
-        return torch.compile(model, mode=None if mode == "default" else mode)
-    return torch.compile(model, backend=backend)
-
-
-def build_step(
-    variant: Variant,
-    model_name: str,
-    image_size: int,
-    batch: int,
-    num_classes: int,
-    device: torch.device,
-    backend: str = "inductor",
-) -> Callable[[], None]:
-    """A closure running one training update of ``variant`` on a fixed synthetic batch on ``device``."""
-    from resnet.models import create_model
-    from resnet.train.optim.optimizers import sgd_implementation
-    from resnet.train.step import train_step
-
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=num_classes).to(device)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, image_size, image_size, generator=generator).to(device)
-    labels = torch.randint(0, num_classes, (batch,), generator=generator).to(device)
-    if variant.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    forward = model if variant.compile_mode is None else compile_model(model, variant.compile_mode, backend)
-    criterion = nn.CrossEntropyLoss()
-
-    def autocast() -> torch.autocast:
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.bf16)
-
-    if variant.ours:
-        params = list(model.parameters())
-        optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4, **sgd_implementation(params))
-        scaler = torch.amp.GradScaler(device.type, enabled=False)
-        graphs = variant.cuda_graphs and backend == "inductor"
-
-        def ours_step() -> None:
-            if graphs:  # a new iteration for CUDA graph trees: the last step's outputs may be overwritten
-                torch.compiler.cudagraph_mark_step_begin()
-            train_step(forward, criterion, [(images, labels)], optimizer, scaler, autocast=autocast)
-
-        return ours_step
-
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-
-    def plain_step() -> None:
-        with autocast():
-            loss = criterion(forward(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return plain_step
 
 
 def measure(

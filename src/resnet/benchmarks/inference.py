@@ -21,11 +21,11 @@ import copy
 import functools
 import time
 from collections.abc import Callable
+from statistics import median
 
 import torch
 
-from resnet.benchmarks.common import Row, interleaved, median
-from resnet.benchmarks.steps import rate_block
+from resnet.benchmarks.common import Row, interleaved, rate_block
 
 
 def _timed(label: str, make: Callable[[], Callable[[], torch.Tensor]]) -> tuple[Callable[[], torch.Tensor], float]:

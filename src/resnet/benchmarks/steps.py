@@ -1,103 +1,130 @@
-"""Sections 2 and 5: one training step on a synthetic batch, ours vs eager fp32 NCHW; cost against depth.
+"""One training step on a synthetic batch, the benchmarks' one step builder; sections 2 and 5: ours vs eager fp32
+NCHW, and cost against depth (section 6 and the repository's studies build their steps here too).
 
-"Ours" is the step the trainer runs with its defaults on this machine: the runtime `resnet train` resolves
-(`--amp auto` and channels-last ``auto`` measured, compile off on the CPU), the recipe's optimizer from
-``build_optimizer`` (fused SGD), ``zero_grad(set_to_none=True)``. The baseline is the plain eager fp32 NCHW loop
-with ``torch.optim.SGD``.
+"Ours" is the update the trainer runs (``resnet.train.step.train_step``) with the `fast` recipe's optimizer from
+``build_optimizer`` (fused SGD) and label smoothing, in the variant's precision, layout and ``torch.compile`` mode;
+sections 2 and 5 take these from the decision `resnet train` makes here (``--amp auto`` and channels-last ``auto``
+measured, compile off on the CPU). The baseline is the plain eager fp32 NCHW loop with ``torch.optim.SGD``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import median
 
 import torch
 from torch import nn
 
-from resnet.benchmarks.common import Row, interleaved, median
+from resnet.benchmarks.common import Row, interleaved, rate_block
 
 CIFAR_DEPTHS_QUICK = (20, 56, 110)
 CIFAR_DEPTHS_FULL = (20, 32, 44, 56, 110, 1202)
-
-
-def _batch(size: int, batch: int, classes: int, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, size, size, generator=generator)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, torch.randint(0, classes, (batch,), generator=generator)
-
-
-def ours_step(
-    name: str, size: int, batch: int, amp: str = "auto", channels_last: str = "auto"
-) -> tuple[Callable[[], None], str]:
-    """A closure running one of our default training steps, and the precision and layout it runs: for ``auto``
-    the decision ``resnet train`` makes for a long run here (measured once, then cached)."""
-    from resnet.models import create_model
-    from resnet.runtime import measured, resolve_runtime
-    from resnet.train import load_config
-    from resnet.train.optim.optimizers import build_optimizer
-
-    settings = {"model.name": name, "system.device": "cpu", "system.amp": amp, "system.channels_last": channels_last}
-    config = load_config("fast", settings, check=False)
-    classes = 10 if size <= 64 else 1000
-    model = create_model(name, num_classes=classes)
-    runtime, decision = measured.decide_training(
-        resolve_runtime(config.system), config.system, model, model_name=f"{name} {{}}",
-        batch=(batch, 3, size, size), num_classes=classes, iterations=LONG_RUN,
-    )  # fmt: skip
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if runtime.compile else model
-    optimizer = build_optimizer(model, config, lr=0.1)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
-    images, labels = _batch(size, batch, classes, runtime.channels_last)
-
-    def step() -> None:
-        with runtime.autocast():
-            loss = criterion(forward(images).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step, decision.choice
-
-
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # inductor's modes that replay CUDA graphs
 # The length of run the automatic choice is made for in these rows: a long one, which measures (or uses the cache).
 LONG_RUN = 16000
 
 
-def eager_step(name: str, size: int, batch: int) -> Callable[[], None]:
-    """The plain loop: eager fp32 NCHW, ``torch.optim.SGD`` with its defaults."""
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    bf16: bool = False
+    channels_last: bool = False
+    compile_mode: str | None = None  # None: eager; else a torch.compile mode
+    ours: bool = False  # the trainer's update and the recipe's fused SGD instead of the plain loop
+
+    @property
+    def cuda_graphs(self) -> bool:
+        return self.compile_mode in CUDA_GRAPH_MODES
+
+
+BASELINE = Variant("eager fp32 NCHW")
+CPU = torch.device("cpu")
+
+
+def compile_model(model: nn.Module, mode: str, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile`` in ``mode`` (inductor's modes; another backend, e.g. "eager" in tests, takes no mode)."""
+    if backend == "inductor":
+        return torch.compile(model, mode=None if mode == "default" else mode)
+    return torch.compile(model, backend=backend)
+
+
+def build_step(
+    variant: Variant,
+    model_name: str,
+    image_size: int,
+    batch: int,
+    num_classes: int | None = None,
+    device: torch.device = CPU,
+    backend: str = "inductor",
+    in_chans: int = 3,
+) -> Callable[[], None]:
+    """A closure running one training update of ``variant`` on a fixed synthetic batch on ``device``;
+    ``num_classes`` defaults to 10 for CIFAR-sized images, else 1000."""
     from resnet.models import create_model
+    from resnet.train import load_config
+    from resnet.train.optim.optimizers import build_optimizer
+    from resnet.train.step import train_step
 
-    classes = 10 if size <= 64 else 1000
-    model = create_model(name, num_classes=classes)
+    classes = num_classes or (10 if image_size <= 64 else 1000)
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=classes, in_chans=in_chans).to(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, in_chans, image_size, image_size, generator=generator).to(device)
+    labels = torch.randint(0, classes, (batch,), generator=generator).to(device)
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    forward = model if variant.compile_mode is None else compile_model(model, variant.compile_mode, backend)
+
+    def autocast() -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.bf16)
+
+    if variant.ours:
+        config = load_config("fast", {"system.device": device.type}, check=False)
+        optimizer = build_optimizer(model, config, lr=0.1)
+        criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
+        scaler = torch.amp.GradScaler(device.type, enabled=False)
+        graphs = variant.cuda_graphs and backend == "inductor"
+
+        def ours_step() -> None:
+            if graphs:  # a new iteration for CUDA graph trees: the last step's outputs may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
+            train_step(forward, criterion, [(images, labels)], optimizer, scaler, autocast=autocast)
+
+        return ours_step
+
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    criterion = nn.CrossEntropyLoss()
-    images, labels = _batch(size, batch, classes, channels_last=False)
+    plain_criterion = nn.CrossEntropyLoss()
 
-    def step() -> None:
-        loss = criterion(model(images), labels)
+    def plain_step() -> None:
+        with autocast():
+            loss = plain_criterion(forward(images), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
-    return step
+    return plain_step
 
 
-def rate_block(step: Callable[[], object], steps: int, batch: int) -> Callable[[], float]:
-    """A block of ``steps`` steps, returning images/s (the median step time, robust to a stray stall)."""
+def ours_step(name: str, size: int, batch: int) -> tuple[Callable[[], None], str]:
+    """A closure running our default training step on the CPU, and the precision and layout it runs: the decision
+    ``resnet train`` makes for a long run here (measured once, then cached)."""
+    from resnet.config import SystemConfig
+    from resnet.models import create_model
+    from resnet.runtime import measured, resolve_runtime
 
-    def block() -> float:
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        return batch / median(times)
-
-    return block
+    system = SystemConfig(device="cpu")
+    classes = 10 if size <= 64 else 1000
+    runtime, decision = measured.decide_training(
+        resolve_runtime(system), system, create_model(name, num_classes=classes), model_name=f"{name} {{}}",
+        batch=(batch, 3, size, size), num_classes=classes, iterations=LONG_RUN,
+    )  # fmt: skip
+    variant = Variant(
+        decision.choice, bf16=runtime.amp_dtype == torch.bfloat16, channels_last=runtime.channels_last,
+        compile_mode="default" if runtime.compile else None, ours=True,
+    )  # fmt: skip
+    return build_step(variant, name, size, batch), decision.choice
 
 
 def training_steps(quick: bool) -> list[Row]:
@@ -107,7 +134,7 @@ def training_steps(quick: bool) -> list[Row]:
     steps, repeats = (2, 2) if quick else (5, 5)
     rows = []
     for name, size, batch in cases:
-        (ours, choice), base = ours_step(name, size, batch), eager_step(name, size, batch)
+        (ours, choice), base = ours_step(name, size, batch), build_step(BASELINE, name, size, batch)
         ours(), base()  # warm-up: oneDNN primitive creation, allocator
         results = interleaved(
             {"ours": rate_block(ours, steps, batch), "base": rate_block(base, steps, batch)},
@@ -127,15 +154,17 @@ def candidate_rows(steps: int, repeats: int) -> list[Row]:
     from resnet.config import SystemConfig
     from resnet.runtime import measured, resolve_runtime
 
-    rule = resolve_runtime(SystemConfig(device="cpu"))
-    names = list(measured.training_candidates(SystemConfig(device="cpu"), rule.device, rule))
-    shown = names + ([] if "bf16 channels-last" in names else ["bf16 channels-last"])
+    system = SystemConfig(device="cpu")
+    rule = resolve_runtime(system)
+    candidates = measured.training_candidates(system, rule.device, rule)
+    names = list(candidates)
+    shown = dict(candidates)
+    shown.setdefault("bf16 channels-last", (torch.bfloat16, True))
     _, auto = ours_step("resnet20", 32, 128)
     blocks = {}
-    for name in shown:
-        precision, _, layout = name.partition(" ")
-        amp = {"fp32": "off", "bf16": "bf16"}[precision]
-        step, _ = ours_step("resnet20", 32, 128, amp=amp, channels_last="on" if layout == "channels-last" else "off")
+    for name, (dtype, channels_last) in shown.items():
+        variant = Variant(name, bf16=dtype == torch.bfloat16, channels_last=channels_last, ours=True)
+        step = build_step(variant, "resnet20", 32, 128)
         step()
         blocks[name] = rate_block(step, steps, 128)
     results = {name: median(values) for name, values in interleaved(blocks, repeats, "[2] resnet20 img/s").items()}
