@@ -20,8 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # a checkout without `pip install -e .`
 
-from resnet.benchmarks.common import interleaved, rate_block
+from resnet.benchmarks.common import rate_block
 from resnet.benchmarks.steps import Variant, build_step
+from resnet.runtime.measured import interleaved
 
 CASES = (("resnet20", 32, 128, 6), ("resnet18", 224, 16, 3))  # name, image size, batch, calls per block
 VARIANTS = (

@@ -1,8 +1,8 @@
-"""Shared pieces of the benchmark runner: interleaved timing, the machine description and the ratio table.
+"""Shared pieces of the benchmark runner: the timed block, the machine description and the ratio table.
 
 On a shared or throttled machine absolute timings drift; ours and the baseline are therefore measured in
-alternating blocks (A B B A A B ...) and each side reports the median of its blocks, so drift hits both alike and
-the ratio is what to read.
+alternating blocks (A B B A A B ..., ``resnet.runtime.measured.interleaved``, the timing the automatic choices use)
+and each side reports the median of its blocks, so drift hits both alike and the ratio is what to read.
 """
 
 from __future__ import annotations
@@ -37,18 +37,6 @@ class Row:
         if not self.ours or not self.base:
             return None
         return self.base / self.ours if self.lower else self.ours / self.base
-
-
-def interleaved(blocks: dict[str, Callable[[], float]], repeats: int, label: str = "") -> dict[str, list[float]]:
-    """Run each block ``repeats`` times in ABBA order; return every block's results (one float per call)."""
-    names = list(blocks)
-    results: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else reversed(names):
-            results[name].append(blocks[name]())
-            if label:
-                print(f"    {label} {name} block {r + 1}/{repeats}: {results[name][-1]:,.4g}", flush=True)
-    return results
 
 
 def rate_block(step: Callable[[], object], calls: int, images: int) -> Callable[[], float]:

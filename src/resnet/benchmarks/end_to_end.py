@@ -22,7 +22,8 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from resnet.benchmarks.common import Row, interleaved
+from resnet.benchmarks.common import Row
+from resnet.runtime.measured import interleaved
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

@@ -18,8 +18,8 @@ from statistics import median
 
 import torch
 
-from resnet.benchmarks.common import interleaved
 from resnet.benchmarks.steps import BASELINE, Variant, build_step
+from resnet.runtime.measured import interleaved, throughput_block
 
 
 def standard_variants(compile_modes: tuple[str, ...]) -> list[Variant]:
@@ -49,12 +49,6 @@ class Measured:
         return median(self.rates) if self.rates else None
 
 
-def _sync(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 def measure(
     variants: list[Variant],
     *,
@@ -75,7 +69,7 @@ def measure(
     Returns the measured variants and, for each variant not measured, why. A compiled variant starts only when
     ``compile_estimate_s`` (or the longest compilation seen so far, if longer) is left before ``deadline``.
     """
-    sync = _sync(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     measured: list[Measured] = []
     skipped: dict[str, str] = {}
     steps_of: dict[str, Callable[[], None]] = {}
@@ -109,18 +103,7 @@ def measure(
         steps_of[variant.name] = step
         print(f"    [6] {variant.name}: first step {first_s:.1f} s", flush=True)
 
-    def block_of(step: Callable[[], None]) -> Callable[[], float]:
-        def block() -> float:
-            sync()
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            sync()
-            return steps * batch / (time.perf_counter() - start)
-
-        return block
-
-    blocks = {m.variant.name: block_of(steps_of[m.variant.name]) for m in measured}
+    blocks = {m.variant.name: throughput_block(steps_of[m.variant.name], steps, batch, sync) for m in measured}
     if not blocks:
         return measured, skipped
     start = time.perf_counter()

@@ -25,7 +25,8 @@ from statistics import median
 
 import torch
 
-from resnet.benchmarks.common import Row, interleaved, rate_block
+from resnet.benchmarks.common import Row, rate_block
+from resnet.runtime.measured import interleaved
 
 
 def _timed(label: str, make: Callable[[], Callable[[], torch.Tensor]]) -> tuple[Callable[[], torch.Tensor], float]:

@@ -16,7 +16,8 @@ from statistics import median
 import torch
 from torch import nn
 
-from resnet.benchmarks.common import Row, interleaved, rate_block
+from resnet.benchmarks.common import Row, rate_block
+from resnet.runtime.measured import interleaved
 
 CIFAR_DEPTHS_QUICK = (20, 56, 110)
 CIFAR_DEPTHS_FULL = (20, 32, 44, 56, 110, 1202)

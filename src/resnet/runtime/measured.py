@@ -35,8 +35,42 @@ CACHE_VERSION = 1
 MEASURE_SHARE = 0.05
 # A candidate whose warm-up already runs this much slower than the best so far is not timed further.
 HOPELESS = 3.0
+WARMUP, CALLS, ROUNDS = 2, 3, 2  # what a measurement runs of each candidate: warm-up calls, then rounds of calls
 
 Step = Callable[[], object]  # one call of the work being timed (a training step, a forward pass)
+
+
+def interleaved(blocks: Mapping[str, Callable[[], float]], repeats: int, label: str = "") -> dict[str, list[float]]:
+    """Run each block ``repeats`` times in ABBA order, so that a load that drifts hits every block alike; return
+    every block's results (one float per call). The choices here and `resnet benchmark` time their candidates so."""
+    names = list(blocks)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            results[name].append(blocks[name]())
+            if label:
+                print(f"    {label} {name} block {r + 1}/{repeats}: {results[name][-1]:,.4g}", flush=True)
+    return results
+
+
+def throughput_block(
+    step: Step,
+    calls: int,
+    images_per_call: int,
+    sync: Callable[[], None] = lambda: None,
+    timer: Callable[[], float] = time.perf_counter,
+) -> Callable[[], float]:
+    """A block of ``calls`` calls of ``step`` timed as a whole, between device syncs: images/s."""
+
+    def block() -> float:
+        sync()
+        start = timer()
+        for _ in range(calls):
+            step()
+        sync()
+        return images_per_call * calls / max(timer() - start, 1e-9)
+
+    return block
 
 
 @dataclass(frozen=True)
@@ -74,15 +108,16 @@ def measure(
     candidates: Mapping[str, Callable[[], Step]],
     images_per_call: int,
     *,
-    warmup: int = 2,
-    calls: int = 3,
-    rounds: int = 2,
+    warmup: int = WARMUP,
+    calls: int = CALLS,
+    rounds: int = ROUNDS,
     timer: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
     """Images/s of each candidate: ``candidates[name]()`` builds its step (set-up not timed), which is warmed up,
-    then timed ``calls`` times per round; rounds alternate between candidates so that a passing load hits all alike,
-    and each keeps its best round. A candidate whose warm-up is hopelessly slow (or that fails) is dropped early."""
+    then timed ``calls`` times per round; rounds alternate between candidates (:func:`interleaved`) so that a
+    passing load hits all alike, and each keeps its best round. A candidate whose warm-up is hopelessly slow (or
+    that fails) is dropped early."""
     steps: dict[str, Step] = {}
     best_call: float | None = None
     for name, build in candidates.items():
@@ -99,30 +134,18 @@ def measure(
             continue
         best_call = per_call if best_call is None else min(best_call, per_call)
         steps[name] = step
-    rates: dict[str, float] = {}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            start = timer()
-            for _ in range(calls):
-                step()
-            sync()
-            elapsed = max(timer() - start, 1e-9)
-            rates[name] = max(rates.get(name, 0.0), images_per_call * calls / elapsed)
-    return rates
+    blocks = {name: throughput_block(step, calls, images_per_call, sync, timer) for name, step in steps.items()}
+    return {name: max(rates) for name, rates in interleaved(blocks, rounds).items()}
 
 
 def fastest(rates: Mapping[str, float]) -> str:
     return max(rates, key=lambda name: rates[name])
 
 
-def calls_needed(candidates: int, warmup: int = 2, calls: int = 3, rounds: int = 2) -> int:
-    """Calls of the work a measurement of ``candidates`` costs, at most (a hopeless candidate stops earlier)."""
-    return candidates * (warmup + calls * rounds)
-
-
 def worth_measuring(candidates: int, work_calls: int) -> bool:
-    """Whether timing the candidates costs at most ``MEASURE_SHARE`` of ``work_calls`` calls of the work."""
-    return candidates > 1 and calls_needed(candidates) <= MEASURE_SHARE * work_calls
+    """Whether timing the candidates costs at most ``MEASURE_SHARE`` of ``work_calls`` calls of the work (at most,
+    as a hopeless candidate stops after its warm-up)."""
+    return candidates > 1 and candidates * (WARMUP + CALLS * ROUNDS) <= MEASURE_SHARE * work_calls
 
 
 # ---- the machine and the cache ----------------------------------------------------------------------------------
