@@ -22,8 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     responses.add_argument("--data-dir", help="where datasets are looked for")
     responses.add_argument("--split", choices=("test", "val"), default="test", help="default: test")
     responses.add_argument("--max-images", type=int, help="use only the first N images of the split")
-    responses.add_argument("--out", default="analysis", help="output folder (default: analysis)")
-    responses.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     responses.set_defaults(func=run_responses)
     gradients = commands.add_parser(
         "gradients", help="gradient norm of every layer's weights on one batch, log scale: gradients.png/.json"
@@ -41,8 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="images in the one training batch the gradients are taken on",
     )
     gradients.add_argument("--seed", type=int, default=0, help="initialisation and batch seed")
-    gradients.add_argument("--out", default="analysis", help="output folder (default: analysis)")
-    gradients.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     gradients.set_defaults(func=run_gradients)
     curves = commands.add_parser(
         "curves", help="runs side by side: test error against epochs and wall-clock minutes: curves.png/.json"
@@ -54,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="test accuracy (%%) whose time of arrival is reported; repeatable (default: 80, 85, 90)",
     )  # fmt: skip
     curves.add_argument("--title", default="", help="figure title")
-    curves.add_argument("--out", default="analysis", help="output folder (default: analysis)")
-    curves.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
     curves.set_defaults(func=run_curves)
+    for output in (responses, gradients, curves):
+        output.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+        output.add_argument("--force", action="store_true", help="replace even a checkpoint's or a run's file in --out")
 
 
 def run_responses(args: argparse.Namespace) -> int:

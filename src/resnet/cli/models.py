@@ -22,11 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _human(count: int, unit: str = "") -> str:
+def _human(count: int) -> str:
     for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
         if count >= threshold:
-            return f"{count / threshold:.2f}{suffix}{unit}"
-    return f"{count}{unit}"
+            return f"{count / threshold:.2f}{suffix}"
+    return str(count)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,7 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", help="registered dataset name (fashion-mnist, cifar10, ...) or a path")
     parser.add_argument(
         "--recipe",
-        default=None,
         help=f"a recipe of recipes/ ({', '.join(list_recipes())}) or the path to a TOML/YAML file "
         f"(default: {DEFAULT_RECIPE})",
     )
@@ -64,7 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
-        default=None,
         help="channels-last memory format (default: auto, the faster layout measured with --amp auto)",
     )
     parser.add_argument(
@@ -76,7 +74,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
-        default=None,
         help="torch.compile the training step (default: auto, on GPUs and for CPU runs of 2000+ iterations)",
     )
     parser.add_argument("--seed", type=int, help="seed of initialisation and data order")
@@ -98,7 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sync-bn",
         action=argparse.BooleanOptionalAction,
-        default=None,
         help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm; default: per rank)",
     )
     parser.add_argument(
