@@ -25,7 +25,7 @@ from torch import nn
 from resnet.benchmarks.common import Row
 from resnet.runtime.measured import interleaved
 
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # CIFAR-10's, as the tutorials normalise
 
 
 def find_cifar10_jpeg(data_dir: str | None) -> Path:
@@ -51,6 +51,21 @@ def extracted_split(folder: Path, split: str = "train") -> tuple[Path, float]:
             tar.extractall(target, filter="data")
         done.touch()
     return target / split, time.perf_counter() - start
+
+
+def common_loader(folder: Path, batch_size: int, workers: int, *, train: bool = True, drop_last: bool = False) -> Any:
+    """The tutorials' CIFAR pipeline: torchvision ``ImageFolder`` + PIL transforms (pad-4 crop and flip when
+    training, ToTensor, Normalize) + a ``DataLoader`` whose workers persist across epochs."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    augment = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    dataset = datasets.ImageFolder(str(folder), transform=T.Compose([*augment, T.ToTensor(), T.Normalize(MEAN, STD)]))
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=train, num_workers=workers, drop_last=drop_last,
+        persistent_workers=workers > 0,
+    )  # fmt: skip
 
 
 class _Clock:
@@ -114,21 +129,10 @@ class CommonRecipe:
     """The tutorial pipeline; one worker per core, persistent, so that only the first block pays the start-up."""
 
     def __init__(self, train_dir: Path, steps: int, warmup: int, batch_size: int = 128) -> None:
-        from torch.utils.data import DataLoader
-        from torchvision import datasets
-        from torchvision import transforms as T
-
         from resnet.models import create_model
 
-        transform = T.Compose(
-            [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]
-        )
-        dataset = datasets.ImageFolder(str(train_dir), transform=transform)
         self.workers = os.cpu_count() or 1
-        self.loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, num_workers=self.workers, drop_last=True,
-            persistent_workers=True,
-        )  # fmt: skip
+        self.loader = common_loader(train_dir, batch_size, self.workers, drop_last=True)
         self.model = create_model("resnet20", num_classes=10)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         self.criterion = nn.CrossEntropyLoss()

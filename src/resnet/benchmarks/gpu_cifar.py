@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet.benchmarks.end_to_end import CIFAR_MEAN, CIFAR_STD, extracted_split
+from resnet.benchmarks.end_to_end import common_loader, extracted_split
 
 
 @dataclass
@@ -191,25 +191,16 @@ def run_common(
     seed: int = 0,
 ) -> Attempt:
     """The tutorial loop (see the module docstring), stopped at ``target`` % test accuracy, the cap or the end."""
-    from torch.utils.data import DataLoader
-    from torchvision import datasets
-    from torchvision import transforms as T
-
     from resnet.models import create_model
 
     start = time.perf_counter()
     torch.manual_seed(seed)
     target_device = torch.device(device)
-    normalize = T.Normalize(CIFAR_MEAN, CIFAR_STD)
-    augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
-    train_set = datasets.ImageFolder(str(train_dir), transform=augment)
-    test_set = datasets.ImageFolder(str(test_dir), transform=T.Compose([T.ToTensor(), normalize]))
     if workers is None:
         workers = os.cpu_count() or 1
-    options: dict[str, Any] = {"num_workers": workers, "persistent_workers": workers > 0}
-    train_loader = DataLoader(train_set, batch_size=batch, shuffle=True, **options)
-    test_loader = DataLoader(test_set, batch_size=1000, shuffle=False, **options)
-    net = create_model(model, num_classes=len(train_set.classes)).to(target_device)
+    train_loader = common_loader(train_dir, batch, workers)
+    test_loader = common_loader(test_dir, 1000, workers, train=False)
+    net = create_model(model, num_classes=len(train_loader.dataset.classes)).to(target_device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     criterion = nn.CrossEntropyLoss()
