@@ -16,6 +16,8 @@ import torch
 from resnet.config.schema import SystemConfig
 from resnet.errors import ConfigError
 
+PRECISIONS: dict[torch.dtype | None, str] = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -41,7 +43,7 @@ class Runtime:
 
     @property
     def precision(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        return PRECISIONS[self.amp_dtype]
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.is_cuda else self.device.type

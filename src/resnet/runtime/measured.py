@@ -27,7 +27,7 @@ import torch
 
 from resnet.data.paths import cache_dir
 from resnet.files import write_text_atomic
-from resnet.runtime import Runtime, cpu_flags
+from resnet.runtime import PRECISIONS, Runtime, cpu_flags
 
 CACHE_FILE = "choices.json"
 CACHE_VERSION = 1
@@ -261,10 +261,6 @@ def layout_name(channels_last: bool) -> str:
     return "channels-last" if channels_last else "NCHW"
 
 
-def precision_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
 def training_candidates(system: Any, device: torch.device, rule: Runtime) -> dict[str, tuple[torch.dtype | None, bool]]:
     """Name -> (autocast dtype, channels-last) for every setting ``--amp``/``channels_last`` leave open here: an
     explicit flag fixes its half; bf16 only where oneDNN (CPU) or the GPU has bf16 kernels; fp16 on GPUs."""
@@ -277,7 +273,7 @@ def training_candidates(system: Any, device: torch.device, rule: Runtime) -> dic
     layouts = [rule.channels_last]
     if system.channels_last == "auto" and device.type in ("cpu", "cuda"):
         layouts = [True, False]
-    return {f"{precision_name(dtype)} {layout_name(layout)}": (dtype, layout) for dtype in dtypes for layout in layouts}
+    return {f"{PRECISIONS[dtype]} {layout_name(layout)}": (dtype, layout) for dtype in dtypes for layout in layouts}
 
 
 def cpu_bf16_kernels() -> bool:
@@ -354,25 +350,23 @@ def decide_training(
             cache=cache,
             sync=sync,
         )
-    return apply_training(rule, decision, candidates), decision
+    return apply_training(rule, decision), decision
 
 
-def apply_training(
-    rule: Runtime, decision: Decision, candidates: Mapping[str, tuple[torch.dtype | None, bool]] | None = None
-) -> Runtime:
+def apply_training(rule: Runtime, decision: Decision) -> Runtime:
     """``rule`` running ``decision``'s candidate; the printed reason is the decision's evidence."""
     import dataclasses
 
     if decision.source == "rule":
         return rule
-    dtype, layout = (candidates or {}).get(decision.choice) or parse_training_choice(decision.choice)
+    dtype, layout = parse_training_choice(decision.choice)
     return dataclasses.replace(rule, amp_dtype=dtype, channels_last=layout, amp_reason=decision.describe())
 
 
 def parse_training_choice(name: str) -> tuple[torch.dtype | None, bool]:
     """``"bf16 NCHW"`` -> (torch.bfloat16, False): a saved decision read back on resume."""
     precision, _, layout = name.partition(" ")
-    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    dtypes = {text: dtype for dtype, text in PRECISIONS.items()}
     if precision not in dtypes or layout not in ("channels-last", "NCHW"):
         raise ValueError(f"not a training choice: {name!r}")
     return dtypes[precision], layout == "channels-last"
