@@ -44,6 +44,12 @@ TRAIN = [
 ]
 
 
+def good_images(run: Path) -> list[Path]:
+    """Two test images of the folder ``run`` was trained on (``run.parent / "folder"``), one of class a, one of b."""
+    folder = run.parent / "folder" / "test"
+    return [folder / "a" / "0000.jpg", folder / "b" / "0001.jpg"]
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every file below ``root`` with the SHA-256 of its bytes: compared before and after a refused command."""
     if not root.exists():

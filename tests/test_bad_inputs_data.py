@@ -1,12 +1,23 @@
-"""Bad data and bad model inputs: cases 4, 5, 7-9, 14-18 of issue 7 (see docs/bad-inputs.md).
+"""Bad inputs to the data room (resnet.data): image files, image folders, archives, CIFAR files, downloads, caches.
 
-Every refused command must exit 2 with one line and leave every earlier file as it was.
+What it guarantees: a bad image (undecodable, an extreme size or aspect ratio, a decompression bomb's header, a FIFO
+or device named like an image) is refused from its header or file type before anything is decoded or allocated, in
+one line naming the file, on every path that reads images (``data info``, the tensor cache, DataLoader workers,
+``predict``'s reader), or skipped and counted with ``--on-bad-image skip``; 16-bit grayscale decodes to its high
+byte everywhere; an image folder is read once through symbolic links, and a class is never dropped silently (no
+images, a dangling link, a name that is no UTF-8); archives are recognised by their content and their hard links
+read; CIFAR files are checked against the published checksums and never unpickled into code; a stalled download
+times out and says where to place the file; a full disk under a cache falls back to memory or is one line with no
+temporary file left. Every refused command exits 2 with one line and leaves every earlier file as it was.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import json
+import os
 import pickle
 import tarfile
 import time
@@ -15,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bad_inputs import (
     TRAIN,
@@ -24,20 +36,22 @@ from bad_inputs import (
     crafted_pickle,
     gray16_image_bytes,
     image_folder,
+    misnamed_archive,
     one_error_line,
+    png8,
     png16,
     run_cli,
     silent_server,
     snapshot,
+    symlink_loops,
 )
 from resnet.data import download, load_data, registry
-from resnet.data.decode import decode_rgb
+from resnet.data.decode import MAX_ASPECT_RATIO, BadImageError, check_size, decode_image, decode_rgb
 from resnet.data.sources.cifar import CIFAR10
 from resnet.data.sources.safe_pickle import UnsafePickleError, safe_loads
-from resnet.errors import ConfigError, InputError
-from resnet.models import create_model
+from resnet.inference import UnreadableImageError, read_image
 
-# --- 4. 16-bit grayscale PNG -----------------------------------------------------------------------------------------
+# --- image files: one decoder, sizes refused from the header, regular files only ------------------------------------
 
 
 def test_16_bit_grayscale_scales_like_16_bit_rgb(tmp_path: Path) -> None:
@@ -52,6 +66,88 @@ def test_16_bit_grayscale_scales_like_16_bit_rgb(tmp_path: Path) -> None:
     assert torch.equal(written, gray)
 
 
+@pytest.mark.parametrize("form", ["png-pil", "png-bytes", "tiff"])
+def test_16_bit_grayscale_predicts_as_it_trains(tmp_path: Path, form: str) -> None:
+    values = np.arange(0, 65536, 1024, dtype=np.uint16).reshape(8, 8)
+    path = tmp_path / f"gray16.{'tif' if form == 'tiff' else 'png'}"
+    if form == "png-pil":
+        path.write_bytes(gray16_image_bytes(values))
+    elif form == "png-bytes":
+        png16(path, values)
+    else:
+        Image.fromarray(values).save(path, "TIFF")
+    expected = torch.from_numpy((values >> 8).astype(np.uint8))
+    training = decode_rgb(path.read_bytes(), str(path))
+    assert torch.equal(training, expected.expand(3, -1, -1))
+    assert torch.equal(read_image(path, "RGB"), training)  # resnet predict's reader (before: all 254-255)
+    assert torch.equal(read_image(path, "L")[0], expected)  # and in a grayscale model's mode
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "pixel_data", "message"),
+    [
+        (20000, 1, True, "aspect ratio is 20,000:1"),  # the issue's 144-byte PNG
+        (1, 60000, True, "aspect ratio is 60,000:1"),  # tall, and a traceback before
+        (MAX_ASPECT_RATIO * 10 + 10, 10, True, f"above the limit of {MAX_ASPECT_RATIO}:1"),  # just over the limit
+        (100_000, 100_000, False, "decompression bomb"),  # a header that claims 10^10 pixels
+    ],
+)
+def test_extreme_png_sizes_are_bad_images(tmp_path: Path, width: int, height: int, pixel_data: bool, message: str):
+    data = png8(tmp_path / "x.png", width, height, pixel_data=pixel_data).read_bytes()
+    assert len(data) < 2000
+    with pytest.raises(BadImageError, match=message) as caught:
+        decode_rgb(data, "x.png")
+    assert str(caught.value).startswith("cannot decode image x.png: ") and "--on-bad-image skip" in str(caught.value)
+    with pytest.raises(UnreadableImageError, match=message):  # prediction's reader: the same decoder
+        read_image(tmp_path / "x.png", "L")
+
+
+def test_extreme_jpeg_is_refused_before_torchvision_decodes_it() -> None:
+    with pytest.raises(BadImageError, match="aspect ratio is 2,500:1"):
+        decode_rgb(_jpeg(20000, 8), "strip.jpg")
+
+
+def test_the_limits_leave_ordinary_shapes_alone(tmp_path: Path) -> None:
+    assert decode_rgb(png8(tmp_path / "p.png", MAX_ASPECT_RATIO * 2, 2).read_bytes(), "p.png").shape == (3, 2, 100)
+    assert decode_image(_jpeg(300, 40), "pano.jpg", "L").shape == (1, 40, 300)
+    check_size(4000, 3000, "photo.jpg", resize_to=480)
+    with pytest.raises(BadImageError, match="resizing its shorter side to 5000 would make"):
+        check_size(400, 20, "wide.png", resize_to=5000)  # within the aspect limit, too large once resized
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dangling"])
+def test_special_files_named_like_images_are_bad_images(tmp_path: Path, capsys, kind: str) -> None:
+    folder = image_folder(tmp_path / "folder")
+    special = folder / "train" / "b" / "x.png"
+    if kind == "fifo":
+        os.mkfifo(special)  # no writer: reading it would block forever
+    elif kind == "dev-zero":
+        special.symlink_to("/dev/zero")  # reading it would never end
+    else:
+        special.symlink_to(tmp_path / "gone.png")
+    says = {"fifo": "a FIFO, not a regular file", "dev-zero": "a character device, not a regular file",
+            "dangling": f"a symbolic link to {tmp_path / 'gone.png'}, which does not exist"}[kind]  # fmt: skip
+    code, _, err = run_cli(capsys, "data", "info", str(folder))
+    assert code == 2 and f"image {special}" in one_error_line(err) and says in one_error_line(err)
+    code, out, err = run_cli(capsys, "data", "info", str(folder), "--on-bad-image", "skip")
+    assert code == 0 and f"skipped:     1 unreadable image(s), e.g. {special}" in out, err
+    code, out, err = run_cli(capsys, "predict", str(special), str(folder / "test" / "a"), "--checkpoint", "x.pt")
+    assert code == 2 and "Traceback" not in err  # no checkpoint: refused before any image is read
+    from resnet.inference.images import UnreadableImageError, read_image
+
+    with pytest.raises(UnreadableImageError, match=says):
+        read_image(special, "RGB")
+
+
+# --- image folders: classes never dropped silently, links followed once ---------------------------------------------
+
+
 def test_16_bit_grayscale_folder_statistics(capsys, tmp_path: Path) -> None:
     for split, count in (("train", 3), ("test", 1)):
         for name in ("a", "b"):
@@ -60,9 +156,6 @@ def test_16_bit_grayscale_folder_statistics(capsys, tmp_path: Path) -> None:
     code, out, err = run_cli(capsys, "data", "info", str(tmp_path / "folder"), "--json")
     assert code == 0, err
     assert json.loads(out)["mean"] == pytest.approx((128 / 255,) * 3)  # 32768 >> 8, not 255
-
-
-# --- 5. class folders without images ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("content", ["dsstore", "text", "tar-empty-dir", "tar-dsstore"])
@@ -87,7 +180,62 @@ def test_a_class_without_images_is_an_error(capsys, tmp_path: Path, content: str
     assert snapshot(tmp_path) == before
 
 
-# --- 7. data info on corrupt images; skip counts ---------------------------------------------------------------------
+def test_a_class_folder_that_is_a_dangling_link_is_refused(tmp_path: Path, capsys) -> None:
+    folder = image_folder(tmp_path / "folder")
+    (folder / "train" / "zebra").symlink_to(tmp_path / "moved-away")
+    before = snapshot(folder)
+    for argv in (["data", "info", str(folder)], [*TRAIN, "--dataset", str(folder), "--iterations", "1",
+                                                 "--run-dir", str(tmp_path / "run")]):  # fmt: skip
+        code, _, err = run_cli(capsys, *argv)
+        line = one_error_line(err)
+        assert code == 2 and f"{folder / 'train' / 'zebra'} is a symbolic link to {tmp_path / 'moved-away'}" in line
+        assert "never dropped silently" in line
+    assert snapshot(folder) == before and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_latin_1_class_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    folder = image_folder(tmp_path / "folder")
+    latin = os.fsencode(folder / "train") + b"/caf\xe9"
+    os.rename(folder / "train" / "c", latin)
+    os.rename(folder / "test" / "c", os.fsencode(folder / "test") + b"/caf\xe9")
+    code, _, err = run_cli(capsys, *TRAIN, "--dataset", str(folder), "--iterations", "1", "--run-dir",
+                           str(tmp_path / "run"))  # fmt: skip
+    line = one_error_line(err)
+    assert code == 2 and "the class folder 'caf\\udce9' is not valid UTF-8 (byte 0xe9 at position 3" in line
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("kind", ["self", "branching", "ancestor", "file"])
+def test_symlink_loops_are_followed_once(capsys, tmp_path: Path, kind: str) -> None:
+    folder = image_folder(tmp_path / "folder")
+    link = symlink_loops(folder, kind)
+    before = snapshot(folder / "test")
+    start = time.monotonic()
+    code, out, err = run_cli(capsys, "data", "info", str(folder), "--json")
+    assert code == 0, err
+    assert time.monotonic() - start < 30  # the branching loop used to grow until killed
+    info = json.loads(out)
+    assert info["class_counts"]["train"] == [8, 8, 8]  # not 328
+    warnings = [line for line in err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "Traceback" not in err
+    if kind == "file":
+        assert f"e.g. {link} (the same file as {folder / 'train' / 'a' / '0000.jpg'})" in warnings[0]
+    else:
+        assert "symbolic link(s) lead to a folder already listed or to one that contains it" in warnings[0]
+        assert str(link) in warnings[0]
+    assert snapshot(folder / "test") == before
+
+
+def test_a_linked_folder_outside_the_tree_is_still_read(capsys, tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "folder")
+    extra = image_folder(tmp_path / "extra")
+    (folder / "train" / "a" / "more").symlink_to(extra / "train" / "a")
+    code, out, err = run_cli(capsys, "data", "info", str(folder), "--json")
+    assert code == 0 and "warning" not in err, err
+    assert json.loads(out)["class_counts"]["train"] == [16, 8, 8]
+
+
+# --- bad images met by data info and by training (tensor cache, DataLoader workers); skip counts --------------------
 
 
 def test_data_info_reports_a_corrupt_image(capsys, tmp_path: Path) -> None:
@@ -117,9 +265,6 @@ def test_skipped_images_are_counted_in_the_summary_with_a_plain_warning(capsys, 
     assert "UserWarning" not in err and "warnings.warn" not in err
 
 
-# --- 14. a bad image read by a DataLoader worker ---------------------------------------------------------------------
-
-
 def test_a_bad_image_in_a_worker_is_one_line(capsys, tmp_path: Path) -> None:
     folder = image_folder(tmp_path / "folder")
     bad = corrupt_jpeg(folder / "train" / "a" / "0002.jpg")
@@ -133,7 +278,128 @@ def test_a_bad_image_in_a_worker_is_one_line(capsys, tmp_path: Path) -> None:
     assert "DataLoader worker" not in err and "Original Traceback" not in err
 
 
-# --- 8. a crafted CIFAR batch; 15. damaged CIFAR files ---------------------------------------------------------------
+def test_a_strip_in_a_training_folder_is_a_bad_image(capsys, tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "folder")
+    strip = png8(folder / "test" / "a" / "strip.png", 20000, 1)  # the test split is evaluated in full
+    before = snapshot(tmp_path)
+    code, _, err = run_cli(capsys, "data", "info", str(folder))
+    assert code == 2
+    line = one_error_line(err)
+    assert f"cannot decode image {strip}: its aspect ratio is 20,000:1" in line and "--on-bad-image skip" in line
+    code, out, err = run_cli(capsys, "data", "info", str(folder), "--on-bad-image", "skip")
+    assert code == 0, err
+    assert f"skipped:     1 unreadable image(s), e.g. {strip}" in out
+    argv = [*TRAIN, "--dataset", str(folder), "--iterations", "2", "--run-dir", str(tmp_path / "run")]
+    argv[argv.index("data.pipeline=tensor")] = "data.pipeline=loader"  # DataLoader workers, shorter side resized
+    code, _, err = run_cli(capsys, *argv, "--set", "data.num_workers=1", "--set", "data.crop_size=8")
+    assert code == 2
+    assert f"cannot decode image {strip}: its aspect ratio" in one_error_line(err) and "DataLoader" not in err
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("run")} == before
+
+
+def test_a_strip_in_a_tensor_cache_folder_is_skipped(capsys, tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "folder")
+    png8(folder / "train" / "b" / "strip.png", 1, 20000)
+    run_dir = tmp_path / "run"
+    argv = [*TRAIN, "--dataset", str(folder), "--iterations", "2", "--run-dir", str(run_dir), "--on-bad-image", "skip"]
+    code, _, err = run_cli(capsys, *argv)  # decoded once into the tensor cache
+    assert code == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["skipped_images"] == 1
+
+
+# --- archives: read by their content; hard links; the archive cache -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("plain.tar.gz", "tar"), ("gzip.tar", "gz"), ("bzip2.tar.gz", "bz2"), ("xz.tgz", "xz")],
+)
+def test_archives_are_read_by_their_content(capsys, tmp_path: Path, name: str, kind: str) -> None:
+    folder = image_folder(tmp_path / "folder")
+    archive = misnamed_archive(folder, tmp_path / name, kind)
+    code, out, err = run_cli(capsys, "data", "info", str(archive), "--json")  # also reads images by offset
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["splits"] == {"train": 24, "test": 6} and info["images_checked"] == 30
+
+
+def test_a_misnamed_split_archive_is_read_by_its_content(capsys, tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "folder")
+    root = tmp_path / "splits"
+    root.mkdir()
+    misnamed_archive(folder / "train", root / "train.tar.gz", "tar")
+    misnamed_archive(folder / "test", root / "test.tar", "gz")
+    code, out, err = run_cli(capsys, "data", "info", str(root), "--json")
+    assert code == 0, err
+    assert json.loads(out)["splits"] == {"train": 24, "test": 6}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "message"),
+    [
+        ("data.tar.gz", "zip", "is a zip file, not a .tar/.tar.gz/.tar.bz2/.tar.xz archive"),
+        ("data.tar.gz", "gz-no-tar", "is a gzip-compressed file that holds no tar archive"),
+        ("data.tar", "png", "is a file of unknown format (no tar header)"),
+    ],
+)
+def test_a_file_that_is_no_tar_says_what_it_is(capsys, tmp_path: Path, name: str, kind: str, message: str) -> None:
+    folder = image_folder(tmp_path / "folder")
+    target = tmp_path / name
+    if kind == "png":
+        png8(target, 4, 4)
+    else:
+        misnamed_archive(folder, target, kind)
+    before = snapshot(tmp_path)
+    code, _, err = run_cli(capsys, "data", "info", str(target))
+    assert code == 2
+    assert f"{target} {message}" in one_error_line(err)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_hard_linked_images_in_an_archive_are_read_not_dropped(tmp_path: Path, suffix: str) -> None:
+    import os
+
+    from resnet.data.sources.folder import index_folder
+    from synthetic import tar_tree, write_image_folder
+
+    root = write_image_folder(tmp_path / "tree", classes=("a", "b"), splits={"train": 3, "test": 2}, size=(8, 8))
+    first = root / "train" / "a" / "0000.jpg"
+    os.link(first, root / "train" / "a" / "copy.jpg")  # tar stores the second name as a hard-link member
+    archive = tar_tree(root, tmp_path / f"tree{suffix}")
+    with tarfile.open(archive) as tar:
+        assert any(member.islnk() for member in tar)
+    index = index_folder(archive)
+    train = index.splits["train"]
+    assert len(train.samples) == 7  # 3 + 3 images and the hard link
+    keys = dict(train.samples)
+    [(_, data)] = list(train.reader.iter_bytes([k for k in keys if k.endswith("copy.jpg")]))
+    assert data == first.read_bytes()
+
+
+def test_a_full_archive_cache_is_one_line_and_leaves_no_temporary_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    import resnet.data.sources.folder as folder_source
+    from synthetic import tar_tree
+
+    archive = tar_tree(image_folder(tmp_path / "folder"), tmp_path / "folder.tar.gz")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET_CACHE", str(cache))
+
+    def disk_full(source, target, length=0) -> None:
+        target.write(source.read(1000))  # a part of the archive, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(folder_source.shutil, "copyfileobj", disk_full)
+    code, _, err = run_cli(capsys, *TRAIN[:-4], "--set", "data.pipeline=loader", "--workers", "0", "--dataset",
+                           str(archive), "--iterations", "1", "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    line = one_error_line(err)
+    assert (
+        code == 2 and f"cannot unpack {archive} into the archive cache {cache / 'untarred'} (the disk is full)" in line
+    )
+    assert list((cache / "untarred").iterdir()) == []  # no full-size temporary left behind
+
+
+# --- CIFAR files and downloads --------------------------------------------------------------------------------------
 
 
 def test_the_cifar_unpickler_refuses_code_and_reads_real_batches(tmp_path: Path) -> None:
@@ -193,9 +459,6 @@ def test_small_cifar_copy_has_a_sane_default_split(capsys, monkeypatch, tmp_path
     assert "default training split: train 45 / val 5" in out
 
 
-# --- 9. a download that stalls ---------------------------------------------------------------------------------------
-
-
 def test_a_stalled_download_times_out_and_says_how_to_place_the_file(capsys, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(download, "TIMEOUT_S", 0.5)
     monkeypatch.setattr(download, "ATTEMPTS", 2)
@@ -213,7 +476,7 @@ def test_a_stalled_download_times_out_and_says_how_to_place_the_file(capsys, mon
     assert not list((tmp_path / "data").rglob("*.part"))
 
 
-# --- 16. disk full while writing the tensor cache --------------------------------------------------------------------
+# --- the tensor cache -----------------------------------------------------------------------------------------------
 
 
 def test_a_full_disk_for_the_tensor_cache_falls_back_to_memory(tmp_path: Path, cache_dir: Path) -> None:
@@ -232,67 +495,3 @@ def test_a_full_disk_for_the_tensor_cache_falls_back_to_memory(tmp_path: Path, c
         signal.signal(signal.SIGXFSZ, saved_handler)
     assert data.num_train == 24
     assert not [p for p in cache_dir.rglob("*") if p.is_file()]  # no partial cache file left
-
-
-# --- 17. model inputs and options; 18. stride_on on basic blocks ----------------------------------------------------
-
-
-def test_uint8_images_and_small_images_are_clear_errors() -> None:
-    with pytest.raises(InputError, match=r"expects floating-point images, got torch\.uint8"):
-        create_model("resnet8")(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
-    with torch.device("meta"):  # the checks come first; no need for VGG's 140M real weights
-        vgg = create_model("vgg19", num_classes=2)
-        with pytest.raises(InputError, match="expects floating-point images"):
-            vgg(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
-        with pytest.raises(InputError, match=r"at least 32x32 pixels.*got 28x28"):
-            vgg(torch.zeros(1, 3, 28, 28))
-
-
-@pytest.mark.parametrize(
-    ("name", "options", "message"),
-    [
-        ("vgg19", {"dropout": "abc"}, "dropout must be a number in \\[0, 1\\), got 'abc'"),
-        ("vgg19", {"dropout": True}, "dropout must be a number"),
-        ("resnet20", {"stride_on": "1x1"}, "applies to bottleneck blocks only"),
-        ("resnet34", {"stride_on": "1x1"}, "resnet34 has basic blocks"),
-    ],
-)
-def test_bad_model_options_are_config_errors(name: str, options: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        create_model(name, **options)
-
-
-def test_stride_on_still_works_on_bottlenecks() -> None:
-    with torch.device("meta"):
-        model = create_model("resnet50", stride_on="1x1", num_classes=2)
-    assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)
-
-
-def test_bad_model_option_from_the_cli(capsys, tmp_path: Path) -> None:
-    folder = image_folder(tmp_path / "folder", size=8, train=4, test=1)
-    before = snapshot(folder)
-    argv = [*TRAIN, "--dataset", str(folder), "--iterations", "1", "--run-dir", str(tmp_path / "run")]
-    code, _, err = run_cli(capsys, *argv, "--set", 'model.options.stride_on="1x1"')
-    assert code == 2 and "stride_on='1x1' applies to bottleneck blocks only" in one_error_line(err)
-    assert snapshot(folder) == before and not (tmp_path / "run").exists()
-
-
-@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
-def test_hard_linked_images_in_an_archive_are_read_not_dropped(tmp_path: Path, suffix: str) -> None:
-    import os
-
-    from resnet.data.sources.folder import index_folder
-    from synthetic import tar_tree, write_image_folder
-
-    root = write_image_folder(tmp_path / "tree", classes=("a", "b"), splits={"train": 3, "test": 2}, size=(8, 8))
-    first = root / "train" / "a" / "0000.jpg"
-    os.link(first, root / "train" / "a" / "copy.jpg")  # tar stores the second name as a hard-link member
-    archive = tar_tree(root, tmp_path / f"tree{suffix}")
-    with tarfile.open(archive) as tar:
-        assert any(member.islnk() for member in tar)
-    index = index_folder(archive)
-    train = index.splits["train"]
-    assert len(train.samples) == 7  # 3 + 3 images and the hard link
-    keys = dict(train.samples)
-    [(_, data)] = list(train.reader.iter_bytes([k for k in keys if k.endswith("copy.jpg")]))
-    assert data == first.read_bytes()
