@@ -385,11 +385,11 @@ def test_a_full_archive_cache_is_one_line_and_leaves_no_temporary_file(tmp_path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("RESNET_CACHE", str(cache))
 
-    def disk_full(source, target, length=0) -> None:
+    def disk_full(source, target, ranges) -> None:
         target.write(source.read(1000))  # a part of the archive, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(folder_source.shutil, "copyfileobj", disk_full)
+    monkeypatch.setattr(folder_source, "copy_ranges", disk_full)
     code, _, err = run_cli(capsys, *TRAIN[:-4], "--set", "data.pipeline=loader", "--workers", "0", "--dataset",
                            str(archive), "--iterations", "1", "--run-dir", str(tmp_path / "run"))  # fmt: skip
     line = one_error_line(err)
@@ -495,3 +495,147 @@ def test_a_full_disk_for_the_tensor_cache_falls_back_to_memory(tmp_path: Path, c
         signal.signal(signal.SIGXFSZ, saved_handler)
     assert data.num_train == 24
     assert not [p for p in cache_dir.rglob("*") if p.is_file()]  # no partial cache file left
+
+
+@pytest.fixture
+def trained(trained_base: Path) -> Path:
+    """The shared tiny run (``tests/conftest.py``): ``trained / "last.pt"``, ..."""
+    return trained_base / "run"
+
+
+# Sizes from headers before a byte is read; the tensor cache's checksum.
+BIG = 600 * 2**20  # above the default limit of 512 MiB for an image file; sparse, so it takes no disk space
+TOO_BIG = f"{BIG:,} bytes, above the limit of {512 * 2**20:,} bytes"
+
+
+def _sparse(path: Path, head: bytes, size: int) -> Path:
+    """A file of ``size`` bytes that takes no disk space: ``head``, then a hole."""
+    with open(path, "wb") as handle:
+        handle.write(head)
+        handle.truncate(size)
+    return path
+
+
+def test_an_image_file_above_the_size_limit_is_refused_before_it_is_read(trained: Path, tmp_path: Path, capsys,
+                                                                         monkeypatch) -> None:  # fmt: skip
+    from resnet.inference.images import UnreadableImageError, read_image
+
+    folder = image_folder(tmp_path / "folder")
+    small = next((folder / "test" / "a").iterdir())
+    big = _sparse(folder / "train" / "b" / "big.png", small.read_bytes(), BIG)
+    code, _, err = run_cli(capsys, "data", "info", str(folder))
+    line = one_error_line(err)
+    assert code == 2 and f"image {big}: cannot read the file ({TOO_BIG}; set RESNET_MAX_IMAGE_BYTES" in line
+    code, out, err = run_cli(capsys, "data", "info", str(folder), "--on-bad-image", "skip")
+    assert code == 0 and f"skipped:     1 unreadable image(s), e.g. {big}" in out, err
+    code, out, err = run_cli(capsys, "predict", str(big), "--checkpoint", str(trained / "last.pt"))
+    assert code == 1 and f"skipped cannot read image {big}: cannot read the file ({TOO_BIG}" in err  # the others go on
+    monkeypatch.setenv("RESNET_MAX_IMAGE_BYTES", "100")  # the limit is a setting: here below a small image
+    with pytest.raises(UnreadableImageError, match=f"{small.stat().st_size:,} bytes, above the limit of 100 bytes"):
+        read_image(small, "RGB")
+
+
+def _tar_with_a_sparse_member(folder: Path, archive: Path, member: str, size: int) -> Path:
+    """``folder`` packed as a plain tar, plus ``member`` of ``size`` bytes whose data is a hole: its size is in its
+    header, and nothing but the header is ever written."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname=folder.name)
+        members_end = tar.offset
+    info = tarfile.TarInfo(f"{folder.name}/{member}")
+    info.size = size
+    with open(archive, "wb") as out:
+        out.write(buffer.getvalue()[:members_end] + info.tobuf())
+        out.seek(-(-size // 512) * 512, os.SEEK_CUR)
+        out.write(bytes(1024))  # the end of the archive
+    return archive
+
+
+def test_an_archive_member_above_the_size_limit_is_a_bad_image_from_its_header(tmp_path: Path, capsys) -> None:
+    from resnet.data.decode import BadImageError
+    from resnet.data.sources.folder import index_folder
+
+    archive = _tar_with_a_sparse_member(image_folder(tmp_path / "folder"), tmp_path / "f.tar", "train/b/huge.png", BIG)
+    assert archive.stat().st_blocks * 512 < 2**20  # the 600 MB member is a hole on disk
+    reader = index_folder(archive).splits["train"].reader
+    key = "folder/train/b/huge.png"
+    [(name, refused)] = list(reader.iter_bytes([key]))
+    assert name == key and isinstance(refused, BadImageError) and TOO_BIG in refused.reason
+    with pytest.raises(BadImageError, match=TOO_BIG):
+        reader.read(key)
+    code, _, err = run_cli(capsys, "data", "info", str(archive))
+    assert code == 2 and f"image {archive}:{key}: the file is {TOO_BIG} for an image" in one_error_line(err)
+    run = ["--dataset", str(archive), "--iterations", "1", "--run-dir", str(tmp_path / "run")]
+    code, _, err = run_cli(capsys, *TRAIN, *run, "--on-bad-image", "skip")
+    assert code == 0 and "Traceback" not in err
+
+
+def test_a_tar_gz_member_above_the_limit_never_reaches_the_archive_cache(tmp_path: Path, capsys, monkeypatch) -> None:
+    from synthetic import tar_tree
+
+    folder = image_folder(tmp_path / "folder")
+    (folder / "train" / "b" / "huge.png").write_bytes(bytes(8 * 2**20))  # compressed to a few kB
+    (folder / "train" / "notes.bin").write_bytes(bytes(4 * 2**20))  # not an image: never unpacked either
+    archive = tar_tree(folder, tmp_path / "folder.tar.gz")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET_CACHE", str(cache))
+    monkeypatch.setenv("RESNET_MAX_IMAGE_BYTES", str(2**20))
+    code, _, err = run_cli(capsys, *TRAIN[:-4], "--set", "data.pipeline=loader", "--workers", "0", "--dataset",
+                           str(archive), "--iterations", "1", "--run-dir", str(tmp_path / "run"),
+                           "--on-bad-image", "skip")  # fmt: skip
+    assert code == 0, err
+    [unpacked] = (cache / "untarred").iterdir()
+    assert unpacked.stat().st_blocks * 512 < 2**20  # the images; the 12 MB of other members are holes
+
+
+def test_a_damaged_tensor_cache_is_rebuilt_not_loaded(tmp_path: Path, monkeypatch) -> None:
+    import warnings
+
+    from resnet.data.paths import tensor_cache_dir
+    from resnet.data.sources.base import ArrayDataset, cached_arrays
+
+    monkeypatch.setenv("RESNET_CACHE", str(tmp_path))
+    pixels = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(64) % 10
+    data = ArrayDataset(pixels, labels, pixels[:8].clone(), labels[:8].clone(), [str(i) for i in range(10)])
+    builds: list[int] = []
+
+    def build() -> ArrayDataset:
+        builds.append(1)
+        return data
+
+    cached_arrays("toy", ["key"], build)
+    [path] = tensor_cache_dir().glob("toy-*.pt")
+    raw = bytearray(path.read_bytes())
+    start = raw.find(pixels.flatten()[:64].numpy().tobytes())
+    raw[start : start + 2000] = bytes(b ^ 0xFF for b in raw[start : start + 2000])  # 2,000 flipped bytes
+    path.write_bytes(raw)
+    torch.load(path, weights_only=True)  # the zip is intact: only the checksum tells
+    with pytest.warns(UserWarning, match=f"the tensor cache {path} is damaged .*; rebuilding it"):
+        again = cached_arrays("toy", ["key"], build)
+    assert len(builds) == 2 and torch.equal(again.train_x, pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(cached_arrays("toy", ["key"], build).train_x, pixels) and len(builds) == 2
+
+
+def test_a_cifar_file_larger_than_any_official_one_is_refused_from_its_size(tmp_path: Path) -> None:
+    import tarfile
+
+    from resnet.data.sources.cifar import CIFAR10, MAX_MEMBER_BYTES, _read_members
+    from resnet.errors import DataError
+
+    folder = tmp_path / CIFAR10.folder
+    folder.mkdir()
+    (folder / CIFAR10.meta_file).write_bytes(b"\x80\x04N.")
+    archive = _tar_with_a_sparse_member(folder, tmp_path / "cifar.tar", CIFAR10.train_files[0], 2**32)  # 4 GB
+    with tarfile.open(archive) as tar:
+        assert tar.getmember(f"{folder.name}/{CIFAR10.train_files[0]}").size == 2**32  # a readable archive
+    with pytest.raises(DataError, match=f"{CIFAR10.train_files[0]} has {2**32:,} bytes, more than any file of"):
+        _read_members(CIFAR10, archive)
+    _sparse(folder / CIFAR10.train_files[0], b"\x80\x04", MAX_MEMBER_BYTES + 1)
+    with pytest.raises(DataError, match=f"has {MAX_MEMBER_BYTES + 1:,} bytes, more than any file of the official"):
+        _read_members(CIFAR10, folder)

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -287,3 +293,29 @@ def test_vgg19_trained_on_32x32_exports_to_onnx(capsys, run: Path, tmp_path: Pat
     assert f"wrote {tmp_path / 'vgg19.onnx'}" in out and "checked with onnxruntime" in out
     assert "Traceback" not in err
     assert {k: v for k, v in snapshot(tmp_path).items() if k != "vgg19.onnx"} == before
+
+
+def test_a_killed_writer_s_temporary_file_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    from resnet.files import STALE_SECONDS, temporary_name, write_text_atomic
+
+    killed = textwrap.dedent(f"""
+        import os, signal
+        from resnet.files import staged_file
+        with staged_file({str(tmp_path / "cache.pt")!r}) as temp:
+            temp.write_bytes(bytes(2**20))
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9 mid-write: no cleanup runs
+    """)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    assert subprocess.run([sys.executable, "-c", killed], env=env).returncode == -signal.SIGKILL
+    [left] = tmp_path.iterdir()
+    assert left.name.startswith(".cache.pt.") and left.stat().st_size == 2**20
+    ours = tmp_path / f"{temporary_name(tmp_path / 'mine.pt')}abcd1234.tmp"  # a live writer's (this process)
+    elsewhere = tmp_path / ".x.pt.123@00000000.abcd1234.tmp"  # another host's: its pid says nothing here
+    old = tmp_path / ".y.pt.123@00000000.abcd1234.png"
+    unrelated = tmp_path / ".notes.1.tmp"  # not a name of ours
+    for path in (ours, elsewhere, old, unrelated):
+        path.write_bytes(b"x")
+    os.utime(old, (time.time() - STALE_SECONDS - 60,) * 2)
+    write_text_atomic(tmp_path / "other.json", "{}\n")  # any write in the folder
+    kept = ["other.json", ours.name, elsewhere.name, unrelated.name]  # the killed writer's and the old one: gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

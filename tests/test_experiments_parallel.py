@@ -16,6 +16,7 @@ import torch
 from resnet.experiments import ExperimentSettings, budget_named, run_degradation
 from resnet.experiments.parallel import resolve_jobs, threads_per_job
 from resnet.runs import load_checkpoint
+from resnet.runs.run_dir import read_metrics
 from synthetic import write_image_folder
 
 pytestmark = pytest.mark.slow  # torchrun, subprocesses, compilation or real data: `make check` skips it
@@ -82,3 +83,74 @@ def test_two_nets_in_parallel_resume_after_a_kill_bit_identically(tmp_path: Path
         ours = load_checkpoint(net / "last.pt")["model"]
         theirs = load_checkpoint(tmp_path / "alone" / net.name / "last.pt")["model"]
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), net.name
+
+
+# In the nets' processes only (spawned children import sitecustomize from PYTHONPATH): every evaluation pass lasts
+# minutes, one batch every 0.1 s, and says when it begins. Only a stop that abandons it can end it in seconds.
+SLOW_EVALUATION = """
+import os, time
+from pathlib import Path
+import resnet.eval
+import resnet.eval.evaluate as evaluate
+
+original = evaluate.evaluate_metrics
+
+def slow(model, stream, *args, **kwargs):
+    Path(os.environ["EVALUATING"], str(os.getpid())).touch()
+
+    def batches():
+        for batch in stream:
+            for _ in range(3000):
+                time.sleep(0.1)
+                yield batch
+
+    return original(model, batches(), *args, **kwargs)
+
+if os.environ.get("EVALUATING"):
+    evaluate.evaluate_metrics = resnet.eval.evaluate_metrics = slow
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="os.setsid and the parent-death signal")
+def test_ctrl_c_stops_an_experiment_s_nets_within_seconds_during_their_evaluations(tmp_path: Path) -> None:
+    dataset = write_image_folder(tmp_path / "tiny", classes=("a", "b"), splits={"train": 16, "test": 4}, size=(8, 8))
+    out, evaluating, patch = tmp_path / "parallel", tmp_path / "evaluating", tmp_path / "patch"
+    evaluating.mkdir()
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(SLOW_EVALUATION)
+    path = os.pathsep.join([str(patch), str(SRC), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "EVALUATING": str(evaluating)}
+    first = subprocess.Popen(_command(out, dataset), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while len(list(evaluating.iterdir())) < 2:  # both nets are in an evaluation of minutes
+        assert first.poll() is None, first.stdout.read().decode() if first.stdout else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    first.send_signal(signal.SIGINT)  # Ctrl-C reaches the experiment, which stops its nets
+    start = time.monotonic()
+    try:
+        output = first.communicate(timeout=60)[0].decode()
+    finally:
+        first.kill()  # a no-op once it has ended
+    assert time.monotonic() - start < 15, output  # seconds: not the minutes the evaluations would take
+    assert first.returncode == 128 + signal.SIGINT, output
+    assert "Run the same `resnet experiment` command again to continue" in output
+    nets = [out / "plain8-seed0", out / "resnet8-seed0"]
+    checkpoints = [load_checkpoint(net / "last.pt") for net in nets]
+    assert all(checkpoint["evaluation_due"] for checkpoint in checkpoints), output
+
+    env.pop("EVALUATING")
+    second = subprocess.run(_command(out, dataset), env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    alone = ExperimentSettings(
+        out=tmp_path / "alone", depths=(8,), dataset=str(dataset), budget=budget_named("small", ITERATIONS),
+        overrides={**TINY, "log.progress": "none"}, jobs=1,
+    )  # fmt: skip
+    run_degradation(alone, say=lambda _: None)
+    for net in nets:
+        ours, theirs = read_metrics(net), read_metrics(tmp_path / "alone" / net.name)
+        drop = ("images_per_sec", "wall_time", "train_time")
+        assert [{k: v for k, v in r.items() if k not in drop} for r in ours] == [
+            {k: v for k, v in r.items() if k not in drop} for r in theirs
+        ], net.name

@@ -4,6 +4,8 @@ checkpoint keeping, and exact resume with every option on."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from resnet.errors import ConfigError
+from resnet.errors import ConfigError, TrainingInterrupted
 from resnet.runs.checkpoint import load_checkpoint
 from resnet.runs.run_dir import read_metrics
 from resnet.train import load_config, train
@@ -295,6 +297,65 @@ def test_exact_resume_with_every_option_on(tmp_path: Path) -> None:
     snapshots = [load_checkpoint(p)["model"] for p in sorted(reference.glob("snapshot-*.pt"))]
     torch.testing.assert_close(averaged["fc.weight"], (snapshots[0]["fc.weight"] + snapshots[1]["fc.weight"]) / 2)
     assert math.isfinite(summary["test_error"])
+
+
+class LikeALoader:
+    """An evaluation stream that draws from the global RNG as each pass begins, as a DataLoader does (its base
+    seed); ``signal_at``: sends SIGINT to this process as that pass begins, and counts the batches asked of it from
+    then on (a stop waits one batch, not the pass nor the evaluation's other passes)."""
+
+    def __init__(self, stream, signal_at: int | None = None) -> None:
+        self.stream, self.signal_at, self.passes, self.asked_after = stream, signal_at, 0, 0
+
+    def __iter__(self):
+        self.passes += 1
+        torch.empty((), dtype=torch.int64).random_()
+        for batch in self.stream:
+            if self.passes == self.signal_at and self.asked_after == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+            self.asked_after += self.signal_at is not None and self.passes >= self.signal_at
+            yield batch
+
+
+def loader_like_bundle(split: str = "val", signal_at: int | None = None):
+    data = make_fake_bundle()
+    data.val, data.test = LikeALoader(data.val), LikeALoader(data.test)
+    getattr(data, split).signal_at = signal_at
+    return data
+
+
+@pytest.mark.parametrize(
+    ("split", "call", "at"),
+    [("test", 4, 8), ("val", 5, 12)],  # the EMA's test pass of the 2nd evaluation; the final one's first pass
+)
+def test_a_stop_during_an_evaluation_abandons_it_and_the_resume_is_exact(
+    tmp_path: Path, split: str, call: int, at: int
+) -> None:
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    summary = train(tiny_config(reference, **EVERYTHING), data=loader_like_bundle())
+    data = loader_like_bundle(split, signal_at=call)
+    abandoned = rf"at iteration {at} \(its evaluation is left to the resumed run\); checkpoint written"
+    with pytest.raises(TrainingInterrupted, match=abandoned):
+        train(tiny_config(interrupted, **EVERYTHING), data=data)
+    assert getattr(data, split).asked_after == 1  # the batch in hand when the signal came, not scored
+    checkpoint = load_checkpoint(interrupted / "last.pt")
+    assert checkpoint["iteration"] == at and checkpoint["evaluation_due"]
+    assert [r["iteration"] for r in read_metrics(interrupted)] == [4, 8][: at // 4 - 1]  # nothing of the abandoned
+    resumed = train(tiny_config(interrupted, **EVERYTHING), data=loader_like_bundle(), resume=True)
+    expected, actual = load_checkpoint(reference / "last.pt"), load_checkpoint(interrupted / "last.pt")
+    assert expected["iteration"] == actual["iteration"] == 12 and not actual["evaluation_due"]
+    for part in ("model", "ema"):
+        for name, tensor in expected[part].items():
+            assert torch.equal(tensor, actual[part][name]), (part, name)
+    assert expected["kept"] == actual["kept"] and torch.equal(expected["rng"]["torch"], actual["rng"]["torch"])
+
+    def comparable(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("images_per_sec", "wall_time", "train_time")} for r in records]
+
+    assert comparable(read_metrics(reference)) == comparable(read_metrics(interrupted))
+    assert [r["iteration"] for r in read_metrics(interrupted)] == [4, 8, 12]
+    for key in ("test_error", "best_val_error", "ema_test_error", "best_weights", "averaged_test_error"):
+        assert summary[key] == resumed[key], key
 
 
 def test_modern_option_errors() -> None:

@@ -6,21 +6,31 @@ leaves the old file or the complete new one, never half of it (and no temporary 
 never an input of the command, a checkpoint or a file of a run directory without ``--force``, never a symbolic
 link (a rename would not write where the link points; writing through it would change a file elsewhere), and a
 file that appears while the output is being produced is never replaced.
+
+A temporary file's name says whose it is (``.NAME.PID@HOST.XXXXXXXX.tmp``): one left by a killed process (its owner
+is gone, or it is older than :data:`STALE_SECONDS`) is removed the next time a file is written in its folder. The
+content checksum of what is written (checkpoints, the tensor cache) is here too, so that every reader checks it
+the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
+import socket
 import stat
+import struct
 import tempfile
+import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from resnet.errors import ResNetError
 
@@ -29,6 +39,9 @@ RUN_MARKERS = ("run.json", "run.lock")  # a folder holding one of these is a run
 RUN_FILES = ("run.json", "run.lock", "config.toml", "metrics.jsonl", "train_curve.jsonl", "summary.json", "curves.png")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+STALE_SECONDS = 6 * 3600  # a temporary file untouched this long is stale whoever made it (a write keeps it fresh)
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # a shared folder sees other hosts' files
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<host>[0-9a-f]{8})\.[a-z0-9_]{8}(\.[^.]*)?$")
 
 
 class OutputError(ResNetError, FileExistsError):
@@ -40,8 +53,39 @@ class CreatedMeanwhile(FileExistsError):
 
 
 def temporary_name(path: Path) -> str:
-    """The prefix of the temporary files beside ``path`` (``.NAME.``): hidden, and found again by a cleanup."""
-    return f".{path.name}."
+    """The prefix of the temporary files beside ``path`` (``.NAME.PID@HOST.``): hidden, and found again by
+    :func:`remove_stale_temporaries` when its owner is gone."""
+    return f".{path.name}.{os.getpid()}@{_HOST}."
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` that a killed process left (a ``kill -9`` runs no cleanup): those
+    of a process of this host that is gone, and any untouched for :data:`STALE_SECONDS`. Returns what was removed;
+    a file that cannot be removed is left (a read-only folder is no error here)."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMPORARY.match(entry.name)
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                gone = match["host"] == _HOST and not _alive(int(match["pid"]))
+                if gone or time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # another user's process (or a pid no kill() takes): only the age rule decides
+    return True
 
 
 @contextlib.contextmanager
@@ -56,6 +100,7 @@ def staged_file(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
     handle, name = tempfile.mkstemp(prefix=temporary_name(path), suffix=suffix, dir=path.parent)
     os.fchmod(handle, _user_mode())  # as any file the user writes, not mkstemp's 0600
     os.close(handle)
@@ -133,9 +178,16 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
-def read_regular(path: str | os.PathLike[str]) -> bytes:
+class FileTooLargeError(OSError):
+    """A file larger than its reader's limit, refused from its size before a byte is read."""
+
+
+def read_regular(path: str | os.PathLike[str], max_bytes: int | None = None, override: str = "") -> bytes:
     """The bytes of a regular file (also behind a link); anything else is refused before a byte is read: a FIFO
-    named ``x.png`` would block forever, a link to ``/dev/zero`` would never end. A dangling link is named."""
+    named ``x.png`` would block forever, a link to ``/dev/zero`` would never end. A dangling link is named.
+
+    ``max_bytes``: a larger file is refused from ``fstat`` (a 3 GB "image" is never read into memory); ``override``
+    names the setting that raises the limit, for the message."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO without a writer: no wait
     except FileNotFoundError:
@@ -147,7 +199,54 @@ def read_regular(path: str | os.PathLike[str]) -> bytes:
         mode = os.fstat(stream.fileno()).st_mode
         if not stat.S_ISREG(mode):
             raise NotARegularFileError(errno.EINVAL, f"{_kind(mode)}, not a regular file", str(path))
+        size = os.fstat(stream.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            hint = f"; set {override} to read larger files" if override else ""
+            raise FileTooLargeError(
+                errno.EFBIG, f"{size:,} bytes, above the limit of {max_bytes:,} bytes{hint}", str(path)
+            )
         return stream.read()
+
+
+# --- the content checksum of what is written -------------------------------------------------------------------
+def content_checksum(payload: Any) -> str:
+    """SHA-256 of a payload's content, independent of how it is serialised (so it can be checked after loading).
+
+    Dicts are hashed in insertion order (kept by pickle), tensors by dtype, shape and raw bytes.
+    """
+    import torch  # here, not above: the writers of text files (and ``resnet --help``) never load torch
+
+    digest = hashlib.sha256()
+    _hash_into(digest, payload, torch)
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, value: Any, torch: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _hash_into(digest, key, torch)
+            _hash_into(digest, item, torch)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _hash_into(digest, item, torch)
+    elif isinstance(value, bool) or value is None:
+        digest.update(f"B{value}".encode())
+    elif isinstance(value, int):
+        digest.update(f"I{value}".encode())
+    elif isinstance(value, float):
+        digest.update(b"F" + struct.pack("<d", value))
+    elif isinstance(value, str):
+        digest.update(b"S" + value.encode("utf-8", "surrogatepass") + b"\0")
+    elif isinstance(value, (bytes, bytearray)):
+        digest.update(b"Y" + len(value).to_bytes(8, "little") + bytes(value))
+    else:  # torch.Size, numpy scalars, dtypes...: their repr is stable
+        digest.update(f"R{type(value).__name__}:{value!r}".encode())
 
 
 # --- the guard of every command's output ---------------------------------------------------------------------

@@ -4,13 +4,16 @@ Training (tensor cache and DataLoader workers), ``resnet data info``, evaluation
 through :func:`decode_image`, so the same file gives the same pixels everywhere. PIL opens the header first and the
 size is bounded before anything is allocated: at most :data:`MAX_PIXELS` pixels (PIL's decompression-bomb limit),
 an aspect ratio of at most :data:`MAX_ASPECT_RATIO`, and, when the caller says to which shorter side the image
-will be resized, at most :data:`MAX_RESIZED_PIXELS` after resizing. JPEGs in RGB or grayscale are then decoded by
-torchvision (libjpeg-turbo, faster than PIL), anything else (PNG, palette, RGBA, CMYK, 16-bit) by PIL.
+will be resized, at most :data:`MAX_RESIZED_PIXELS` after resizing; before that, the file itself is bounded by
+its size (``fstat``, or a tar member's header) before a byte of it is read: :func:`max_file_bytes`. JPEGs in RGB
+or grayscale are then decoded by torchvision (libjpeg-turbo, faster than PIL), anything else (PNG, palette, RGBA,
+CMYK, 16-bit) by PIL.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -22,12 +25,16 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from resnet.data.config import ON_BAD_IMAGE
 from resnet.errors import ConfigError, DataError
+from resnet.files import read_regular
 
 BAD_IMAGE_POLICIES = ON_BAD_IMAGE
 MODES = ("RGB", "L")
 MAX_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS, kept even if a caller disables PIL's guard
 MAX_ASPECT_RATIO = 50  # wider than any photograph or panorama; a 20000x1 strip would resize to 256x5,120,000
 MAX_RESIZED_PIXELS = 64 * 1024 * 1024  # after resizing the shorter side (192 MB as uint8 RGB)
+# Any image within MAX_PIXELS fits, even uncompressed as 8-bit RGBA (358 MB); RESNET_MAX_IMAGE_BYTES raises it.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+FILE_LIMIT_SETTING = "RESNET_MAX_IMAGE_BYTES"
 # Part of the tensor cache's key: bump when a change here decodes any file to other pixels.
 DECODER_VERSION = "decode-v2"  # v2: transparent pixels composited on white (as predict always did)
 
@@ -48,6 +55,29 @@ class BadImageError(DataError):
         )
         self.name = name
         self.reason = reason
+
+
+def max_file_bytes() -> int:
+    """The largest image file read (``RESNET_MAX_IMAGE_BYTES`` overrides :data:`MAX_FILE_BYTES`): a 3 GB file is
+    refused from its size, never read whole into memory."""
+    return int(os.environ.get(FILE_LIMIT_SETTING, MAX_FILE_BYTES))
+
+
+def read_image_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an image file: a regular file (:func:`resnet.files.read_regular`) of at most
+    :func:`max_file_bytes`, checked before a byte is read. Raises ``OSError``."""
+    return read_regular(path, max_file_bytes(), FILE_LIMIT_SETTING)
+
+
+def check_file_size(size: int, name: str) -> None:
+    """Refuse, from its size alone (a tar header), an image file above :func:`max_file_bytes`."""
+    limit = max_file_bytes()
+    if size > limit:
+        raise BadImageError(
+            name,
+            f"the file is {size:,} bytes, above the limit of {limit:,} bytes for an image (set "
+            f"{FILE_LIMIT_SETTING} to read larger ones)",
+        )
 
 
 def check_size(width: int, height: int, name: str, resize_to: int | None = None) -> None:

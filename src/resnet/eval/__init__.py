@@ -1,6 +1,13 @@
 """Evaluation: top-1/top-5 error over single-view, 10-crop and multi-scale fully-convolutional testing."""
 
-from resnet.eval.evaluate import Metrics, evaluate_metrics, evaluation_mode, topk_errors, topk_wrong
+from resnet.eval.evaluate import (
+    EvaluationStopped,
+    Metrics,
+    evaluate_metrics,
+    evaluation_mode,
+    topk_errors,
+    topk_wrong,
+)
 from resnet.eval.fully_conv import FullyConvolutional, fully_convolutional
 
 

@@ -45,6 +45,10 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+class EvaluationStopped(Exception):
+    """An evaluation abandoned because its ``stop`` said so (a Ctrl-C in training): its partial sums are no result."""
+
+
 @dataclass
 class Metrics:
     """Errors in percent, mean cross-entropy per image, and the number of images."""
@@ -78,11 +82,13 @@ def evaluate_metrics(
     stream: Iterable[Any],
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Metrics:
     """Top-1 / top-5 error and loss over ``stream``. Sums stay on the device: one host sync at the end.
 
     ``reduce`` sums ``(top-1 wrong, top-5 wrong, loss sum, images)`` over processes when each scores a disjoint
-    shard of the set (distributed evaluation); the result is then the whole set's.
+    shard of the set (distributed evaluation); the result is then the whole set's. ``stop`` is asked before each
+    batch; True raises :class:`EvaluationStopped` (a stop request waits one batch, not the whole pass).
     """
     wrong: torch.Tensor | int = 0
     loss_sum: torch.Tensor | float = 0.0
@@ -90,6 +96,8 @@ def evaluate_metrics(
     device = next((p.device for p in model.parameters()), torch.device("cpu")) if isinstance(model, nn.Module) else None
     with evaluation_mode(model), autocast():
         for images, labels in stream:
+            if stop is not None and stop():
+                raise EvaluationStopped
             scores, probabilities = batch_scores(model, images)
             loss_sum = loss_sum + nll_sum(scores, labels, probabilities)
             wrong = wrong + topk_wrong(scores, labels, (1, 5))

@@ -11,10 +11,9 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from resnet.data.decode import BadImageError, decode_image
+from resnet.data.decode import BadImageError, decode_image, read_image_file
 from resnet.data.sources.folder import IMAGE_EXTENSIONS
 from resnet.errors import DataError, DataNotFoundError
-from resnet.files import read_regular
 
 PathLike = str | os.PathLike[str]
 
@@ -30,13 +29,13 @@ class UnreadableImageError(DataError):
 def read_image(path: PathLike, mode: str, resize_to: int | None = None) -> Tensor:
     """An image file as uint8 (C, H, W) in ``mode`` ("RGB" or "L"), decoded as in training
     (:func:`resnet.data.decode.decode_image`: 16-bit kept, transparent pixels on white, size bounded before
-    decoding, also after resizing the shorter side to ``resize_to``).
+    decoding, also after resizing the shorter side to ``resize_to``); the file's size is bounded before it is read.
 
     Raises :class:`UnreadableImageError` naming the file when it cannot be read or decoded.
     """
     name = str(path)
     try:
-        data = read_regular(path)
+        data = read_image_file(path)
     except OSError as error:
         raise UnreadableImageError(name, f"cannot read the file ({error.strerror or error})") from error
     try:

@@ -5,17 +5,16 @@ one, so that a crash at any moment leaves either the previous or the new checkpo
 states are stored as tensors and plain numbers so that ``torch.load(weights_only=True)`` can read them.
 
 Format 2 adds a SHA-256 ``checksum`` of the whole payload's *content* (every key, number, string and tensor byte,
-whatever keys the trainer puts in), verified on load so that a flipped bit is an error rather than silently
-wrong weights, and the ``run_id`` of the run directory the checkpoint belongs to.
+whatever keys the trainer puts in: :func:`resnet.files.content_checksum`, which the tensor cache uses too),
+verified on load so that a flipped bit is an error rather than silently wrong weights, and the ``run_id`` of the
+run directory the checkpoint belongs to.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import pickle
 import random
-import struct
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from resnet.errors import CheckpointError
-from resnet.files import write_atomic
+from resnet.files import content_checksum, write_atomic
 
 FORMAT_VERSION = 2
 CHECKSUM_KEY = "checksum"
@@ -69,44 +68,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         states = state["cuda"]
         if len(states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states)
-
-
-def content_checksum(payload: Any) -> str:
-    """SHA-256 of a payload's content, independent of how it is serialised (so it can be checked after loading).
-
-    Dicts are hashed in insertion order (kept by pickle), tensors by dtype, shape and raw bytes.
-    """
-    digest = hashlib.sha256()
-    _hash_into(digest, payload)
-    return digest.hexdigest()
-
-
-def _hash_into(digest: Any, value: Any) -> None:
-    if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu().contiguous()
-        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif isinstance(value, dict):
-        digest.update(f"D{len(value)}".encode())
-        for key, item in value.items():
-            _hash_into(digest, key)
-            _hash_into(digest, item)
-    elif isinstance(value, (list, tuple)):
-        digest.update(f"L{len(value)}".encode())
-        for item in value:
-            _hash_into(digest, item)
-    elif isinstance(value, bool) or value is None:
-        digest.update(f"B{value}".encode())
-    elif isinstance(value, int):
-        digest.update(f"I{value}".encode())
-    elif isinstance(value, float):
-        digest.update(b"F" + struct.pack("<d", value))
-    elif isinstance(value, str):
-        digest.update(b"S" + value.encode("utf-8", "surrogatepass") + b"\0")
-    elif isinstance(value, (bytes, bytearray)):
-        digest.update(b"Y" + len(value).to_bytes(8, "little") + bytes(value))
-    else:  # torch.Size, numpy scalars, dtypes...: their repr is stable
-        digest.update(f"R{type(value).__name__}:{value!r}".encode())
 
 
 def non_finite_entry(payload: dict[str, Any]) -> str | None:

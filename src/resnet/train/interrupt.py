@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM end a run cleanly: the loop checkpoints at the current iteration, then stops.
 
 The first SIGINT/SIGTERM only sets a flag that the training loop reads after each update (so the checkpoint holds
-a consistent state, never half an update); a second one restores the default handlers and interrupts at once.
+a consistent state, never half an update) and an evaluation before each batch (it is abandoned, and done again on
+resume); a second one restores the default handlers and interrupts at once.
 Handlers can be installed from the main thread only; elsewhere the guard is inert.
 
 Under torchrun the signal is announced when the ranks have agreed to stop, not when it arrives: torchrun also sends
@@ -89,12 +90,16 @@ class InterruptGuard:
             self._announce()  # this rank received it: said now that every rank stops at this iteration
         return bool(signum)
 
-    def error(self, iteration: int, checkpoint: str, run_dir: str) -> TrainingInterrupted:
-        """The exception the loop raises once the checkpoint is written."""
+    def error(
+        self, iteration: int, checkpoint: str, run_dir: str, during_evaluation: bool = False
+    ) -> TrainingInterrupted:
+        """The exception the loop raises once the checkpoint is written (``during_evaluation``: the iteration's
+        evaluation was abandoned, and the resumed run does it first)."""
         signum = self.requested or signal.SIGINT
+        abandoned = " (its evaluation is left to the resumed run)" if during_evaluation else ""
         return TrainingInterrupted(
             f"stopped by {signal.Signals(signum).name}{' (sent to another rank)' if self.from_peer else ''} at "
-            f"iteration {iteration}; checkpoint written to {checkpoint}; "
+            f"iteration {iteration}{abandoned}; checkpoint written to {checkpoint}; "
             f"continue with: resnet train --resume --run-dir {run_dir}",
             signum,
         )

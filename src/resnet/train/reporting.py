@@ -16,7 +16,7 @@ from torch import nn
 
 from resnet.config import Config
 from resnet.data import TrainingData
-from resnet.eval import Metrics, evaluate_metrics
+from resnet.eval import Metrics
 from resnet.files import Output, as_output, save_figure
 from resnet.runs.run_dir import (
     BEST_CHECKPOINT,
@@ -44,8 +44,7 @@ def evaluation_record(
     epoch: float,
     forward: nn.Module,
     data: TrainingData,
-    runtime: Runtime,
-    reducer_for: Callable[[Any], Any],
+    evaluate: Evaluate,
     test: bool,
 ) -> dict[str, Any]:
     """The errors of ``forward`` on the validation (and test) streams, beside the training interval's."""
@@ -65,10 +64,10 @@ def evaluation_record(
         "test_top5_error": None,
     }
     if data.val is not None:
-        val = evaluate_metrics(forward, data.val, runtime.autocast, reducer_for(data.val))
+        val = evaluate(forward, data.val)
         record["val_error"], record["val_loss"], record["val_top5_error"] = val.top1_error, val.loss, val.top5_error
     if test:
-        metrics = evaluate_metrics(forward, data.test, runtime.autocast, reducer_for(data.test))
+        metrics = evaluate(forward, data.test)
         record["test_error"], record["test_loss"] = metrics.top1_error, metrics.loss
         record["test_top5_error"] = metrics.top5_error
     return record

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,8 +17,8 @@ from torch import Tensor, nn
 
 from resnet.config import CheckpointConfig, Config, EvalConfig
 from resnet.data import TrainingData, build_data, canonical_dataset
-from resnet.errors import CheckpointError, ConfigError
-from resnet.eval import Metrics, evaluate_metrics
+from resnet.errors import CheckpointError, ConfigError, TrainingInterrupted
+from resnet.eval import EvaluationStopped, Metrics, evaluate_metrics
 from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
@@ -30,7 +31,7 @@ from resnet.train.interrupt import InterruptGuard
 from resnet.train.keeping import averaged_results, keeper_for
 from resnet.train.mixing import build_criterion, build_mixer
 from resnet.train.progress import Progress
-from resnet.train.reporting import RunReport, ema_results, evaluate_ema, evaluation_record
+from resnet.train.reporting import Evaluate, RunReport, ema_results, evaluate_ema, evaluation_record
 from resnet.train.state import TrainingState
 from resnet.train.step import train_step, update_batches, updates_per_epoch
 
@@ -112,6 +113,7 @@ class Trainer:
         self.interrupt = InterruptGuard()
         self.progress = Progress("none", 0, 0, 1)  # the bar or log lines, once run() knows the run's length
         self._locked: RunDir | None = None  # the run directory whose lock this trainer holds
+        self.evaluation_due = False  # a stop abandoned this iteration's evaluation: --resume does it first
 
     @property
     def iteration(self) -> int:  # updates applied so far
@@ -249,6 +251,7 @@ class Trainer:
             "run_id": self.run_dir.run_id,
             "runtime_choice": self.runtime_choice.to_dict(),
             "data_fingerprint": getattr(self.data, "fingerprint", ""),
+            "evaluation_due": self.evaluation_due,
         }
 
     def wall_time(self) -> float:
@@ -272,9 +275,13 @@ class Trainer:
             save_atomic({**payload, "config": self.config.to_dict()}, path)
         return path
 
-    def _evaluate(self, model: nn.Module, stream: Any) -> Metrics:
+    def _evaluate(self, model: nn.Module, stream: Any, stop: Callable[[], bool] | None = None) -> Metrics:
         """Each rank scores its shard of ``stream``; the sums are reduced, so the error is the whole set's."""
-        return evaluate_metrics(model, stream, self.runtime.autocast, self.dist.reducer_for(stream))
+        return evaluate_metrics(model, stream, self.runtime.autocast, self.dist.reducer_for(stream), stop)
+
+    def _stop_requested(self) -> bool:
+        """A signal abandons an evaluation in a single process; under torchrun the ranks agree at the next sync."""
+        return self.interrupt.requested is not None and not self.dist.is_distributed
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None and "ema" not in checkpoint:
@@ -287,6 +294,7 @@ class Trainer:
         restore_rng_state(checkpoint["rng"])
         self.state = TrainingState.from_checkpoint(checkpoint, with_ema=self.ema is not None)
         self.saved_iteration = self.state.iteration
+        self.evaluation_due = bool(checkpoint.get("evaluation_due", False))
         if self.keeper is not None:
             self.keeper.load_state_dict(checkpoint.get("kept", {}), self.iteration)
         self.run_dir.truncate_metrics(self.iteration)
@@ -321,11 +329,14 @@ class Trainer:
             self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed, lr_now)
             with self.interrupt.watch(self):
                 with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
+                    if self.evaluation_due:  # abandoned by a stop: done first, as the stopped run would have
+                        self._evaluate_or_stop(final=self.iteration >= self.total)
+                        self.save()
                     while self.iteration < self.total:
                         self._train_epoch()
                 last = self.records[-1] if self.records else {}
                 if last.get("iteration") != self.total or last.get("test_error") is None:
-                    self._evaluate_and_log(final=True)
+                    self._evaluate_or_stop(final=True)
                     self.save()
             return self._finish()
         finally:
@@ -385,12 +396,11 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_iteration_end(self, self.iteration)
         if evaluate_now:
-            self._evaluate_and_log(final=done)
+            self._evaluate_or_stop(final=done)
         if checkpoint_now:
             self.save()
         if stop:
-            path, where = self.run_dir.file(LAST_CHECKPOINT), self.run_dir.path
-            raise self.interrupt.error(self.iteration, str(path), shlex.quote(str(where)))
+            raise self._stopped()
         if evaluate_now or checkpoint_now:
             window.tick = time.perf_counter()  # images/s counts training only
         return done
@@ -417,7 +427,26 @@ class Trainer:
         self.progress.update(self.iteration, epoch + 1, loss_sum / max(seen, 1), error, int(seen), seconds, lr)
         return requests
 
-    def _evaluate_and_log(self, final: bool) -> None:
+    def _stopped(self) -> TrainingInterrupted:
+        path, where = self.run_dir.file(LAST_CHECKPOINT), self.run_dir.path
+        return self.interrupt.error(self.iteration, str(path), shlex.quote(str(where)), self.evaluation_due)
+
+    def _evaluate_or_stop(self, final: bool) -> None:
+        """Evaluate and log. A stop request abandons the evaluation at its next batch (Ctrl-C waits seconds, not a
+        pass over the evaluation sets): the RNG is put back as it was before it, the checkpoint says the evaluation
+        is due, and ``--resume`` does it first, so the resumed run records what an uninterrupted one does."""
+        rng, self.evaluation_due = capture_rng_state(), False  # what best.pt and kept snapshots say, if written
+        try:
+            self._evaluate_and_log(final, functools.partial(self._evaluate, stop=self._stop_requested))
+        except EvaluationStopped:
+            restore_rng_state(rng)
+            self.evaluation_due = True
+            self.save()
+            raise self._stopped() from None
+
+    def _evaluate_and_log(self, final: bool, evaluate: Evaluate) -> None:
+        """Every evaluation pass first (``evaluate`` may abandon them), then what they change: the schedule, the
+        records, the best checkpoints."""
         state, data, runtime = self.state, self.data, self.runtime
         # BN folded for evaluation: same outputs, ~15% faster on the CPU (a compiled forward is kept: no recompiles).
         forward = self.eval_forward
@@ -430,13 +459,12 @@ class Trainer:
             epoch=round(self.iteration / self.steps_per_epoch, 4),
             forward=forward,
             data=data,
-            runtime=runtime,
-            reducer_for=self.dist.reducer_for,
+            evaluate=evaluate,
             test=test,
         )
+        ema_improved = self.ema is not None and evaluate_ema(record, state, self.ema, evaluate, data, test)
         if record["val_error"] is not None:
             self.schedule.observe_validation(self.iteration, record["val_error"])
-        ema_improved = self.ema is not None and evaluate_ema(record, state, self.ema, self._evaluate, data, test)
         self.report.evaluation(record, state, wall_time=self.wall_time())
         self.records.append(record)
         if record["val_error"] is not None and record["val_error"] < state.best_val_error:

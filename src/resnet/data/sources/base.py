@@ -2,7 +2,8 @@
 
 Small datasets are decoded once into uint8 tensors and cached in the cache directory under a key derived from the
 *content* of their source files, so a changed source is re-decoded and an unchanged one loads in a fraction of a
-second.
+second. The cache carries a content checksum (the one checkpoints carry, :func:`resnet.files.content_checksum`):
+a damaged file is rebuilt with a warning, never loaded as wrong pixels.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import torch
 from torch import Tensor
 
 from resnet.data.paths import tensor_cache_dir
-from resnet.files import write_atomic
+from resnet.files import content_checksum, write_atomic
 
-CACHE_FORMAT = "resnet-data-v1"
+CACHE_FORMAT = "resnet-data-v2"  # v2: with a content checksum
+CHECKSUM_KEY = "checksum"
 
 
 @dataclass
@@ -57,12 +59,20 @@ def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], Array
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            return ArrayDataset(**blob)
+            stored = blob.pop(CHECKSUM_KEY, None)
+            if stored == content_checksum(blob):
+                return ArrayDataset(**blob)
+            warnings.warn(
+                f"the tensor cache {path} is damaged (its content checksum does not match); rebuilding it",
+                stacklevel=2,
+            )
         except Exception as error:  # a corrupt cache is rebuilt, never trusted
-            warnings.warn(f"ignoring unreadable tensor cache {path} ({error}); rebuilding it", stacklevel=2)
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            warnings.warn(f"ignoring unreadable tensor cache {path} ({reason}); rebuilding it", stacklevel=2)
     data = build()
+    blob = vars(data)
     try:
-        write_atomic(path, lambda stream: torch.save(vars(data), stream))
+        write_atomic(path, lambda stream: torch.save({**blob, CHECKSUM_KEY: content_checksum(blob)}, stream))
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
         text = str(error)
         full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or (

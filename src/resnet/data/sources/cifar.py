@@ -103,6 +103,18 @@ def locate(fmt: CifarFormat, name: str, data_dir: PathLike | None, download: boo
     return target / fmt.folder if (target / fmt.folder).is_dir() else archive
 
 
+MAX_MEMBER_BYTES = 256 * 1024 * 1024  # the largest official file (CIFAR-100's train) has 155 MB
+
+
+def _check_member_size(size: int, where: str, fmt: CifarFormat) -> None:
+    """From a tar header or ``stat``, before a byte is read: a crafted 4 GB member is never read into memory."""
+    if size > MAX_MEMBER_BYTES:
+        raise DataError(
+            f"{where} has {size:,} bytes, more than any file of the official {fmt.folder} (at most "
+            f"{MAX_MEMBER_BYTES:,}); it is not CIFAR data: delete it and download again"
+        )
+
+
 def _read_members(fmt: CifarFormat, source: Path) -> dict[str, bytes]:
     wanted = [*fmt.train_files, *fmt.test_files, fmt.meta_file]
     blobs: dict[str, bytes] = {}
@@ -110,12 +122,14 @@ def _read_members(fmt: CifarFormat, source: Path) -> dict[str, bytes]:
         if source.is_dir():
             for member in wanted:
                 if (source / member).is_file():
+                    _check_member_size((source / member).stat().st_size, str(source / member), fmt)
                     blobs[member] = (source / member).read_bytes()
         else:
             with tarfile.open(source) as tar:
                 for info in tar:
                     base = info.name.rsplit("/", 1)[-1]
                     if info.isfile() and base in wanted and info.name.startswith(fmt.folder):
+                        _check_member_size(info.size, f"{source}:{info.name}", fmt)
                         blobs[base] = tar.extractfile(info).read()  # type: ignore[union-attr]
     except (OSError, tarfile.TarError, EOFError) as error:
         raise DataError(f"cannot read {source}: {error}; delete it and download again") from error

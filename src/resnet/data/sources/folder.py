@@ -2,14 +2,16 @@
 
 The tree is indexed once (file names and, for archives, byte offsets); images are read by key through a small
 picklable reader, so DataLoader workers can read them in parallel. A ``.tar.gz`` is not seekable, so for random
-access it is decompressed once into the cache directory (never next to the source, which may be read-only).
+access its image members are decompressed once into the cache directory (never next to the source, which may be
+read-only), at their offsets in the archive, with holes for everything else. Sizes come from the tar headers: a
+member above the image-file limit (:func:`resnet.data.decode.max_file_bytes`) is a bad image, never read nor
+copied into the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tarfile
 import warnings
 from collections.abc import Iterator
@@ -17,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from resnet.data.decode import BadImageError
+from resnet.data.decode import BadImageError, check_file_size, max_file_bytes, read_image_file
 from resnet.data.paths import cache_dir, name_problem
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
-from resnet.files import DISK_FULL, read_regular, write_atomic
+from resnet.files import DISK_FULL, write_atomic
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -60,10 +62,11 @@ class DirReader:
         self.root = root
 
     def read(self, key: str) -> bytes:
-        """The file's bytes; a file that cannot be read (a dangling link; a FIFO or a device named ``x.png``,
-        refused before a byte is read) is a bad image, skipped by ``--on-bad-image skip`` like a corrupt one."""
+        """The file's bytes; a file that cannot be read (a dangling link; a FIFO or a device named ``x.png``, or a
+        file above the size limit, refused before a byte is read) is a bad image, skipped by ``--on-bad-image
+        skip`` like a corrupt one."""
         try:
-            return read_regular(self.root / key)
+            return read_image_file(self.root / key)
         except OSError as error:
             raise BadImageError(self.describe(key), f"cannot read the file ({error.strerror or error})") from error
 
@@ -105,13 +108,17 @@ class TarReader:
 
     def _uncompressed(self) -> Path:
         if self._seekable is None:
-            stat = self.path.stat()
-            tag = hashlib.sha256(f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-            target = cache_dir() / "untarred" / f"{self.path.name.split('.')[0]}-{tag[:16]}.tar"
+            stat, limit = self.path.stat(), max_file_bytes()
+            identity = f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{limit}"
+            tag = hashlib.sha256(identity.encode()).hexdigest()
+            target = cache_dir() / "untarred" / f"{self.path.name.split('.')[0]}-{tag[:16]}.members"
             if not target.is_file():
+                ranges = sorted({(offset, size) for offset, size in self.offsets.values() if size <= limit})
                 try:
                     with OPENERS[self.format](self.path, "rb") as src:
-                        write_atomic(target, lambda dst: shutil.copyfileobj(src, dst, 1 << 22))
+                        write_atomic(target, lambda dst: copy_ranges(src, dst, ranges))
+                except EOFError as error:
+                    raise DataError(f"cannot read archive {self.path}: {error}; it is truncated, replace it") from error
                 except OSError as error:  # a read-only or full cache: no temporary file is left (write_atomic)
                     full = getattr(error, "errno", None) in DISK_FULL
                     reason = "the disk is full" if full else (error.strerror or str(error))
@@ -123,20 +130,48 @@ class TarReader:
         return self._seekable
 
     def read(self, key: str) -> bytes:
+        offset, size = self.offsets[key]
+        check_file_size(size, self.describe(key))  # from the tar header: a 4 GB member is never read
         if self._handle is None or self._pid != os.getpid():
             self._handle = open(self._uncompressed(), "rb")  # noqa: SIM115 - kept open for the reader's life
             self._pid = os.getpid()
-        offset, size = self.offsets[key]
         self._handle.seek(offset)
         return self._handle.read(size)
 
-    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
-        """One sequential pass over the archive (fast for .tar.gz), yielding in archive order."""
+    def iter_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes | BadImageError]]:
+        """One sequential pass over the archive (fast for .tar.gz), yielding in archive order; a member above the
+        size limit (from its header) is yielded as the bad image it is, unread."""
         wanted = set(keys)
         with tarfile.open(self.path) as tar:
             for info in tar:
                 if info.name in wanted:
+                    try:
+                        check_file_size(info.size, self.describe(info.name))
+                    except BadImageError as error:
+                        yield info.name, error
+                        continue
                     yield info.name, tar.extractfile(info).read()  # type: ignore[union-attr]
+
+
+CHUNK = 1 << 22
+
+
+def copy_ranges(src: BinaryIO, dst: BinaryIO, ranges: list[tuple[int, int]]) -> None:
+    """Copy the ``(offset, size)`` byte ranges of ``src`` to the same offsets of ``dst`` in chunks, seeking past
+    everything else (a hole in ``dst``, no disk space): memory and cache hold the images, never a huge member."""
+    end = 0
+    for offset, size in ranges:
+        position = max(offset, end)  # ranges may overlap (a hard link is its target's range)
+        src.seek(position)
+        dst.seek(position)
+        while position < offset + size:
+            chunk = src.read(min(CHUNK, offset + size - position))
+            if not chunk:
+                raise EOFError(f"the archive ends inside a member, at byte {position:,}")
+            dst.write(chunk)
+            position += len(chunk)
+        end = max(end, offset + size)
+    dst.truncate(end)
 
 
 Reader = DirReader | TarReader
