@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from resnet.errors import InputError
-from resnet.models.blocks import block_class
-from resnet.models.droppath import drop_path_rates
+from resnet.models.blocks import block_class, drop_path_rates
 from resnet.models.shortcuts import make_shortcut
 from resnet.models.specs import ArchSpec
 
