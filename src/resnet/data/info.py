@@ -6,13 +6,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from resnet.data.bundle import sample_mean_std
+import torch
+from torch import Tensor
+
+from resnet.data.bundle import channel_mean_std, sample_mean_std
 from resnet.data.decode import BadImageError, check_policy, decode_rgb
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, index_folder
 from resnet.data.splits import validation_size
-from resnet.data.stats import channel_mean_std, class_counts
 from resnet.errors import ConfigError, DataError
 
 AUTO_CHECK_LIMIT = 20_000  # image folders up to this size are decoded completely by `resnet data info`
@@ -72,7 +74,7 @@ def dataset_info(
     checked = sum(_check_split(split, on_bad_image, check == "all", bad, sizes) for split in index.splits.values())
     mean, std, used = sample_mean_std(train)
     label_counts = {
-        name: [sum(1 for _, y in split.samples if y == c) for c in range(len(index.classes))]
+        name: class_counts(torch.tensor([y for _, y in split.samples], dtype=torch.int64), len(index.classes))
         for name, split in index.splits.items()
     }
     return {
@@ -93,6 +95,11 @@ def dataset_info(
         "skipped": len(bad),
         "skipped_examples": bad[:3],
     }
+
+
+def class_counts(labels: Tensor, num_classes: int) -> list[int]:
+    """Images per class."""
+    return torch.bincount(labels.cpu(), minlength=num_classes).tolist()
 
 
 def _check_split(split: FolderSplit, on_bad_image: str, everything: bool, bad: list[str], sizes: list) -> int:

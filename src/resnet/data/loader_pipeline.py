@@ -18,9 +18,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from resnet.data.decode import BadImageError, decode_rgb
-from resnet.data.policies import repeat_samples
 from resnet.data.sources.folder import FolderSplit
-from resnet.data.tensor_pipeline import derive_seed, shard_bounds
+from resnet.data.tensor_pipeline import derive_seed, repeat_samples, shard_bounds
 from resnet.errors import DataError
 
 Transform = Callable[[Tensor, torch.Generator | None], Tensor]

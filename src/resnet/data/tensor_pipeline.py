@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from resnet.data.policies import apply_seeded, repeat_samples
+from resnet.data.augment import apply_seeded
 
 _POLICY_TAG = 0x9011C7
 
@@ -32,6 +32,16 @@ def generator(*parts: int, device: torch.device | str = "cpu") -> torch.Generato
     synchronisation) per batch on a GPU.
     """
     return torch.Generator(device=device).manual_seed(derive_seed(*parts))
+
+
+def repeat_samples(order: Tensor, repeats: int) -> Tensor:
+    """Repeated augmentation (Hoffer et al. 2020; Berman et al. 2019, as torchvision's ``RASampler``): ``order``
+    with each of its first ``len(order) / repeats`` entries ``repeats`` times in a row (same length), so an epoch
+    shows each drawn image ``repeats`` times with independent augmentations; under data parallelism the copies
+    land on different ranks."""
+    if repeats <= 1:
+        return order
+    return order.repeat_interleave(repeats)[: len(order)]
 
 
 class Normalizer:
@@ -99,7 +109,7 @@ class TensorTrainStream:
         repeats: int = 1,
     ) -> None:
         self.images, self.labels, self.normalizer = images, labels, normalizer
-        self.policy, self.repeats = policy, repeats  # see resnet.data.policies
+        self.policy, self.repeats = policy, repeats  # see resnet.data.augment, repeat_samples
         self.batch_size, self.seed, self.augment, self.pad = batch_size, seed, augment, pad
         self.rank, self.world_size = rank, world_size
         self.image_size = (images.shape[2], images.shape[3])
