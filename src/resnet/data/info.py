@@ -10,12 +10,13 @@ import torch
 from torch import Tensor
 
 from resnet.data.bundle import channel_mean_std, sample_mean_std
-from resnet.data.decode import BadImageError, check_policy, decode_rgb
+from resnet.data.decode import check_policy
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, index_folder
+from resnet.data.sources.folder_arrays import decoded_images
 from resnet.data.splits import validation_size
-from resnet.errors import ConfigError, DataError
+from resnet.errors import ConfigError
 
 AUTO_CHECK_LIMIT = 20_000  # image folders up to this size are decoded completely by `resnet data info`
 
@@ -107,19 +108,11 @@ def _check_split(split: FolderSplit, on_bad_image: str, everything: bool, bad: l
     keys = [key for key, _ in split.samples]
     if not everything:
         keys = keys[:: max(1, len(keys) // 64)][:64]
-    seen = 0
-    try:
-        for key, data in split.reader.iter_bytes(keys):
-            seen += 1
-            try:
-                image = decode_rgb(data, split.reader.describe(key))
-            except BadImageError:
-                if on_bad_image == "error":
-                    raise
-                bad.append(split.reader.describe(key))
-                continue
-            if split.name == "train" and len(sizes) < 64:
-                sizes.append(tuple(image.shape[1:]))
-    except OSError as error:
-        raise DataError(f"cannot read {split.source}: {error}; the file is corrupt or truncated") from error
-    return seen
+    skipped: list[str] = []
+    decoded = 0
+    for _, image in decoded_images(split, keys, on_bad_image, skipped):
+        decoded += 1
+        if split.name == "train" and len(sizes) < 64:
+            sizes.append(tuple(image.shape[1:]))
+    bad.extend(split.reader.describe(key) for key in skipped)
+    return decoded + len(skipped)

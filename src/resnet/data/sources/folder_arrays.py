@@ -7,6 +7,7 @@ later runs skip decoding entirely.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -17,19 +18,28 @@ from resnet.data.sources.folder import FolderSplit, ImageFolderIndex
 from resnet.errors import DataError
 
 
-def _decode_split(split: FolderSplit, on_bad_image: str, bad: list[str]) -> tuple[Tensor, Tensor]:
-    labels = dict(split.samples)
-    images: dict[str, Tensor] = {}
+def decoded_images(
+    split: FolderSplit, keys: list[str], on_bad_image: str, bad: list[str]
+) -> Iterator[tuple[str, Tensor]]:
+    """``(key, image)`` of each readable image of ``keys``, in one sequential pass (a ``.tar.gz`` is streamed); a
+    bad image stops with its name, or with ``on_bad_image="skip"`` its key is added to ``bad``."""
     try:
-        for key, data in split.reader.iter_bytes([k for k, _ in split.samples]):
+        for key, data in split.reader.iter_bytes(keys):
             try:
-                images[key] = decode_rgb(data, split.reader.describe(key))
+                image = decode_rgb(data, split.reader.describe(key))
             except BadImageError:
                 if on_bad_image == "error":
                     raise
                 bad.append(key)
+                continue
+            yield key, image
     except OSError as error:
         raise DataError(f"cannot read {split.source}: {error}; the file is corrupt or truncated") from error
+
+
+def _decode_split(split: FolderSplit, on_bad_image: str, bad: list[str]) -> tuple[Tensor, Tensor]:
+    labels = dict(split.samples)
+    images = dict(decoded_images(split, [k for k, _ in split.samples], on_bad_image, bad))
     skipped = set(bad)
     missing = [k for k, _ in split.samples if k not in images and k not in skipped]
     if missing:
