@@ -7,7 +7,6 @@ second.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import warnings
 from collections.abc import Callable, Iterable
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor
 
 from resnet.data.paths import tensor_cache_dir
-from resnet.files import write_atomic
+from resnet.files import DISK_FULL, write_atomic
 
 CACHE_FORMAT = "resnet-data-v1"
 
@@ -65,7 +64,7 @@ def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], Array
         write_atomic(path, lambda stream: torch.save(vars(data), stream))
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
         text = str(error)
-        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or (
+        full = getattr(error, "errno", None) in DISK_FULL or (
             isinstance(error, RuntimeError) and ("write failed" in text or "inline_container" in text)
         )
         reason = "the disk is full (or a quota or file-size limit was reached)" if full else text.splitlines()[0]
