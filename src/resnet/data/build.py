@@ -31,8 +31,7 @@ from resnet.data.config import DATA_CHOICES, DataConfig
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.base import ArrayDataset
-from resnet.data.sources.folder import FolderSplit, ImageFolderIndex, index_folder
-from resnet.data.sources.folder_arrays import folder_arrays
+from resnet.data.sources.folder import FolderSplit, ImageFolderIndex, folder_arrays, index_folder
 from resnet.data.splits import split_indices, validation_size
 from resnet.data.tensor_pipeline import Normalizer, TensorEvalStream, TensorTrainStream
 from resnet.errors import ConfigError

@@ -13,8 +13,7 @@ from resnet.data.bundle import channel_mean_std, sample_mean_std
 from resnet.data.decode import check_policy
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
-from resnet.data.sources.folder import FolderSplit, index_folder
-from resnet.data.sources.folder_arrays import decoded_images
+from resnet.data.sources.folder import FolderSplit, decoded_images, index_folder
 from resnet.data.splits import validation_size
 from resnet.errors import ConfigError
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from resnet.data.paths import PathLike, data_roots
 from resnet.data.sources.base import ArrayDataset
 from resnet.data.sources.cifar import CIFAR10, CIFAR100, load_cifar
-from resnet.data.sources.folder import ARCHIVE_SUFFIXES, LAYOUT, index_folder
-from resnet.data.sources.folder_arrays import folder_arrays
+from resnet.data.sources.folder import ARCHIVE_SUFFIXES, LAYOUT, folder_arrays, index_folder
 from resnet.data.sources.idx import FASHION_MNIST, MNIST, load_idx
 from resnet.errors import ConfigError, DataNotFoundError
 
