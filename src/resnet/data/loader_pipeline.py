@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from resnet.data.decode import BadImageError, decode_rgb
 from resnet.data.sources.folder import FolderSplit
-from resnet.data.tensor_pipeline import derive_seed, repeat_samples, shard_bounds
+from resnet.data.tensor_pipeline import derive_seed, epoch_order, shard_bounds
 from resnet.errors import DataError
 
 Transform = Callable[[Tensor, torch.Generator | None], Tensor]
@@ -129,9 +129,7 @@ class SeededBatchSampler(Sampler):
         return self.per_rank // self.batch_size - self.start_batch
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        repeated = repeat_samples(torch.randperm(self.size, generator=gen), self.repeats)
-        order = repeated[self.rank :: self.world_size][: self.per_rank].tolist()
+        order = epoch_order(self.size, self.seed, self.epoch, self.rank, self.world_size, self.repeats).tolist()
         for k in range(self.start_batch, self.per_rank // self.batch_size):
             batch = order[k * self.batch_size : (k + 1) * self.batch_size]
             yield [(i, derive_seed(self.seed, self.epoch, k, j, self.rank)) for j, i in enumerate(batch)]

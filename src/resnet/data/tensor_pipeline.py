@@ -44,6 +44,13 @@ def repeat_samples(order: Tensor, repeats: int) -> Tensor:
     return order.repeat_interleave(repeats)[: len(order)]
 
 
+def epoch_order(size: int, seed: int, epoch: int, rank: int, world_size: int, repeats: int = 1) -> Tensor:
+    """Rank ``rank``'s sample order for ``epoch``, in both pipelines: a strided slice of one permutation seeded by
+    ``(seed, epoch)`` (:func:`repeat_samples` applied), ``size // world_size`` long (the remainder is dropped)."""
+    perm = repeat_samples(torch.randperm(size, generator=generator(seed, epoch)), repeats)
+    return perm[rank::world_size][: size // world_size]
+
+
 class Normalizer:
     """``(x - mean) / std`` from uint8, with per-channel or per-pixel mean; then grayscale expansion."""
 
@@ -119,10 +126,8 @@ class TensorTrainStream:
         return self.num_samples // self.batch_size
 
     def order(self, epoch: int) -> Tensor:
-        """This rank's sample order for ``epoch``: a strided slice of one seeded permutation."""
-        perm = torch.randperm(len(self.images), generator=generator(self.seed, epoch))
-        perm = repeat_samples(perm, self.repeats)
-        return perm[self.rank :: self.world_size][: self.num_samples]
+        """This rank's sample order for ``epoch`` (see :func:`epoch_order`)."""
+        return epoch_order(len(self.images), self.seed, epoch, self.rank, self.world_size, self.repeats)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(images, labels)`` batches on the data's device, from ``start_batch`` on."""
