@@ -42,7 +42,7 @@ def dataset_info(
         data = target.load(data_dir, download, on_bad_image)
         mean, std = channel_mean_std(data.train_x)
         n_train = len(data.train_y)
-        info: dict[str, Any] = {
+        return {
             "name": target.name,
             "description": target.description,
             "location": data.location,
@@ -63,7 +63,6 @@ def dataset_info(
             "stats_from": f"all {n_train} training images",
             "skipped": data.skipped,
         }
-        return info
     index = index_folder(Path(target))
     train = index.splits["train"]
     total = sum(len(split.samples) for split in index.splits.values())
