@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from resnet.data import load_data
-from resnet.data.policies import apply_seeded, build_policy, repeat_samples
-from resnet.data.tensor_pipeline import Normalizer, TensorTrainStream
+from resnet.data.augment import apply_seeded, build_policy
+from resnet.data.tensor_pipeline import Normalizer, TensorTrainStream, repeat_samples
 from resnet.errors import ConfigError
 from synthetic import write_image_folder
 

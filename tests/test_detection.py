@@ -7,7 +7,7 @@ import torch
 
 from resnet.detection import fasterrcnn
 from resnet.errors import ConfigError
-from resnet.models.frozen_bn import FrozenBatchNorm2d
+from resnet.models.blocks import FrozenBatchNorm2d
 
 
 def test_fasterrcnn_trains_one_step_and_predicts() -> None:

@@ -10,7 +10,7 @@ import torchvision
 
 import resnet
 from resnet.errors import CheckpointError, ConfigError
-from resnet.models.frozen_bn import FrozenBatchNorm2d
+from resnet.models.blocks import FrozenBatchNorm2d
 from resnet.models.weights import load_weights
 from resnet.train import Trainer, load_config, train
 from test_train_fake_data import make_fake_bundle

@@ -7,8 +7,7 @@ import torch
 
 from resnet.errors import ConfigError
 from resnet.models import create_model
-from resnet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
-from resnet.models.droppath import DropPath, drop_path_rates
+from resnet.models.blocks import BasicBlock, Bottleneck, DropPath, PreActBasicBlock, PreActBottleneck, drop_path_rates
 from resnet.models.shortcuts import IdentityShortcut
 
 

@@ -21,7 +21,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from resnet.errors import ConfigError
 from resnet.models import create_model, get_spec
-from resnet.models.frozen_bn import freeze_batchnorms
+from resnet.models.blocks import freeze_batchnorms
 
 TRAINABLE_ORDER = ("layer4", "layer3", "layer2", "layer1", "stem")
 

@@ -1,8 +1,11 @@
-"""Per-image training augmentations for image folders, driven by an explicit generator.
+"""Training augmentations driven by an explicit generator: per-image ones for image folders, and torchvision's
+policies (TrivialAugmentWide, RandAugment, AutoAugment) made reproducible for both pipelines.
 
 torchvision's random transforms draw from the global RNG; these draw their parameters from a ``torch.Generator``
 passed per sample (seeded by dataset seed, epoch, batch and position), so a resumed run sees the same images,
-and apply them with ``torchvision.transforms.v2.functional``.
+and apply them with ``torchvision.transforms.v2.functional``. A policy runs inside ``torch.random.fork_rng``
+seeded from the same stream, so the global RNG is left untouched; policies act on uint8 images, before
+normalisation, as in torchvision's reference scripts.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from resnet.data import views
+from resnet.data.config import POLICY_NAMES
+from resnet.errors import ConfigError
 
 # PCA of ImageNet RGB pixels (AlexNet's "lighting" noise; the values used by fb.resnet.torch), for [0, 1] images.
 EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
@@ -112,6 +118,34 @@ class RandomResizedCropAugment:
         return TF.to_dtype(image, torch.float32, scale=True)
 
 
+def build_policy(name: str, *, num_ops: int = 2, magnitude: int = 9, small_images: bool = False) -> nn.Module | None:
+    """The torchvision policy ``name`` (``None`` for "none"); AutoAugment uses its CIFAR-10 policy on small images
+    (the tensor pipeline) and its ImageNet policy on image folders."""
+    if name == "none":
+        return None
+    if name == "trivialaugment":
+        return v2.TrivialAugmentWide()
+    if name == "randaugment":
+        return v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
+    if name == "autoaugment":
+        policy = v2.AutoAugmentPolicy.CIFAR10 if small_images else v2.AutoAugmentPolicy.IMAGENET
+        return v2.AutoAugment(policy)
+    raise ConfigError(f"unknown augmentation policy '{name}'; choose one of {', '.join(POLICY_NAMES)}")
+
+
+def apply_seeded(policy: Callable[[Tensor], Tensor], images: Tensor, seed: int) -> Tensor:
+    """``policy`` on each uint8 image of ``images`` (C, H, W) or (B, C, H, W), every draw from ``seed``.
+
+    Each image gets its own operations and magnitudes (as a per-sample DataLoader transform would); the policies
+    choose them per call, so a batch is a loop over its images, on the images' device.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if images.dim() == 3:
+            return policy(images)
+        return torch.stack([policy(image) for image in images])
+
+
 class PolicyAugment:
     """A crop augmentation with an augmentation policy between its geometric part and its float conversion, as
     torchvision's reference: crop, flip, policy (on uint8), to float. The policy's draws are seeded from ``gen``."""
@@ -120,8 +154,6 @@ class PolicyAugment:
         self.base, self.policy = base, policy
 
     def __call__(self, image: Tensor, gen: torch.Generator) -> Tensor:
-        from resnet.data.policies import apply_seeded
-
         image = self.base.geometric(image, gen)
         image = apply_seeded(self.policy, image, int(torch.randint(0, 2**62, (), generator=gen)))
         return self.base.finish(image, gen)

@@ -16,25 +16,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from resnet.data.augment import EvalTransform, PolicyAugment, RandomResizedCropAugment, ScaleAugment
+from resnet.data.augment import EvalTransform, PolicyAugment, RandomResizedCropAugment, ScaleAugment, build_policy
 from resnet.data.bundle import (
     DataBundle,
+    channel_mean_std,
     folder_fingerprint,
+    pixel_mean,
     preprocessing_record,
     sample_mean_std,
     tensor_fingerprint,
 )
 from resnet.data.choice import DEFAULT_CROP, choose_pipeline
 from resnet.data.config import DATA_CHOICES, DataConfig
-from resnet.data.decode import check_policy
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
-from resnet.data.policies import build_policy
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.base import ArrayDataset
-from resnet.data.sources.folder import FolderSplit, ImageFolderIndex, index_folder
-from resnet.data.sources.folder_arrays import folder_arrays
+from resnet.data.sources.folder import FolderSplit, ImageFolderIndex, folder_arrays, index_folder
 from resnet.data.splits import split_indices, validation_size
-from resnet.data.stats import channel_mean_std, pixel_mean
 from resnet.data.tensor_pipeline import Normalizer, TensorEvalStream, TensorTrainStream
 from resnet.errors import ConfigError
 
@@ -275,7 +273,6 @@ def check_data_config(cfg: DataConfig) -> None:
         value = getattr(cfg, key.split(".", 1)[1])
         if value not in allowed:
             raise ConfigError(f"{key.split('.', 1)[1]} must be one of {', '.join(allowed)}, got {value!r}")
-    check_policy(cfg.on_bad_image)
     if cfg.batch_size < 1 or (cfg.eval_batch_size is not None and cfg.eval_batch_size < 1):
         raise ConfigError("batch sizes must be positive")
 

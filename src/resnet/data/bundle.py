@@ -1,4 +1,5 @@
-"""What ``build_data`` returns, and how it is identified: the bundle, its saved preprocessing, its fingerprint."""
+"""What ``build_data`` returns, and how it is identified: the bundle, its saved preprocessing (from the statistics
+of the training images), its fingerprint."""
 
 from __future__ import annotations
 
@@ -107,6 +108,34 @@ def folder_fingerprint(index: ImageFolderIndex) -> str:
     return digest.hexdigest()
 
 
+def _mean_std(total: Tensor, total_sq: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    mean = total / count
+    return mean.float(), (total_sq / count - mean.square()).clamp_min(1e-12).sqrt().float()
+
+
+def _chunks(x: Tensor, size: int = 4096):
+    for start in range(0, len(x), size):
+        yield x[start : start + size].to(torch.float64)
+
+
+def channel_mean_std(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std (in [0, 255] units) of uint8 images ``(N, C, H, W)``, computed in chunks."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros(x.shape[1], dtype=torch.float64)
+    for chunk in _chunks(x):
+        total += chunk.sum(dim=(0, 2, 3)).cpu()
+        total_sq += chunk.square().sum(dim=(0, 2, 3)).cpu()
+    return _mean_std(total, total_sq, x.shape[0] * x.shape[2] * x.shape[3])
+
+
+def pixel_mean(x: Tensor) -> Tensor:
+    """The per-pixel mean image ``(C, H, W)`` (the paper's CIFAR normalisation subtracts it)."""
+    total = torch.zeros(x.shape[1:], dtype=torch.float64)
+    for chunk in _chunks(x):
+        total += chunk.sum(dim=0).cpu()
+    return (total / len(x)).float()
+
+
 def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tuple[Tensor, Tensor, int]:
     """Per-channel mean/std ([0, 255] units) estimated from a seeded sample of readable images."""
     from resnet.data.decode import BadImageError, decode_rgb
@@ -127,5 +156,5 @@ def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tupl
         used += 1
     if not used:
         raise DataError(f"{split.source}: none of the sampled images could be decoded")
-    mean = total / pixels
-    return mean.float(), (total_sq / pixels - mean.square()).clamp_min(1e-12).sqrt().float(), used
+    mean, std = _mean_std(total, total_sq, pixels)
+    return mean, std, used

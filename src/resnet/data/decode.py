@@ -27,7 +27,6 @@ from resnet.data.config import ON_BAD_IMAGE
 from resnet.errors import ConfigError, DataError
 from resnet.files import read_regular
 
-BAD_IMAGE_POLICIES = ON_BAD_IMAGE
 MODES = ("RGB", "L")
 MAX_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS, kept even if a caller disables PIL's guard
 MAX_ASPECT_RATIO = 50  # wider than any photograph or panorama; a 20000x1 strip would resize to 256x5,120,000
@@ -41,8 +40,8 @@ DECODER_VERSION = "decode-v2"  # v2: transparent pixels composited on white (as 
 
 def check_policy(on_bad_image: str) -> str:
     """Validate ``--on-bad-image``."""
-    if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ConfigError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ConfigError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
     return on_bad_image
 
 

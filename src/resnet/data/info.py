@@ -6,14 +6,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from resnet.data.bundle import sample_mean_std
-from resnet.data.decode import BadImageError, check_policy, decode_rgb
+import torch
+from torch import Tensor
+
+from resnet.data.bundle import channel_mean_std, sample_mean_std
+from resnet.data.decode import check_policy
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
-from resnet.data.sources.folder import FolderSplit, index_folder
+from resnet.data.sources.folder import FolderSplit, decoded_images, index_folder
 from resnet.data.splits import validation_size
-from resnet.data.stats import channel_mean_std, class_counts
-from resnet.errors import ConfigError, DataError
+from resnet.errors import ConfigError
 
 AUTO_CHECK_LIMIT = 20_000  # image folders up to this size are decoded completely by `resnet data info`
 
@@ -40,7 +42,7 @@ def dataset_info(
         data = target.load(data_dir, download, on_bad_image)
         mean, std = channel_mean_std(data.train_x)
         n_train = len(data.train_y)
-        info: dict[str, Any] = {
+        return {
             "name": target.name,
             "description": target.description,
             "location": data.location,
@@ -61,7 +63,6 @@ def dataset_info(
             "stats_from": f"all {n_train} training images",
             "skipped": data.skipped,
         }
-        return info
     index = index_folder(Path(target))
     train = index.splits["train"]
     total = sum(len(split.samples) for split in index.splits.values())
@@ -72,7 +73,7 @@ def dataset_info(
     checked = sum(_check_split(split, on_bad_image, check == "all", bad, sizes) for split in index.splits.values())
     mean, std, used = sample_mean_std(train)
     label_counts = {
-        name: [sum(1 for _, y in split.samples if y == c) for c in range(len(index.classes))]
+        name: class_counts(torch.tensor([y for _, y in split.samples], dtype=torch.int64), len(index.classes))
         for name, split in index.splits.items()
     }
     return {
@@ -95,24 +96,21 @@ def dataset_info(
     }
 
 
+def class_counts(labels: Tensor, num_classes: int) -> list[int]:
+    """Images per class."""
+    return torch.bincount(labels.cpu(), minlength=num_classes).tolist()
+
+
 def _check_split(split: FolderSplit, on_bad_image: str, everything: bool, bad: list[str], sizes: list) -> int:
     """Decode the split's images (all, or an even sample of 64); a bad one stops with its name or is counted."""
     keys = [key for key, _ in split.samples]
     if not everything:
         keys = keys[:: max(1, len(keys) // 64)][:64]
-    seen = 0
-    try:
-        for key, data in split.reader.iter_bytes(keys):
-            seen += 1
-            try:
-                image = decode_rgb(data, split.reader.describe(key))
-            except BadImageError:
-                if on_bad_image == "error":
-                    raise
-                bad.append(split.reader.describe(key))
-                continue
-            if split.name == "train" and len(sizes) < 64:
-                sizes.append(tuple(image.shape[1:]))
-    except OSError as error:
-        raise DataError(f"cannot read {split.source}: {error}; the file is corrupt or truncated") from error
-    return seen
+    skipped: list[str] = []
+    decoded = 0
+    for _, image in decoded_images(split, keys, on_bad_image, skipped):
+        decoded += 1
+        if split.name == "train" and len(sizes) < 64:
+            sizes.append(tuple(image.shape[1:]))
+    bad.extend(split.reader.describe(key) for key in skipped)
+    return decoded + len(skipped)

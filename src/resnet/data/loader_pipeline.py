@@ -11,16 +11,16 @@ import os
 import signal
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from resnet.data.decode import BadImageError, decode_rgb
-from resnet.data.policies import repeat_samples
 from resnet.data.sources.folder import FolderSplit
-from resnet.data.tensor_pipeline import derive_seed, shard_bounds
+from resnet.data.tensor_pipeline import derive_seed, epoch_order, shard_bounds
 from resnet.errors import DataError
 
 Transform = Callable[[Tensor, torch.Generator | None], Tensor]
@@ -129,19 +129,40 @@ class SeededBatchSampler(Sampler):
         return self.per_rank // self.batch_size - self.start_batch
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        repeated = repeat_samples(torch.randperm(self.size, generator=gen), self.repeats)
-        order = repeated[self.rank :: self.world_size][: self.per_rank].tolist()
+        order = epoch_order(self.size, self.seed, self.epoch, self.rank, self.world_size, self.repeats).tolist()
         for k in range(self.start_batch, self.per_rank // self.batch_size):
             batch = order[k * self.batch_size : (k + 1) * self.batch_size]
             yield [(i, derive_seed(self.seed, self.epoch, k, j, self.rank)) for j, i in enumerate(batch)]
 
 
-def _finish(x: Tensor, y: Tensor, device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y.to(device, non_blocking=True)
+def _loader(dataset: FolderDataset, device: torch.device, num_workers: int, **sampling: Any) -> DataLoader:
+    """The DataLoader of a stream: workers that leave signals to the main process, seeded apart from the global
+    RNG, pinned memory for a GPU, and ``sampling`` (a batch sampler, or a batch size and an index range)."""
+    return DataLoader(
+        dataset,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=leave_signals_to_main if num_workers > 0 else None,
+        generator=torch.Generator(),
+        **sampling,
+    )
+
+
+def readable_batches(
+    loader: DataLoader, device: torch.device, channels_last: bool
+) -> Generator[tuple[Tensor, Tensor], None, int]:
+    """The loader's ``(images, labels)`` on ``device``, then (as the generator's return value) how many images
+    were skipped under ``on_bad_image="skip"``: a batch may be short by them."""
+    skipped = 0
+    for x, y, bad in loader:
+        skipped += checked(bad)
+        if len(y):
+            x = x.to(device, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y.to(device, non_blocking=True)
+    return skipped
 
 
 class LoaderTrainStream:
@@ -162,16 +183,9 @@ class LoaderTrainStream:
     ) -> None:
         self.batch_size, self.device, self.channels_last = batch_size, device, channels_last
         self.sampler = SeededBatchSampler(len(dataset), batch_size, seed, rank, world_size, repeats)
-        self.loader = DataLoader(
-            dataset,
-            batch_sampler=self.sampler,
-            num_workers=num_workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-            persistent_workers=num_workers > 0,
-            worker_init_fn=leave_signals_to_main if num_workers > 0 else None,
-            generator=torch.Generator(),
-        )  # worker seeds: not from the global RNG
+        self.loader = _loader(
+            dataset, device, num_workers, batch_sampler=self.sampler, persistent_workers=num_workers > 0
+        )
         self.skipped = 0
 
     def __len__(self) -> int:
@@ -180,11 +194,7 @@ class LoaderTrainStream:
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(images, labels)``; a batch may be short by the images skipped under ``on_bad_image="skip"``."""
         self.sampler.set_epoch(epoch, start_batch)
-        skipped = 0
-        for x, y, bad in self.loader:
-            skipped += checked(bad)
-            if len(y):
-                yield _finish(x, y, self.device, self.channels_last)
+        skipped = yield from readable_batches(self.loader, self.device, self.channels_last)
         self.skipped += skipped
         if skipped:
             warnings.warn(f"epoch {epoch}: skipped {skipped} unreadable image(s) (--on-bad-image skip)", stacklevel=2)
@@ -213,27 +223,14 @@ class LoaderEvalStream:
         start, stop = shard_bounds(len(dataset), rank, world_size)  # this rank's part; no padding
         self.rank, self.world_size = rank, world_size
         self.num_samples = stop - start
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=range(start, stop),
-            num_workers=num_workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-            worker_init_fn=leave_signals_to_main if num_workers > 0 else None,
-            generator=torch.Generator(),
-        )
+        self.loader = _loader(dataset, device, num_workers, batch_size=batch_size, sampler=range(start, stop))
         self.skipped = 0
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        skipped = 0
-        for x, y, bad in self.loader:
-            skipped += checked(bad)
-            if len(y):
-                yield _finish(x, y, self.device, self.channels_last)
+        skipped = yield from readable_batches(self.loader, self.device, self.channels_last)
         self.skipped = skipped
         if skipped:
             warnings.warn(f"evaluation: skipped {skipped} unreadable image(s) (--on-bad-image skip)", stacklevel=2)

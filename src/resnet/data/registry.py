@@ -10,8 +10,7 @@ from pathlib import Path
 from resnet.data.paths import PathLike, data_roots
 from resnet.data.sources.base import ArrayDataset
 from resnet.data.sources.cifar import CIFAR10, CIFAR100, load_cifar
-from resnet.data.sources.folder import ARCHIVE_SUFFIXES, LAYOUT, index_folder
-from resnet.data.sources.folder_arrays import folder_arrays
+from resnet.data.sources.folder import ARCHIVE_SUFFIXES, LAYOUT, folder_arrays, index_folder
 from resnet.data.sources.idx import FASHION_MNIST, MNIST, load_idx
 from resnet.errors import ConfigError, DataNotFoundError
 
@@ -24,9 +23,8 @@ class DatasetSpec:
 
     name: str
     description: str
-    default_val: int
     load: Loader
-    downloadable: bool = True
+    default_val: int = 5000  # images carved from the training set for validation by default
 
 
 def _cifar10_jpeg(data_dir: PathLike | None, download: bool, on_bad_image: str) -> ArrayDataset:
@@ -46,34 +44,24 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             "cifar10",
             "CIFAR-10, official python format, 32x32 RGB, 10 classes",
-            5000,
             lambda d, dl, _: load_cifar(CIFAR10, "cifar10", d, dl),
         ),
         DatasetSpec(
             "cifar100",
             "CIFAR-100, official python format, 32x32 RGB, 100 classes",
-            5000,
             lambda d, dl, _: load_cifar(CIFAR100, "cifar100", d, dl),
         ),
         DatasetSpec(
             "mnist",
             "MNIST, official IDX files, 28x28 grayscale, 10 classes",
-            5000,
             lambda d, dl, _: load_idx(MNIST, "mnist", d, dl),
         ),
         DatasetSpec(
             "fashion-mnist",
             "Fashion-MNIST, official IDX files, 28x28 grayscale, 10 classes",
-            5000,
             lambda d, dl, _: load_idx(FASHION_MNIST, "fashion-mnist", d, dl),
         ),
-        DatasetSpec(
-            "cifar10-jpeg",
-            "CIFAR-10 as JPEG class folders (train/test .tar.gz), 32x32 RGB",
-            5000,
-            _cifar10_jpeg,
-            downloadable=False,
-        ),
+        DatasetSpec("cifar10-jpeg", "CIFAR-10 as JPEG class folders (train/test .tar.gz), 32x32 RGB", _cifar10_jpeg),
     )
 }
 ALIASES = {

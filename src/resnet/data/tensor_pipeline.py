@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from resnet.data.policies import apply_seeded, repeat_samples
+from resnet.data.augment import apply_seeded
 
 _POLICY_TAG = 0x9011C7
 
@@ -32,6 +32,23 @@ def generator(*parts: int, device: torch.device | str = "cpu") -> torch.Generato
     synchronisation) per batch on a GPU.
     """
     return torch.Generator(device=device).manual_seed(derive_seed(*parts))
+
+
+def repeat_samples(order: Tensor, repeats: int) -> Tensor:
+    """Repeated augmentation (Hoffer et al. 2020; Berman et al. 2019, as torchvision's ``RASampler``): ``order``
+    with each of its first ``len(order) / repeats`` entries ``repeats`` times in a row (same length), so an epoch
+    shows each drawn image ``repeats`` times with independent augmentations; under data parallelism the copies
+    land on different ranks."""
+    if repeats <= 1:
+        return order
+    return order.repeat_interleave(repeats)[: len(order)]
+
+
+def epoch_order(size: int, seed: int, epoch: int, rank: int, world_size: int, repeats: int = 1) -> Tensor:
+    """Rank ``rank``'s sample order for ``epoch``, in both pipelines: a strided slice of one permutation seeded by
+    ``(seed, epoch)`` (:func:`repeat_samples` applied), ``size // world_size`` long (the remainder is dropped)."""
+    perm = repeat_samples(torch.randperm(size, generator=generator(seed, epoch)), repeats)
+    return perm[rank::world_size][: size // world_size]
 
 
 class Normalizer:
@@ -99,7 +116,7 @@ class TensorTrainStream:
         repeats: int = 1,
     ) -> None:
         self.images, self.labels, self.normalizer = images, labels, normalizer
-        self.policy, self.repeats = policy, repeats  # see resnet.data.policies
+        self.policy, self.repeats = policy, repeats  # see resnet.data.augment, repeat_samples
         self.batch_size, self.seed, self.augment, self.pad = batch_size, seed, augment, pad
         self.rank, self.world_size = rank, world_size
         self.image_size = (images.shape[2], images.shape[3])
@@ -109,10 +126,8 @@ class TensorTrainStream:
         return self.num_samples // self.batch_size
 
     def order(self, epoch: int) -> Tensor:
-        """This rank's sample order for ``epoch``: a strided slice of one seeded permutation."""
-        perm = torch.randperm(len(self.images), generator=generator(self.seed, epoch))
-        perm = repeat_samples(perm, self.repeats)
-        return perm[self.rank :: self.world_size][: self.num_samples]
+        """This rank's sample order for ``epoch`` (see :func:`epoch_order`)."""
+        return epoch_order(len(self.images), self.seed, epoch, self.rank, self.world_size, self.repeats)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(images, labels)`` batches on the data's device, from ``start_batch`` on."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from resnet.experiments.runs import PlannedRun
 from resnet.files import Output, as_output, save_figure
-from resnet.models.naming import model_depth as depth_of
+from resnet.models.specs import model_depth as depth_of
 from resnet.runs.run_dir import METRICS_FILE, TRAIN_CURVE_FILE, read_metrics
 
 DEPTH_COLOURS = ("tab:orange", "tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "black")

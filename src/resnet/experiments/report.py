@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnet.experiments.runs import PlannedRun
-from resnet.models.naming import model_depth
+from resnet.models.specs import model_depth
 
 # Per net: the last evaluation's running training error (mean over the last evaluation interval, augmented
 # mini-batches as in the paper's curves), validation and test error, and the test error of the checkpoint that

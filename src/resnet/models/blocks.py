@@ -1,4 +1,5 @@
-"""Residual blocks (Fig. 2 and Fig. 5 of the paper) and their pre-activation twins (He et al. 2016).
+"""Residual blocks (Fig. 2 and Fig. 5 of the paper), their pre-activation twins (He et al. 2016), and the layers
+they are built with: stochastic depth (drop-path) and a batch norm frozen to its running statistics.
 
 A block receives its shortcut as a ready-made module (see ``shortcuts.py``), or ``None`` for the plain twin, whose
 forward pass is the same stack of layers without the addition. Attribute names follow torchvision so that its
@@ -8,9 +9,67 @@ state dicts load unchanged.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from resnet.models.droppath import DropPath
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016) as timm's drop-path: zero the whole input of a sample with probability
+    ``rate`` in training and scale survivors by 1/(1-rate), so that the expected output equals the eval-mode
+    output, where the module is the identity. Rates grow linearly with depth (:func:`drop_path_rates`)."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        self.rate = float(rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = [x.shape[0]] + [1] * (x.dim() - 1)
+        mask = x.new_empty(shape).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:g}"
+
+
+def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
+    """``rate * i / (num_blocks - 1)`` for block ``i`` (timm's linear rule: first block 0, last block ``rate``)."""
+    if num_blocks <= 1:
+        return [rate] * num_blocks
+    return [rate * i / (num_blocks - 1) for i in range(num_blocks)]
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm that always normalises with its running statistics and never updates them (frozen fine-tuning
+    stages, detection backbones).
+
+    Same parameters and buffers as ``nn.BatchNorm2d`` (state dicts unchanged), unlike torchvision's
+    ``FrozenBatchNorm2d`` which drops ``num_batches_tracked``.
+    """
+
+    @classmethod
+    def convert(cls, bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
+        frozen = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+        frozen.load_state_dict(bn.state_dict())
+        frozen.to(bn.weight.device if bn.weight is not None else "cpu")
+        for parameter in frozen.parameters():
+            parameter.requires_grad_(False)
+        return frozen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def freeze_batchnorms(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` below ``module`` by a :class:`FrozenBatchNorm2d` (in place)."""
+    for name, child in list(module.named_modules()):
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, FrozenBatchNorm2d) and name:
+            owner_name, _, leaf = name.rpartition(".")
+            owner = module.get_submodule(owner_name) if owner_name else module
+            setattr(owner, leaf, FrozenBatchNorm2d.convert(child))
+    return module
 
 
 def branch_dropper(drop_path: float) -> nn.Module:

@@ -33,9 +33,9 @@ def _torchvision_pairs() -> dict[type[nn.Module], tuple[tuple[str, str], ...]]:
     except ImportError:  # pragma: no cover - torchvision is a dependency, but folding does not need it
         return {}
     return {
-        tv.ResNet: (("conv1", "bn1"),),
-        tv.BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
-        tv.Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+        tv.ResNet: _FOLD_PAIRS[ResNetTrunk],
+        tv.BasicBlock: _FOLD_PAIRS[BasicBlock],
+        tv.Bottleneck: _FOLD_PAIRS[Bottleneck],
     }
 
 

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from resnet.errors import InputError
-from resnet.models.blocks import block_class
-from resnet.models.droppath import drop_path_rates
+from resnet.models.blocks import block_class, drop_path_rates
 from resnet.models.shortcuts import make_shortcut
 from resnet.models.specs import ArchSpec
 
@@ -84,6 +83,19 @@ def init_weights(model: nn.Module, zero_init_residual: bool) -> None:
                 zero_init_last()
 
 
+def check_images(x: torch.Tensor, arch: str, in_chans: int) -> None:
+    """A network's input must be a float batch ``(N, in_chans, H, W)``: anything else is one :class:`InputError`."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise InputError(
+            f"{arch} expects a batch of images shaped (N, {in_chans}, H, W), got a tensor of shape {list(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise InputError(
+            f"{arch} expects floating-point images, got {x.dtype}; convert uint8 images with x.float() / 255 and "
+            "normalise them as in training"
+        )
+
+
 class ResNetTrunk(nn.Module):
     """Stem and stages, shared by the classifier and the feature extractor."""
 
@@ -147,21 +159,9 @@ class ResNetTrunk(nn.Module):
         )
         self.feature_info: list[FeatureInfo] = feature_info
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise InputError(
-                f"{self.arch} expects a batch of images shaped (N, {self.in_chans}, H, W), "
-                f"got a tensor of shape {list(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise InputError(
-                f"{self.arch} expects floating-point images, got {x.dtype}; convert uint8 images with "
-                "x.float() / 255 and normalise them as in training"
-            )
-
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage (C2..C5 for ImageNet nets, the three stages for CIFAR nets)."""
-        self._check_input(x)
+        check_images(x, self.arch, self.in_chans)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         outputs: list[torch.Tensor] = []
         x = self.layer1(x)

@@ -60,11 +60,10 @@ def _validated_options(spec: ArchSpec, num_classes: int | None, options: dict[st
         raise ConfigError(f"{spec.name} has no option(s) {', '.join(unknown)}; valid options: {', '.join(allowed)}")
     if num_classes is None:
         num_classes = spec.num_classes
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     in_chans = options.get("in_chans", 3)
-    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
-        raise ConfigError(f"in_chans must be a positive integer, got {in_chans!r}")
+    for key, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     resolved: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
     if spec.family == "vgg":
         dropout = options.get("dropout", 0.5)

@@ -223,3 +223,10 @@ def lookup_spec(name: str) -> ArchSpec | None:
     except ValueError:
         return None
     return ARCHITECTURES.get(spec.name, spec)  # ``resnet20-basic`` is ``resnet20``
+
+
+def model_depth(name: str) -> int:
+    """Depth from a model name (resnet110 -> 110, plain20 -> 20), for reports and recipes that treat nets by
+    depth; 0 when the name carries none."""
+    match = re.search(r"(\d+)$", name) or re.search(r"(\d+)", name)
+    return int(match.group(1)) if match else 0

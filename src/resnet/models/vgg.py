@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from resnet.errors import InputError
+from resnet.models.net import check_images, init_weights
 from resnet.models.specs import VGG19_CONFIG
 
 
@@ -31,7 +32,6 @@ class VGG(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.num_features = 512
-        self.min_input_size = 32  # five 2x2 max-pools need at least 32 pixels per side
         self.features = _vgg_features(VGG19_CONFIG, in_chans)
         # Adaptive pooling to 7x7 keeps the 25088-wide head (and torchvision's weights) for any input size.
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
@@ -44,26 +44,14 @@ class VGG(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(4096, num_classes),
         )
+        init_weights(self, zero_init_residual=False)  # He init of the convolutions, as the ResNets; the classifier:
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise InputError(
-                f"vgg19 expects a batch of images shaped (N, {self.in_chans}, H, W), "
-                f"got a tensor of shape {list(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise InputError(
-                f"vgg19 expects floating-point images, got {x.dtype}; convert uint8 images with x.float() / 255 "
-                "and normalise them as in training"
-            )
+        check_images(x, self.arch, self.in_chans)
         if x.shape[2] < 32 or x.shape[3] < 32:
             raise InputError(
                 f"vgg19 needs images of at least 32x32 pixels (five 2x2 max-pools), got {x.shape[2]}x{x.shape[3]}; "

@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 from resnet.errors import CheckpointError
-from resnet.files import content_checksum, write_atomic
+from resnet.files import DISK_FULL, content_checksum, write_atomic
 
 FORMAT_VERSION = 2
 CHECKSUM_KEY = "checksum"
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -122,14 +121,14 @@ def _write_failure(path: Path, error: BaseException) -> str:
     if code is None and isinstance(error.__cause__, OSError):
         code = error.__cause__.errno
     previous = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
-    if code in _DISK_FULL or "write failed" in str(error) or "enforce fail" in str(error):
+    if code in DISK_FULL or "write failed" in str(error) or "enforce fail" in str(error):
         what = "the disk is full (or a quota or file-size limit was reached)"
         action = f"free some space, then continue with `resnet train --resume --run-dir {path.parent}`"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         what = "the run directory is not writable"
         action = "make it writable or choose another --run-dir"
     else:
-        what = str(error).splitlines()[0] if str(error) else type(error).__name__
+        what = first_line(error)
         action = "check the run directory"
     return f"cannot write checkpoint {path}: {what}; {previous}; {action}"
 
@@ -163,7 +162,7 @@ def load_checkpoint(
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
         _refuse_torchscript(path)
         raise CheckpointError(
-            f"checkpoint '{path}' cannot be read ({_first_line(error)}); it may be truncated or corrupt"
+            f"checkpoint '{path}' cannot be read ({first_line(error)}); it may be truncated or corrupt"
         ) from error
     if not isinstance(payload, dict) or "model" not in payload:
         _refuse_torchscript(path)
@@ -182,7 +181,8 @@ def load_checkpoint(
     return payload
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An error's message in one line (its type when it has none)."""
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 

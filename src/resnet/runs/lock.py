@@ -75,10 +75,6 @@ class RunLock:
         self._fd: int | None = None
         self.stale_owner: dict[str, Any] | None = None  # the dead run whose lock file was taken over, if any
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`RunDirLockedError` naming the process that holds it."""
         if self._fd is not None:

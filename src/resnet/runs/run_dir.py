@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -18,7 +17,7 @@ from typing import Any
 from resnet.config import Config
 from resnet.config.recipes import dump_toml
 from resnet.errors import CheckpointError, ConfigError, RunDirError
-from resnet.files import write_text_atomic
+from resnet.files import DISK_FULL, write_text_atomic
 from resnet.runs.lock import RunLock
 
 CONFIG_FILE = "config.toml"
@@ -207,7 +206,7 @@ class RunDir:
 
 
 def _unwritable(path: Path, error: OSError) -> RunDirError:
-    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if error.errno in DISK_FULL:
         return RunDirError(
             f"cannot write to run directory '{path}': the disk is full; its checkpoints are intact, free some space "
             f"and continue with `resnet train --resume --run-dir {path}`"

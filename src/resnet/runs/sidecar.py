@@ -18,6 +18,7 @@ from torch import Tensor
 
 from resnet.config.schema import RANGES
 from resnet.errors import CheckpointError
+from resnet.runs.checkpoint import first_line
 
 REWRITE = "it was not written by resnet train or was edited: use the run's own checkpoint, or train again"
 REEXPORT = "export it again with `resnet export --format safetensors`, or repair the file"
@@ -83,15 +84,15 @@ def validate_meta(meta: Any, where: Path) -> dict[str, Any]:
     if not isinstance(pre, dict):
         raise _fail(where, "has preprocessing that is not a JSON object")
     if pre:
-        _validate_preprocessing(pre, where)
-        mode_channels = 1 if pre.get("mode", "RGB") == "L" else 3
+        mode_channels = _validate_preprocessing(pre, where)
         if channels is not None and channels != mode_channels:
             raise _fail(where, f'has preprocessing.mode = "{pre.get("mode", "RGB")}" ({mode_channels} channels) for a '
                         f"model of {channels} input channels")  # fmt: skip
     return meta
 
 
-def _validate_preprocessing(pre: dict[str, Any], where: Path) -> None:
+def _validate_preprocessing(pre: dict[str, Any], where: Path) -> int:
+    """Check the saved preprocessing; the channels of its colour mode."""
     if pre.get("mode", "RGB") not in ("RGB", "L"):
         raise _fail(where, f'has preprocessing.mode = {json.dumps(pre.get("mode"))[:40]}, not "RGB" or "L"')
     mean = _numbers(pre.get("mean"), "mean", where)
@@ -109,6 +110,7 @@ def _validate_preprocessing(pre: dict[str, Any], where: Path) -> None:
         raise _fail(where, f"has preprocessing.crop = {json.dumps(crop)[:40]}, not [height, width]")
     for v in crop:
         _positive_int(v, "preprocessing.crop", where, MAX_SIDE)
+    return channels
 
 
 def read_sidecar(weights: Path) -> dict[str, Any]:
@@ -147,8 +149,7 @@ def load_weights(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"'{path}' is not a readable safetensors file ({reason}); it may be truncated or not a safetensors "
-            "export: export it again with `resnet export --format safetensors`"
+            f"'{path}' is not a readable safetensors file ({first_line(error)}); it may be truncated or not a "
+            "safetensors export: export it again with `resnet export --format safetensors`"
         ) from error

@@ -8,7 +8,7 @@ from torch import nn
 from resnet.config import Config
 from resnet.data import TrainingData
 from resnet.errors import ConfigError
-from resnet.models.frozen_bn import FrozenBatchNorm2d, freeze_batchnorms
+from resnet.models.blocks import FrozenBatchNorm2d, freeze_batchnorms
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 HEAD_PREFIXES = ("fc.", "classifier.")

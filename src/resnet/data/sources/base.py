@@ -8,7 +8,6 @@ a damaged file is rebuilt with a warning, never loaded as wrong pixels.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import warnings
 from collections.abc import Callable, Iterable
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor
 
 from resnet.data.paths import tensor_cache_dir
-from resnet.files import content_checksum, write_atomic
+from resnet.files import DISK_FULL, content_checksum, write_atomic
 
 CACHE_FORMAT = "resnet-data-v2"  # v2: with a content checksum
 CHECKSUM_KEY = "checksum"
@@ -75,7 +74,7 @@ def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], Array
         write_atomic(path, lambda stream: torch.save({**blob, CHECKSUM_KEY: content_checksum(blob)}, stream))
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
         text = str(error)
-        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or (
+        full = getattr(error, "errno", None) in DISK_FULL or (
             isinstance(error, RuntimeError) and ("write failed" in text or "inline_container" in text)
         )
         reason = "the disk is full (or a quota or file-size limit was reached)" if full else text.splitlines()[0]

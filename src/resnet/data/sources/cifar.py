@@ -37,6 +37,10 @@ class CifarFormat:
     num_classes: int = 10
     member_md5: dict[str, str] = field(default_factory=dict)  # published MD5 of each extracted file
 
+    def members(self) -> list[str]:
+        """The files of the extracted folder: training batches, test batches, class names."""
+        return [*self.train_files, *self.test_files, self.meta_file]
+
 
 CIFAR10 = CifarFormat(
     folder="cifar-10-batches-py",
@@ -116,7 +120,7 @@ def _check_member_size(size: int, where: str, fmt: CifarFormat) -> None:
 
 
 def _read_members(fmt: CifarFormat, source: Path) -> dict[str, bytes]:
-    wanted = [*fmt.train_files, *fmt.test_files, fmt.meta_file]
+    wanted = fmt.members()
     blobs: dict[str, bytes] = {}
     try:
         if source.is_dir():
@@ -133,13 +137,16 @@ def _read_members(fmt: CifarFormat, source: Path) -> dict[str, bytes]:
                         blobs[base] = tar.extractfile(info).read()  # type: ignore[union-attr]
     except (OSError, tarfile.TarError, EOFError) as error:
         raise DataError(f"cannot read {source}: {error}; delete it and download again") from error
-    missing = [m for m in wanted if m not in blobs]
+    _check_complete(fmt, source, [m for m in wanted if m not in blobs])
+    return blobs
+
+
+def _check_complete(fmt: CifarFormat, source: Path, missing: list[str]) -> None:
     if missing:
         raise DataError(
             f"{source} lacks {', '.join(missing)}: not the complete official {fmt.folder}; delete the folder to "
             f"download it again, or put the official {fmt.archive} there"
         )
-    return blobs
 
 
 def verify_members(fmt: CifarFormat, source: Path, blobs: dict[str, bytes]) -> None:
@@ -200,13 +207,9 @@ def load_cifar(fmt: CifarFormat, name: str, data_dir: PathLike | None, download:
     """Locate (or download), verify and decode a CIFAR dataset, through the tensor cache."""
     source = locate(fmt, name, data_dir, download)
     if source.is_dir():
-        missing = [m for m in [*fmt.train_files, *fmt.test_files, fmt.meta_file] if not (source / m).is_file()]
-        if missing:  # named before anything is read
-            raise DataError(
-                f"{source} lacks {', '.join(missing)}: not the complete official {fmt.folder}; delete the folder "
-                f"to download it again, or put the official {fmt.archive} there"
-            )
-        key = hash_files(source / m for m in [*fmt.train_files, *fmt.test_files, fmt.meta_file])
+        members = fmt.members()
+        _check_complete(fmt, source, [m for m in members if not (source / m).is_file()])  # before anything is read
+        key = hash_files(source / m for m in members)
     else:
         key = file_md5(source)
         if key != fmt.md5:

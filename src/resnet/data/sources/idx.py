@@ -22,6 +22,11 @@ from resnet.errors import ChecksumError, DataError, DataNotFoundError
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+def per_file(*values: str) -> dict[str, str]:
+    """One value per file of :data:`FILES`, in that order."""
+    return dict(zip(FILES, values, strict=True))
+
+
 @dataclass(frozen=True)
 class IdxFormat:
     """Where an IDX dataset is published and how its files are recognised."""
@@ -36,17 +41,11 @@ class IdxFormat:
 
 MNIST = IdxFormat(
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-    gz_md5=dict(
-        zip(
-            FILES,
-            (
-                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                "d53e105ee54ea40749a09fcbcd1e9432",
-                "9fb629c4189551a2d022fa330f9573f3",
-                "ec29112dd5afa0611ce80d1b7f02629c",
-            ),
-            strict=True,
-        )
+    gz_md5=per_file(
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3",
+        "ec29112dd5afa0611ce80d1b7f02629c",
     ),
     content_md5={},
     classes=tuple(str(d) for d in range(10)),
@@ -55,29 +54,17 @@ MNIST = IdxFormat(
 )
 FASHION_MNIST = IdxFormat(
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-    gz_md5=dict(
-        zip(
-            FILES,
-            (
-                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "25c81989df183df01b3e8a0aad5dffbe",
-                "bef4ecab320f06d8554ea6380940ec79",
-                "bb300cfdad3c16e7a12a480ee83cd310",
-            ),
-            strict=True,
-        )
+    gz_md5=per_file(
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79",
+        "bb300cfdad3c16e7a12a480ee83cd310",
     ),
-    content_md5=dict(
-        zip(
-            FILES,
-            (
-                "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-                "9018921c3c673c538a1fc5bad174d6f9",
-                "8181f5470baa50b63fa0f6fddb340f0a",
-                "15d484375f8d13e6eb1aabb0c3f46965",
-            ),
-            strict=True,
-        )
+    content_md5=per_file(
+        "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "9018921c3c673c538a1fc5bad174d6f9",
+        "8181f5470baa50b63fa0f6fddb340f0a",
+        "15d484375f8d13e6eb1aabb0c3f46965",
     ),
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     torchvision_folder="FashionMNIST",

@@ -14,7 +14,7 @@ from typing import Any
 
 from resnet.config import Config
 from resnet.errors import ConfigError
-from resnet.models.naming import model_depth
+from resnet.models.specs import model_depth
 
 
 class Schedule:
