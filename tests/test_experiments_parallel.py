@@ -130,10 +130,12 @@ def test_ctrl_c_stops_an_experiment_s_nets_within_seconds_during_their_evaluatio
     first.send_signal(signal.SIGINT)  # Ctrl-C reaches the experiment, which stops its nets
     start = time.monotonic()
     try:
-        output = first.communicate(timeout=60)[0].decode()
+        output = first.communicate(timeout=120)[0].decode()
     finally:
         first.kill()  # a no-op once it has ended
-    assert time.monotonic() - start < 15, output  # seconds: not the minutes the evaluations would take
+    # Seconds (16 s measured on 2 busy cores, checkpoints of two nets included): not the 300 s and more that one
+    # batch of the evaluations takes.
+    assert time.monotonic() - start < 60, output
     assert first.returncode == 128 + signal.SIGINT, output
     assert "Run the same `resnet experiment` command again to continue" in output
     nets = [out / "plain8-seed0", out / "resnet8-seed0"]
