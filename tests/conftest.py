@@ -52,8 +52,15 @@ def trained_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
+@pytest.fixture
+def trained(trained_base: Path) -> Path:
+    """The shared tiny run's directory: ``trained / "last.pt"``, ``summary.json``, ...; its image folder is
+    ``trained.parent / "data"`` (files that need the folder itself override this fixture)."""
+    return trained_base / "run"
+
+
 @pytest.fixture(scope="session")
-def resized_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-iteration resnet8 run (``RUN``, beside its image folder ``RUN/../folder``) whose saved
     preprocessing resizes the shorter side to 256 (as ImageNet models do), so a 20000x1 strip would become
     256x5,120,000."""
@@ -73,10 +80,10 @@ def resized_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def resized_export(resized_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``resized_run``'s ``best.pt`` exported as safetensors: ``model.safetensors`` and its ``model.json`` sidecar."""
+def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``run``'s ``best.pt`` exported as safetensors: ``model.safetensors`` and its ``model.json`` sidecar."""
     from resnet.export import export_checkpoint
 
     out = tmp_path_factory.mktemp("exported") / "model.safetensors"
-    export_checkpoint(resized_run / "best.pt", "safetensors", out)
+    export_checkpoint(run / "best.pt", "safetensors", out)
     return out

@@ -497,12 +497,6 @@ def test_a_full_disk_for_the_tensor_cache_falls_back_to_memory(tmp_path: Path, c
     assert not [p for p in cache_dir.rglob("*") if p.is_file()]  # no partial cache file left
 
 
-@pytest.fixture
-def trained(trained_base: Path) -> Path:
-    """The shared tiny run (``tests/conftest.py``): ``trained / "last.pt"``, ..."""
-    return trained_base / "run"
-
-
 # Sizes from headers before a byte is read; the tensor cache's checksum.
 BIG = 600 * 2**20  # above the default limit of 512 MiB for an image file; sparse, so it takes no disk space
 TOO_BIG = f"{BIG:,} bytes, above the limit of {512 * 2**20:,} bytes"

@@ -36,12 +36,6 @@ def trained(trained_base: Path) -> Path:
     return trained_base
 
 
-@pytest.fixture
-def run(resized_run: Path) -> Path:
-    """The shared 1-iteration run whose preprocessing resizes to 256 (``tests/conftest.py``)."""
-    return resized_run
-
-
 # --- the data eval reads: the run's own, not other classes ----------------------------------------------------------
 
 

@@ -33,25 +33,6 @@ from bad_inputs import (
 from resnet.errors import ConfigError, InputError
 from resnet.models import create_model
 
-
-@pytest.fixture
-def trained(trained_base: Path) -> Path:
-    """The shared tiny run (``tests/conftest.py``): ``trained / "last.pt"``; its data is ``trained.parent / "data"``."""
-    return trained_base / "run"
-
-
-@pytest.fixture
-def run(resized_run: Path) -> Path:
-    """The shared 1-iteration run whose preprocessing resizes to 256 (``tests/conftest.py``)."""
-    return resized_run
-
-
-@pytest.fixture
-def exported(resized_export: Path) -> Path:
-    """That run's ``best.pt`` exported as safetensors, with its ``model.json`` sidecar."""
-    return resized_export
-
-
 # --- networks built from a name and options -------------------------------------------------------------------------
 
 

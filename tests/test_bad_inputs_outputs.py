@@ -32,26 +32,8 @@ from resnet.export.pooling import MatrixAdaptiveAvgPool2d, onnx_compatible_pooli
 
 
 @pytest.fixture
-def trained(trained_base: Path) -> Path:
-    """The shared tiny run (``tests/conftest.py``): ``trained / "last.pt"``, ``summary.json``, ..."""
-    return trained_base / "run"
-
-
-@pytest.fixture
-def run(resized_run: Path) -> Path:
-    """The shared 1-iteration run whose preprocessing resizes to 256 (``tests/conftest.py``)."""
-    return resized_run
-
-
-@pytest.fixture
 def run_copy(run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(run, tmp_path / "run"))
-
-
-@pytest.fixture
-def exported(resized_export: Path) -> Path:
-    """That run's ``best.pt`` exported as safetensors, with its ``model.json`` sidecar."""
-    return resized_export
 
 
 # --- one guard for every command's output ---------------------------------------------------------------------------
