@@ -74,11 +74,7 @@ def test_two_nets_in_parallel_resume_after_a_kill_bit_identically(tmp_path: Path
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming" in second.stdout
 
-    alone = ExperimentSettings(
-        out=tmp_path / "alone", depths=(8,), dataset=str(dataset), budget=budget_named("small", ITERATIONS),
-        overrides={**TINY, "log.progress": "none"}, jobs=1,
-    )  # fmt: skip
-    run_degradation(alone, say=lambda _: None)
+    _train_alone(tmp_path / "alone", dataset)
     for net in nets:
         ours = load_checkpoint(net / "last.pt")["model"]
         theirs = load_checkpoint(tmp_path / "alone" / net.name / "last.pt")["model"]
@@ -145,14 +141,20 @@ def test_ctrl_c_stops_an_experiment_s_nets_within_seconds_during_their_evaluatio
     env.pop("EVALUATING")
     second = subprocess.run(_command(out, dataset), env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
-    alone = ExperimentSettings(
-        out=tmp_path / "alone", depths=(8,), dataset=str(dataset), budget=budget_named("small", ITERATIONS),
-        overrides={**TINY, "log.progress": "none"}, jobs=1,
-    )  # fmt: skip
-    run_degradation(alone, say=lambda _: None)
+    _train_alone(tmp_path / "alone", dataset)
     for net in nets:
         ours, theirs = read_metrics(net), read_metrics(tmp_path / "alone" / net.name)
         drop = ("images_per_sec", "wall_time", "train_time")
         assert [{k: v for k, v in r.items() if k not in drop} for r in ours] == [
             {k: v for k, v in r.items() if k not in drop} for r in theirs
         ], net.name
+
+
+def _train_alone(out: Path, dataset: Path) -> None:
+    """The same nets trained one after another in this process, never interrupted: what a resumed experiment must
+    reproduce."""
+    alone = ExperimentSettings(
+        out=out, depths=(8,), dataset=str(dataset), budget=budget_named("small", ITERATIONS),
+        overrides={**TINY, "log.progress": "none"}, jobs=1,
+    )  # fmt: skip
+    run_degradation(alone, say=lambda _: None)
