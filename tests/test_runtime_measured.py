@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -124,10 +125,10 @@ def test_explicit_flags_leave_nothing_to_measure() -> None:
     ]
     open_layout = measured.training_candidates(SystemConfig(amp="off"), rule.device, rule)
     assert set(open_layout) == {"fp32 channels-last", "fp32 NCHW"}
+    work = measured.Workload("x", (2, 2), 2, 10**9)
     runtime, decision = measured.decide_training(
-        rule, SystemConfig(amp="off", channels_last="on"), torch.nn.Linear(2, 2),
-        model_name="x", batch=(2, 2), num_classes=2, iterations=10**9,
-    )  # fmt: skip
+        rule, SystemConfig(amp="off", channels_last="on"), torch.nn.Linear(2, 2), work
+    )
     assert runtime == rule and decision.source == "requested"
 
 
@@ -177,6 +178,63 @@ def test_training_runs_the_measured_choice_and_a_resume_keeps_it(monkeypatch, tm
     resumed = train(tiny(run, 4, retune=True), data=make_fake_bundle(num_train=32, batch_size=16), resume=True)
     assert resumed["runtime_choice"]["choice"] == "fp32 NCHW" and resumed["runtime_choice"]["source"] == "resumed"
     assert "the run's own choice" in resumed["amp_reason"]
+
+
+@pytest.mark.parametrize("winner", ["compiled", "eager"])
+def test_auto_compiles_a_long_cpu_run_only_when_the_compiled_step_measures_faster(monkeypatch, winner: str) -> None:
+    import resnet.runtime as runtime
+
+    monkeypatch.setattr(runtime, "has_cpp_compiler", lambda: True)
+    timed: list[list[str]] = []
+
+    def fake_measure(candidates, images_per_call, **_):
+        timed.append(list(candidates))
+        return {name: (300.0 if name == winner else 250.0) for name in candidates}
+
+    monkeypatch.setattr(measured, "measure", fake_measure)
+    system = SystemConfig(device="cpu", amp="off")
+    rule = resolve_runtime(system)
+    long_run = measured.Workload("resnet8 {}", (16, 3, 8, 8), 10, runtime.COMPILE_MIN_ITERATIONS)
+    decision = measured.decide_compile(rule, system, torch.nn.Linear(2, 2), long_run)
+    assert decision.choice == winner and decision.source == "measured" and timed == [["eager", "compiled"]]
+    assert decision.describe().startswith(f"{winner} — measured 300 img/s against ")
+    cached = measured.decide_compile(rule, system, torch.nn.Linear(2, 2), long_run)
+    assert cached.choice == winner and cached.source == "cached" and len(timed) == 1  # measured once per machine
+    other_layout = dataclasses.replace(rule, channels_last=not rule.channels_last)
+    assert measured.decide_compile(other_layout, system, torch.nn.Linear(2, 2), long_run).source == "measured"
+
+    short = dataclasses.replace(long_run, iterations=860)  # the demo: the rule, eager, nothing compiled or timed
+    assert measured.decide_compile(rule, system, torch.nn.Linear(2, 2), short) == Decision(
+        "eager", "rule", reason="--compile auto compiles CPU runs of 2000+ iterations and GPU runs"
+    )
+    for flag, choice in (("on", "compiled"), ("off", "eager")):  # an explicit flag is obeyed, never measured
+        explicit = measured.decide_compile(rule, SystemConfig(compile=flag), torch.nn.Linear(2, 2), long_run)
+        assert explicit.choice == choice and explicit.source == "requested"
+    monkeypatch.setattr(runtime, "has_cpp_compiler", lambda: False)
+    assert measured.decide_compile(rule, system, torch.nn.Linear(2, 2), long_run).choice == "eager"
+    assert len(timed) == 2
+
+
+def test_a_measured_compile_choice_is_saved_and_a_resume_keeps_it(monkeypatch, tmp_path: Path) -> None:
+    import resnet.runtime as runtime
+
+    monkeypatch.setattr(runtime, "has_cpp_compiler", lambda: True)
+    monkeypatch.setattr(runtime, "COMPILE_MIN_ITERATIONS", 2)
+    preferred = {"value": "eager"}  # eager wins here, so that the test trains without compiling
+
+    def fake_measure(candidates, images_per_call, **_):
+        return {name: (100.0 if name in (preferred["value"], "fp32 channels-last") else 50.0) for name in candidates}
+
+    monkeypatch.setattr(measured, "measure", fake_measure)
+    monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: False)
+    run = tmp_path / "run"
+    summary = train(tiny(run, 2, retune=True), data=make_fake_bundle(num_train=32, batch_size=16))
+    assert summary["compile_choice"] == {
+        "choice": "eager", "source": "measured", "rates": {"eager": 100.0, "compiled": 50.0}, "reason": ""
+    }  # fmt: skip
+    preferred["value"] = "compiled"  # the machine now measures otherwise: the resumed run keeps its own
+    resumed = train(tiny(run, 4, retune=True), data=make_fake_bundle(num_train=32, batch_size=16), resume=True)
+    assert resumed["compile_choice"]["choice"] == "eager" and resumed["compile_choice"]["source"] == "resumed"
 
 
 @pytest.mark.parametrize("winner", ["fp32 eager", "fp32 onnxruntime"])

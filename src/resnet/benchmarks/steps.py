@@ -117,10 +117,10 @@ def ours_step(name: str, size: int, batch: int) -> tuple[Callable[[], None], str
 
     system = SystemConfig(device="cpu")
     classes = 10 if size <= 64 else 1000
+    work = measured.Workload(f"{name} {{}}", (batch, 3, size, size), classes, LONG_RUN)
     runtime, decision = measured.decide_training(
-        resolve_runtime(system), system, create_model(name, num_classes=classes), model_name=f"{name} {{}}",
-        batch=(batch, 3, size, size), num_classes=classes, iterations=LONG_RUN,
-    )  # fmt: skip
+        resolve_runtime(system), system, create_model(name, num_classes=classes), work
+    )
     variant = Variant(
         decision.choice, bf16=runtime.amp_dtype == torch.bfloat16, channels_last=runtime.channels_last,
         compile_mode="default" if runtime.compile else None, ours=True,

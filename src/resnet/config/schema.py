@@ -125,8 +125,8 @@ class SystemConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: str = "auto"  # auto (the fastest measured here; see resnet.runtime.measured) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (the fastest measured here) | on | off
-    retune: bool = False  # measure the automatic precision and layout again instead of using the cached decision
-    compile: str = "auto"  # auto (GPUs, and CPU runs long enough to repay it, with a C++ compiler) | on | off
+    retune: bool = False  # measure the automatic precision, layout and compilation again, not the cached decision
+    compile: str = "auto"  # auto (GPUs; CPU runs long enough to repay it: measured, with a C++ compiler) | on | off
     threads: int | None = None  # torch intra-op threads on CPU
     sync_every: int = 0  # GPU host syncs (NaN check, progress); 0: every iteration on CPU, 50 on GPU
     optimizer_impl: str = "auto"  # auto (fused where torch has it) | fused | foreach | for-loop

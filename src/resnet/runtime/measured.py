@@ -27,7 +27,7 @@ import torch
 
 from resnet.data.paths import cache_dir
 from resnet.files import write_text_atomic
-from resnet.runtime import PRECISIONS, Runtime, cpu_flags
+from resnet.runtime import PRECISIONS, Runtime, compile_choice, cpu_flags
 
 CACHE_FILE = "choices.json"
 CACHE_VERSION = 1
@@ -257,6 +257,17 @@ def decide(
 
 
 # ---- training: precision x memory layout ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Workload:
+    """The training a decision is for: what keys it (model, batch shape, world size) and what it must repay."""
+
+    model_name: str
+    batch: tuple[int, ...]  # the input of one step, per rank: (images, channels, height, width)
+    num_classes: int
+    iterations: int  # the steps still to run: a measurement costs at most MEASURE_SHARE of them
+    world_size: int = 1
+
+
 def layout_name(channels_last: bool) -> str:
     return "channels-last" if channels_last else "NCHW"
 
@@ -290,15 +301,18 @@ def training_step(
     channels_last: bool,
     batch: tuple[int, ...],
     num_classes: int,
+    compiled: bool = False,
 ) -> Step:
     """One SGD update of a private copy of ``model`` on a random batch: what a training iteration costs in this
-    precision and layout. The copy, its optimizer and the batch are the measurement's own, so the run's weights,
-    statistics and random streams are untouched."""
+    precision and layout, eager or compiled (the compilation is done here, in the untimed set-up). The copy, its
+    optimizer and the batch are the measurement's own, so the run's weights, statistics and random streams are
+    untouched."""
     import copy
 
     replica = copy.deepcopy(model).to(device).train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     replica = replica.to(memory_format=memory_format)
+    forward = torch.compile(replica, dynamic=False) if compiled else replica  # as the trainer compiles its step
     optimizer = torch.optim.SGD(replica.parameters(), lr=1e-4, momentum=0.9)
     images = torch.randn(batch, device=device).contiguous(memory_format=memory_format)
     labels = torch.randint(0, num_classes, (batch[0],), device=device)
@@ -307,11 +321,13 @@ def training_step(
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = torch.nn.functional.cross_entropy(replica(images), labels)
+            loss = torch.nn.functional.cross_entropy(forward(images), labels)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 
+    if compiled:
+        step()  # the compilation: part of the set-up, so that the warm-up times a compiled step
     return step
 
 
@@ -319,12 +335,7 @@ def decide_training(
     rule: Runtime,
     system: Any,
     model: torch.nn.Module,
-    *,
-    model_name: str,
-    batch: tuple[int, ...],
-    num_classes: int,
-    iterations: int,
-    world_size: int = 1,
+    work: Workload,
     cache: ChoiceCache | None = None,
 ) -> tuple[Runtime, Decision]:
     """The runtime to train with: ``rule`` (the flag rule of ``resolve_runtime``) with its precision and layout
@@ -333,19 +344,19 @@ def decide_training(
     rule_name = f"{rule.precision} {layout_name(rule.channels_last)}"
     if len(candidates) <= 1:  # nothing left open: say why the precision is what it is ("--amp off", the flags...)
         return rule, Decision(rule_name, "requested", reason=rule.amp_reason.partition(": ")[2] or rule.amp_reason)
-    key = cache_key("train", rule.device, model=model_name, batch=list(batch), world_size=world_size)
+    key = cache_key("train", rule.device, model=work.model_name, batch=list(work.batch), world_size=work.world_size)
     sync = torch.cuda.synchronize if rule.is_cuda else (lambda: None)
     with torch.random.fork_rng(devices=[rule.device] if rule.is_cuda else []):
         factories = {
-            name: (lambda d=dtype, cl=layout: training_step(model, rule.device, d, cl, batch, num_classes))
+            name: (lambda d=dtype, cl=layout: training_step(model, rule.device, d, cl, work.batch, work.num_classes))
             for name, (dtype, layout) in candidates.items()
         }
         decision = decide(
             key,
             Decision(rule_name, "rule", reason=rule.amp_reason),
             factories,
-            batch[0],
-            iterations,
+            work.batch[0],
+            work.iterations,
             retune=bool(getattr(system, "retune", False)),
             cache=cache,
             sync=sync,
@@ -370,3 +381,42 @@ def parse_training_choice(name: str) -> tuple[torch.dtype | None, bool]:
     if precision not in dtypes or layout not in ("channels-last", "NCHW"):
         raise ValueError(f"not a training choice: {name!r}")
     return dtypes[precision], layout == "channels-last"
+
+
+# ---- training: compiled or eager --------------------------------------------------------------------------------
+def compile_rule(system: Any, device: torch.device, iterations: int) -> Decision:
+    """``compile_choice`` as a decision: what runs where nothing is measured."""
+    compiled, reason = compile_choice(system.compile, device, iterations)
+    source = "rule" if system.compile == "auto" else "requested"
+    return Decision("compiled" if compiled else "eager", source, reason=reason.partition(": ")[2])
+
+
+def decide_compile(
+    runtime: Runtime,
+    system: Any,
+    model: torch.nn.Module,
+    work: Workload,
+    cache: ChoiceCache | None = None,
+) -> Decision:
+    """Whether the training step is compiled. ``--compile auto`` on a CPU run long enough to repay a compilation
+    (the rule of ``compile_choice``) times the compiled step against the eager one, in the precision and layout
+    already chosen, and keeps the faster: inductor's CPU kernels beat eager on one AVX2 EPYC by 1.11x and lose on
+    another by 0.98x. Elsewhere (GPUs, short runs, ``--compile``/``--no-compile``, no C++ compiler) the rule holds."""
+    rule = compile_rule(system, runtime.device, work.iterations)
+    if system.compile != "auto" or runtime.device.type != "cpu" or rule.choice != "compiled":
+        return rule
+    key = cache_key(
+        "compile", runtime.device, model=work.model_name, batch=list(work.batch), world_size=work.world_size,
+        precision=runtime.precision, layout=layout_name(runtime.channels_last),
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        factories = {
+            name: (
+                lambda c=(name == "compiled"): training_step(
+                    model, runtime.device, runtime.amp_dtype, runtime.channels_last, work.batch, work.num_classes, c
+                )
+            )
+            for name in ("eager", "compiled")
+        }
+        retune = bool(getattr(system, "retune", False))
+        return decide(key, rule, factories, work.batch[0], work.iterations, retune=retune, cache=cache)

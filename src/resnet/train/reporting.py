@@ -28,6 +28,7 @@ from resnet.runs.run_dir import (
     versions,
 )
 from resnet.runtime import Runtime
+from resnet.runtime.measured import Decision
 from resnet.train.checks import skipped_images
 from resnet.train.ema import ModelEma
 from resnet.train.optim import describe_lr
@@ -125,12 +126,12 @@ class RunReport:
         steps_per_epoch: int,
         runtime: Runtime,
         notes: list[str],
-        compile_reason: str,
+        compile_choice: Decision,
         resumed_from: int | None = None,
         lr_now: float | None = None,
     ) -> None:
         """The first lines of a run: where it resumes, what trains on what, where, in which precision, and any notes
-        (the compile choice when the step is compiled, or when it could not be for want of a compiler)."""
+        (the compile choice when the step is compiled, was measured, or could not be for want of a compiler)."""
         if resumed_from is not None:
             self.progress.write(f"resuming {self.run_dir.path} from iteration {resumed_from} of {total}")
         self.progress.write(
@@ -149,8 +150,8 @@ class RunReport:
         self.progress.write(f"precision: {runtime.amp_reason}")
         resumed_at = None if resumed_from is None or lr_now is None else (resumed_from, lr_now)
         self.progress.write(describe_lr(self.config, self.world_size, resumed_at))
-        if runtime.compile or "C++" in compile_reason:
-            self.progress.write(f"step: {compile_reason}")
+        if runtime.compile or compile_choice.rates or "C++" in compile_choice.reason:
+            self.progress.write(f"step: {compile_choice.describe()}")
         for note in notes:
             self.progress.write(note)
 

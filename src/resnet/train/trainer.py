@@ -22,7 +22,7 @@ from resnet.eval import EvaluationStopped, Metrics, evaluate_metrics
 from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
-from resnet.runtime import Runtime, compile_choice, measured, resolve_runtime
+from resnet.runtime import Runtime, has_cpp_compiler, measured, resolve_runtime
 from resnet.train import distributed, optim, resume
 from resnet.train.checks import check_finite, check_input_size, check_run, loss_diverged, out_of_memory_hint
 from resnet.train.ema import ModelEma
@@ -73,6 +73,7 @@ class Trainer:
     world_note: str | None  # how a resumed run was adapted to another world size
     runtime: Runtime  # device, precision, layout, compile: the flag rule, then the measured choice
     runtime_choice: measured.Decision  # the precision and layout chosen, and the rates they were chosen on
+    compile_choice: measured.Decision  # compiled or eager, and why (measured on long CPU runs)
     data: TrainingData
     notes: list[str]  # what the header says about the network (fine-tuning, converted weights)
     steps_per_epoch: int
@@ -80,7 +81,6 @@ class Trainer:
     model: nn.Module  # on the device, DDP/SyncBN-wrapped under torchrun
     forward: nn.Module  # the model as the step calls it (compiled, DDP)
     eval_forward: nn.Module  # the bare model for evaluation (compiled where training is)
-    compile_reason: str
     cadence: Cadence
     schedule: optim.Schedule
     optimizer: torch.optim.Optimizer
@@ -147,8 +147,6 @@ class Trainer:
         self.model = distributed.prepare_model(network, config, ctx, self.runtime.device).to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        compiled, self.compile_reason = compile_choice(config.system.compile, self.runtime.device, self.total)
-        self.runtime = dataclasses.replace(self.runtime, compile=compiled)
         self.cadence = Cadence(config.eval, config.checkpoint, self.steps_per_epoch)
         self.schedule = optim.build_schedule(config, self.steps_per_epoch, ctx.world_size)
         self.optimizer = optim.build_optimizer(self.model, config, self.schedule.lr_at(0))
@@ -189,9 +187,18 @@ class Trainer:
         return checkpoint, saved
 
     def _choose_runtime(self, network: nn.Module, checkpoint: dict[str, Any] | None, rebuild_data: bool) -> None:
-        """Precision and layout: the resumed run's own (exact resume), else the fastest measured on rank 0 (or its
-        cached decision, or the flag rule for a run too short to repay a measurement), the same on every rank."""
-        rule, ctx = self.runtime, self.dist
+        """Precision, layout and compilation: the resumed run's own (exact resume), else the fastest measured on
+        rank 0 (or its cached decision, or the flag rule for a run too short to repay a measurement), the same on
+        every rank."""
+        rule, ctx, system = self.runtime, self.dist, self.config.system
+        shape = (getattr(self.data.train, "batch_size", self.config.data.batch_size), self.data.in_chans)
+        work = measured.Workload(
+            f"{self.config.model.name} {self.config.model.options}",
+            (*shape, *self.data.image_size),
+            self.data.num_classes,
+            self.total - self.iteration,
+            ctx.world_size,
+        )
         if checkpoint is not None:
             saved = checkpoint.get("runtime_choice")
             decision = (
@@ -201,21 +208,18 @@ class Trainer:
             )
             self.runtime = measured.apply_training(rule, decision)
         else:
-            shape = (getattr(self.data.train, "batch_size", self.config.data.batch_size), self.data.in_chans)
-            decision = ctx.on_main(
-                lambda: measured.decide_training(
-                    rule,
-                    self.config.system,
-                    network,
-                    model_name=f"{self.config.model.name} {self.config.model.options}",
-                    batch=(*shape, *self.data.image_size),
-                    num_classes=self.data.num_classes,
-                    iterations=self.total - self.iteration,
-                    world_size=ctx.world_size,
-                )[1]
-            )
+            decision = ctx.on_main(lambda: measured.decide_training(rule, system, network, work)[1])
             self.runtime = measured.apply_training(rule, decision)
         self.runtime_choice = decision
+        saved_compile = checkpoint.get("compile_choice") if checkpoint is not None else None
+        if checkpoint is None:
+            runtime = self.runtime
+            self.compile_choice = ctx.on_main(lambda: measured.decide_compile(runtime, system, network, work))
+        elif saved_compile and system.compile == "auto" and (self.runtime.device.type != "cpu" or has_cpp_compiler()):
+            self.compile_choice = measured.Decision.from_dict(saved_compile, source="resumed")
+        else:  # --compile/--no-compile, a checkpoint from before the choice was saved, or no compiler: the rule
+            self.compile_choice = measured.compile_rule(system, self.runtime.device, self.total)
+        self.runtime = dataclasses.replace(self.runtime, compile=self.compile_choice.choice == "compiled")
         if rebuild_data and self.runtime.channels_last != rule.channels_last:
             with distributed.main_first(ctx):  # the streams hand out batches in the chosen layout
                 self.data = self.given_data = self._build_data()
@@ -250,6 +254,7 @@ class Trainer:
             "meta": build_meta(self.config, self.data),
             "run_id": self.run_dir.run_id,
             "runtime_choice": self.runtime_choice.to_dict(),
+            "compile_choice": self.compile_choice.to_dict(),
             "data_fingerprint": getattr(self.data, "fingerprint", ""),
             "evaluation_due": self.evaluation_due,
         }
@@ -326,7 +331,7 @@ class Trainer:
             self.report = RunReport(self.run_dir, config, self.data, self.progress, main, world)
             notes = [*distributed.start_lines(config, self.dist, self.schedule, self.world_note), *self.notes]
             resumed, lr_now = (self.iteration if self.resume else None), self.schedule.lr_at(self.iteration)
-            self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_reason, resumed, lr_now)
+            self.report.start(self.total, self.steps_per_epoch, runtime, notes, self.compile_choice, resumed, lr_now)
             with self.interrupt.watch(self):
                 with out_of_memory_hint(config.data.batch_size, config.optim.accum_steps, runtime.describe()):
                     if self.evaluation_due:  # abandoned by a stop: done first, as the stopped run would have
@@ -486,6 +491,7 @@ class Trainer:
             wall_time=self.wall_time(),
         )
         summary["runtime_choice"] = self.runtime_choice.to_dict()  # what ran, and the rates it was chosen on
+        summary["compile_choice"] = self.compile_choice.to_dict()
         if self.ema is not None:
             summary.update(ema_results(self.records, self.state))
         if self.keeper is not None:
