@@ -258,7 +258,8 @@ class Output:
     existed: bool
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (through links); a missing file is the same as nothing."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -295,7 +296,7 @@ def check_output(
     if path.is_dir():
         raise OutputError(f"{path} is a directory; give {option} a file name")
     for given in inputs:
-        if _same_file(path, Path(given)):
+        if same_file(path, Path(given)):
             raise OutputError(
                 f"{path} is an input of this command, which its output never replaces; choose another {option}"
             )
