@@ -359,9 +359,11 @@ def write_output(path: str | Path | Output, text: str) -> Path:
 
 
 def save_figure(figure: object, path: str | Path | Output, **savefig: object) -> bool:
-    """Save a matplotlib figure atomically; a figure that cannot be written (a full disk, a read-only folder) is a
-    warning, not an error: the numbers it shows are written elsewhere first. Returns whether it was written."""
+    """Save a matplotlib figure atomically, laid out first (``tight_layout``); a figure that cannot be written (a
+    full disk, a read-only folder) is a warning, not an error: the numbers it shows are written elsewhere first.
+    Returns whether it was written."""
     output = as_output(path)
+    figure.tight_layout()  # type: ignore[attr-defined]
     try:
         with output_file(output, suffix=output.path.suffix) as temp:
             figure.savefig(temp, format=output.path.suffix.lstrip(".") or "png", **savefig)  # type: ignore[attr-defined]

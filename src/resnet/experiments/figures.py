@@ -50,7 +50,6 @@ def _panel(axes: Any, groups: dict[str, list[PlannedRun]], title: str, which: Se
 
 
 def _save(figure: Any, path: Path | Output) -> Path:
-    figure.tight_layout()
     save_figure(figure, path)
     return as_output(path).path
 
