@@ -258,7 +258,8 @@ class Output:
     existed: bool
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (through links); a missing file is the same as nothing."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -295,7 +296,7 @@ def check_output(
     if path.is_dir():
         raise OutputError(f"{path} is a directory; give {option} a file name")
     for given in inputs:
-        if _same_file(path, Path(given)):
+        if same_file(path, Path(given)):
             raise OutputError(
                 f"{path} is an input of this command, which its output never replaces; choose another {option}"
             )
@@ -358,9 +359,11 @@ def write_output(path: str | Path | Output, text: str) -> Path:
 
 
 def save_figure(figure: object, path: str | Path | Output, **savefig: object) -> bool:
-    """Save a matplotlib figure atomically; a figure that cannot be written (a full disk, a read-only folder) is a
-    warning, not an error: the numbers it shows are written elsewhere first. Returns whether it was written."""
+    """Save a matplotlib figure atomically, laid out first (``tight_layout``); a figure that cannot be written (a
+    full disk, a read-only folder) is a warning, not an error: the numbers it shows are written elsewhere first.
+    Returns whether it was written."""
     output = as_output(path)
+    figure.tight_layout()  # type: ignore[attr-defined]
     try:
         with output_file(output, suffix=output.path.suffix) as temp:
             figure.savefig(temp, format=output.path.suffix.lstrip(".") or "png", **savefig)  # type: ignore[attr-defined]

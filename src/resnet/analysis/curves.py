@@ -88,12 +88,10 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurve:
 
 def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path | Output, title: str = "") -> Path:
     """Two panels: test error against epochs, and against wall-clock minutes."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    figure = Figure(figsize=(11, 4.2), dpi=120)
+    by_epoch, by_time = figure.subplots(1, 2, sharey=True)
     for curve in curves:
         name = f"{curve.label} ({curve.recipe})" if curve.recipe not in curve.label else curve.label
         if len(curve.test_error) == 1:  # eval.test = "end": one point, said in the legend rather than left a dot
@@ -110,9 +108,7 @@ def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path | Output, titl
     by_time.legend(fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    save_figure(figure, path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
     return as_output(path).path
 
 

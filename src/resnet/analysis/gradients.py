@@ -66,6 +66,5 @@ def plot_gradients(results: Sequence[GradientNorms], path: Path | Output) -> Pat
     axes.set_ylabel("gradient norm of the weights")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
-    figure.tight_layout()
     save_figure(figure, path)
     return as_output(path).path

@@ -118,6 +118,5 @@ def plot_responses(results: Sequence[Responses], path: Path | Output) -> Path:
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
     figure.suptitle("Std of the layer responses (after BN, before the nonlinearity or addition), as the paper's Fig. 7")
-    figure.tight_layout()
     save_figure(figure, path)
     return as_output(path).path

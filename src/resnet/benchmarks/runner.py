@@ -10,7 +10,6 @@ blocks); the full run takes much longer and adds torch.compile, ResNet-1202 and 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,14 +19,14 @@ import torch
 from resnet.benchmarks import gpu
 from resnet.benchmarks.common import Row, environment, print_table
 from resnet.benchmarks.options import SECTIONS, add_arguments, sections_help
+from resnet.data.config import cpu_cores
 from resnet.errors import DataError
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen sections and print the table; a section's missing data skips it unless it was asked for."""
     # Explicit, because OMP_NUM_THREADS (set by some shells and schedulers) would silently measure one core.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(args.threads or cores)
+    torch.set_num_threads(args.threads or cpu_cores())
     chosen = set(args.only or SECTIONS)
     started = time.perf_counter()
     print(f"resnet benchmark{' --quick' if args.quick else ''} at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

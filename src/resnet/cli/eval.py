@@ -8,6 +8,8 @@ import sys
 
 from resnet.cli.inference_flags import add_inference_arguments, inference_kwargs
 from resnet.config.parse import positive_int, workers
+from resnet.data.config import VIEW_ALIASES
+from resnet.eval import SPLITS, VIEWS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint (best.pt / last.pt of a run)")
     parser.add_argument("--dataset", help="registered dataset name or image-folder path (default: the run's)")
     parser.add_argument("--data-dir", help="where datasets are looked for (default: the run's)")
-    parser.add_argument("--split", choices=("val", "test"), default="test", help="default: test")
+    parser.add_argument("--split", choices=SPLITS, default="test", help="default: test")
     parser.add_argument(
         "--views",
-        choices=("center", "10crop", "ten-crop", "multiscale"),
+        choices=(*VIEWS, *VIEW_ALIASES),
         default="center",
         help="center: one view; 10crop (or ten-crop): corners + center and flips; multiscale: "
         "fully-convolutional on whole images at several shorter sides, with flips (default: center)",

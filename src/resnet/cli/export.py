@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from resnet.export import EXPORTERS, FORMATS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(at least 1); both are printed, and a refused export is not left under the output's name.",
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint (best.pt / last.pt of a run)")
-    parser.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors", "torchvision"))
+    parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--output", help="output file (default: next to the checkpoint, e.g. best.onnx)")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX: any batch size (default: fixed)")
     parser.add_argument(
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--exporter",
-        choices=("legacy", "dynamo"),
+        choices=EXPORTERS,
         default="legacy",
         help="ONNX exporter (default: legacy, fast; dynamo needs onnxscript: pip install 'resnet[onnx-dynamo]')",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from resnet.inference.choices import BACKENDS, PRECISIONS
+from resnet.inference import BACKENDS, PRECISIONS
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:

@@ -72,10 +72,14 @@ class DataConfig:
         return self.eval_batch_size if self.eval_batch_size is not None else max(self.batch_size, 256)
 
 
+def cpu_cores() -> int:
+    """Cores this process may use (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """DataLoader workers when none are asked for: one per core this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return max(1, min(8, cpu_cores()))

@@ -1,19 +1,25 @@
 """Evaluation: top-1/top-5 error over single-view, 10-crop and multi-scale fully-convolutional testing."""
 
-from resnet.eval.evaluate import (
-    EvaluationStopped,
-    Metrics,
-    evaluate_metrics,
-    evaluation_mode,
-    topk_errors,
-    topk_wrong,
-)
-from resnet.eval.fully_conv import FullyConvolutional, fully_convolutional
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def __getattr__(name: str):  # run_eval pulls in the data package: imported on first use
-    if name == "run_eval":
-        from resnet.eval.run import run_eval
+from resnet.lazy import lazy_package
 
-        return run_eval
-    raise AttributeError(name)
+# What `resnet eval` offers, declared once: its --help is built from them without loading torch.
+VIEWS = ("center", "ten-crop", "multiscale")  # and the aliases of resnet.data.config.VIEW_ALIASES
+SPLITS = ("val", "test")
+
+if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (run_eval pulls in data)
+    from resnet.eval.evaluate import (
+        EvaluationStopped,
+        Metrics,
+        evaluate_metrics,
+        evaluation_mode,
+        topk_errors,
+        topk_wrong,
+    )
+    from resnet.eval.fully_conv import FullyConvolutional, fully_convolutional
+    from resnet.eval.run import run_eval
+
+__getattr__, __all__ = lazy_package(__name__, __file__, also=("SPLITS", "VIEWS"))

@@ -24,9 +24,7 @@ from resnet.data.splits import stratified_subset
 from resnet.data.tensor_pipeline import Normalizer, TensorEvalStream
 from resnet.data.views import PAPER_SCALES
 from resnet.errors import ConfigError
-
-VIEWS = ("center", "ten-crop", "multiscale")  # and the aliases of resnet.data.config.VIEW_ALIASES
-SPLITS = ("val", "test")
+from resnet.eval import SPLITS, VIEWS
 
 
 def default_scales(crop: int) -> list[int]:

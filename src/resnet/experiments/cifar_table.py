@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from resnet.experiments.degradation import DATA_DESCRIPTIONS, ExperimentSettings, describe_schedule
+from resnet.experiments.degradation import ExperimentSettings, setting_lines
 from resnet.experiments.paper import TABLE6_PARAMS_M, TABLE6_RESNET110_MEAN_STD, TABLE6_TEST_ERROR
 from resnet.experiments.report import NetResult, gather
-from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, lock_experiment
+from resnet.experiments.runs import DONE, PlannedRun
 from resnet.files import output_folder, write_output
 
 TABLE_FILE = "cifar_table.md"
@@ -24,10 +24,7 @@ def run_cifar_table(settings: ExperimentSettings, say: Callable[[str], None] = p
     """Train what is left, then write ``cifar_table.md``; returns its path."""
     started = time.monotonic()
     runs = settings.runs(("plain", "resnet") if with_plain else ("resnet",))
-    settings.make_out()
-    with lock_experiment(settings.out):
-        settings = settings.with_workers(runs)
-        ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
+    with settings.training(runs, say) as settings:
         path = write_cifar_table(settings, runs, time.monotonic() - started)
     say(f"table: {path}")
     return path
@@ -60,21 +57,12 @@ def table_lines(results: dict[str, NetResult], depths: Sequence[int]) -> list[st
 
 
 def write_cifar_table(settings: ExperimentSettings, runs: Sequence[PlannedRun], elapsed: float) -> Path:
-    finished = [r for r in runs if r.status() == DONE]
-    results = gather(finished)
-    config = settings.config(runs[0])
-    wall = sum(result.wall_time_s for result in results.values())
+    results = gather([r for r in runs if r.status() == DONE])
+    seeds = "; errors are mean ± std over seeds when more than one"
     lines = [
         "# CIFAR-10 table (analogue of Table 6, He et al. 2015)",
         "",
-        f"- **Data**: {DATA_DESCRIPTIONS.get(settings.dataset, settings.dataset)}.",
-        f"- **Schedule**: {describe_schedule(settings, config)}.",
-        f"- **Seeds**: {', '.join(str(s) for s in settings.seeds)}; errors are mean ± std over seeds when more "
-        "than one.",
-        f"- **Hardware**: {hardware()}.",
-        f"- **Wall time**: {wall / 60:.1f} min, the runs' wall-clock times summed ({len(finished)} of {len(runs)} "
-        "finished); "
-        f"this call {elapsed / 60:.1f} min.",
+        *setting_lines(settings, settings.config(runs[0]), results, len(runs), elapsed, seeds),
         "",
         "Test error after the last iteration, and of the checkpoint best on the 5k validation split. The paper's",
         "column is Table 6 (64k iterations, official CIFAR-10; ResNet-110 best of 5 runs, mean ± std beside it).",

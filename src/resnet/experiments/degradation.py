@@ -7,9 +7,10 @@ written beside them from their ``metrics.jsonl``/``train_curve.jsonl``/``summary
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from resnet.errors import ConfigError
 from resnet.experiments.budgets import Budget, budget_named
 from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
-from resnet.experiments.report import Claim, chance_error, compare, gather, results_table
+from resnet.experiments.report import Claim, NetResult, chance_error, compare, gather, results_table
 from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, lock_experiment, plan_runs
 from resnet.files import output_folder, write_output
 
@@ -63,15 +64,18 @@ class ExperimentSettings:
     overrides: dict[str, Any] = field(default_factory=dict)  # any further configuration keys, for every net
     jobs: str | int = 1  # nets trained at once ("auto": see resnet.experiments.parallel.resolve_jobs)
 
-    def make_out(self) -> None:
+    @contextlib.contextmanager
+    def training(self, runs: list[PlannedRun], say: Callable[[str], None]) -> Iterator[ExperimentSettings]:
+        """Train what is left of ``runs`` under the experiment's lock, which the block (writing the report) still
+        holds. Yields these settings with ``jobs`` resolved for the nets left, so that every net's configuration
+        (asked many times for the ETA and the checks) no longer reads the runs' states."""
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out '{self.out}' is a file; give a folder for the experiment's runs")
         self.out.mkdir(parents=True, exist_ok=True)
-
-    def with_workers(self, runs: Sequence[PlannedRun]) -> ExperimentSettings:
-        """These settings with ``jobs`` resolved for the nets left, so that every net's configuration (asked many
-        times for the ETA and the checks) no longer reads the runs' states."""
-        return dataclasses.replace(self, jobs=self.workers(sum(run.status() != DONE for run in runs)))
+        with lock_experiment(self.out):
+            settings = dataclasses.replace(self, jobs=self.workers(sum(run.status() != DONE for run in runs)))
+            ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
+            yield settings
 
     def workers(self, pending: int) -> int:
         """How many nets train at once, for ``pending`` nets left."""
@@ -130,26 +134,35 @@ def run_degradation(settings: ExperimentSettings, say: Callable[[str], None] = p
     """Train what is left of the experiment, then write the figures and ``report.md``; returns the report's path."""
     started = time.monotonic()
     runs = settings.runs()
-    settings.make_out()
-    with lock_experiment(settings.out):
-        settings = settings.with_workers(runs)
-        ExperimentRunner(runs, settings.config, say=say, jobs=int(settings.jobs)).run()
+    with settings.training(runs, say) as settings:
         report = write_degradation_report(settings, runs, time.monotonic() - started)
     say(f"report: {report}\nfigures: {settings.out / 'fig6.png'}, {settings.out / 'fig1.png'}")
     return report
 
 
-def describe_schedule(settings: ExperimentSettings, config: Config) -> str:
+def setting_lines(
+    settings: ExperimentSettings, config: Config, results: dict[str, NetResult], runs: int, elapsed: float, seeds: str
+) -> list[str]:
+    """What both reports open with: the data, the schedule, the seeds (``seeds``: what they mean there), the
+    hardware and the time."""
     from resnet.train.optim.schedules import milestone_iterations
 
     iterations = config.train.iterations or 0
     milestones = milestone_iterations(config, steps_per_epoch=max(1, iterations))
     every = f"every {config.eval.every_iterations} iterations" if config.eval.every_iterations else "every epoch"
-    return (
-        f"`{RECIPE}` ({settings.budget.label}): {iterations} iterations of batch {config.data.batch_size}, "
-        f"SGD momentum {config.optim.momentum}, weight decay {config.optim.weight_decay:g}, lr {config.optim.lr:g} "
-        f"divided by 10 at {', '.join(str(m) for m in milestones)}; validation and test error {every}"
-    )
+    finished = sum(len(result.seeds) for result in results.values())  # a finished run is one seed of its net
+    wall = sum(result.wall_time_s for result in results.values())
+    return [
+        f"- **Data**: {DATA_DESCRIPTIONS.get(settings.dataset, settings.dataset)}.",
+        f"- **Schedule**: `{RECIPE}` ({settings.budget.label}): {iterations} iterations of batch "
+        f"{config.data.batch_size}, SGD momentum {config.optim.momentum}, weight decay "
+        f"{config.optim.weight_decay:g}, lr {config.optim.lr:g} divided by 10 at "
+        f"{', '.join(str(m) for m in milestones)}; validation and test error {every}.",
+        f"- **Seeds**: {', '.join(str(s) for s in settings.seeds)}{seeds}.",
+        f"- **Hardware**: {hardware()}.",
+        f"- **Wall time**: {wall / 60:.1f} min, the runs' wall-clock times summed ({finished} of {runs} nets "
+        f"finished); this call {elapsed / 60:.1f} min.",
+    ]
 
 
 def degradation_claims(
@@ -192,19 +205,13 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
     config = settings.config(runs[0])
     subtitle = f"{Path(settings.dataset).name}, {config.train.iterations} iterations, seeds {list(settings.seeds)}"
     report, fig6, fig1 = output_folder(settings.out, ["report.md", "fig6.png", "fig1.png"])
-    wall = sum(result.wall_time_s for result in results.values())
     claims = degradation_claims(settings, results, class_count(finished))
     lines = [
         "# Degradation experiment (He et al. 2015, Fig. 1 and Fig. 6)",
         "",
         f"The paper: {DEGRADATION_CLAIM}.",
         "",
-        f"- **Data**: {DATA_DESCRIPTIONS.get(settings.dataset, settings.dataset)}.",
-        f"- **Schedule**: {describe_schedule(settings, config)}.",
-        f"- **Seeds**: {', '.join(str(s) for s in settings.seeds)} (a seed gives every net the same data order).",
-        f"- **Hardware**: {hardware()}.",
-        f"- **Wall time**: {wall / 60:.1f} min, the runs' wall-clock times summed ({len(finished)} of {len(runs)} "
-        f"nets finished); this call {elapsed / 60:.1f} min.",
+        *setting_lines(settings, config, results, len(runs), elapsed, " (a seed gives every net the same data order)"),
         "",
         "## Results",
         "",

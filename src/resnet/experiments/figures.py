@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from resnet.experiments.runs import PlannedRun
+from resnet.experiments.runs import PlannedRun, by_model
 from resnet.files import Output, as_output, save_figure
 from resnet.models.specs import model_depth as depth_of
 from resnet.runs.run_dir import METRICS_FILE, TRAIN_CURVE_FILE, read_metrics
@@ -50,16 +50,8 @@ def _panel(axes: Any, groups: dict[str, list[PlannedRun]], title: str, which: Se
 
 
 def _save(figure: Any, path: Path | Output) -> Path:
-    figure.tight_layout()
     save_figure(figure, path)
     return as_output(path).path
-
-
-def _by_model(runs: Sequence[PlannedRun]) -> dict[str, list[PlannedRun]]:
-    groups: dict[str, list[PlannedRun]] = defaultdict(list)
-    for run in runs:
-        groups[run.model].append(run)
-    return dict(groups)
 
 
 def plot_fig6(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "") -> Path:
@@ -68,7 +60,7 @@ def plot_fig6(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "
 
     figure = Figure(figsize=(12, 4.6), dpi=120)
     left, right = figure.subplots(1, 2, sharey=True)
-    groups = _by_model(runs)
+    groups = by_model(runs)
     _panel(left, {m: r for m, r in groups.items() if m.startswith("plain")}, "plain networks", ("train", "test"))
     _panel(right, {m: r for m, r in groups.items() if m.startswith("resnet")}, "ResNets", ("train", "test"))
     if subtitle:
@@ -80,7 +72,7 @@ def plot_fig1(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "
     """Fig. 1: the shallowest and the deepest plain net, training error left and test error right."""
     from matplotlib.figure import Figure
 
-    plain = {m: r for m, r in _by_model(runs).items() if m.startswith("plain")}
+    plain = {m: r for m, r in by_model(runs).items() if m.startswith("plain")}
     if len(plain) > 2:
         depths = sorted(plain, key=depth_of)
         plain = {depths[0]: plain[depths[0]], depths[-1]: plain[depths[-1]]}

@@ -21,14 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet.config import Config
+from resnet.data.config import cpu_cores
 from resnet.errors import ConfigError, ResNetError, TrainingInterrupted
-
-
-def cpu_cores() -> int:
-    """Cores this process may use (the affinity mask, not the machine's count)."""
-    with contextlib.suppress(AttributeError, OSError):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def resolve_jobs(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnet.experiments.runs import PlannedRun
+from resnet.experiments.runs import PlannedRun, by_model
 from resnet.models.specs import model_depth
 
 # Per net: the last evaluation's running training error (mean over the last evaluation interval, augmented
@@ -43,11 +43,8 @@ class NetResult:
 
 def gather(runs: Sequence[PlannedRun]) -> dict[str, NetResult]:
     """Results of the finished runs, grouped by model (seeds pooled)."""
-    grouped: dict[str, list[PlannedRun]] = defaultdict(list)
-    for run in runs:
-        grouped[run.model].append(run)
     results = {}
-    for model, group in grouped.items():
+    for model, group in by_model(runs).items():
         values: dict[str, list[float]] = defaultdict(list)
         params, iterations, wall = 0, 0, 0.0
         images: dict[str, int] = {}

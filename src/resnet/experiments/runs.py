@@ -63,6 +63,14 @@ class PlannedRun:
         return read_metrics(self.path, METRICS_FILE)
 
 
+def by_model(runs: Sequence[PlannedRun]) -> dict[str, list[PlannedRun]]:
+    """The runs grouped by net (its seeds together), in the order the nets first appear."""
+    groups: dict[str, list[PlannedRun]] = {}
+    for run in runs:
+        groups.setdefault(run.model, []).append(run)
+    return groups
+
+
 def plan_runs(out: Path, models: Sequence[str], seeds: Sequence[int]) -> list[PlannedRun]:
     """Seed-major order, so that with several seeds every net has a first result early."""
     return [PlannedRun(model, seed, out / f"{model}-seed{seed}") for seed in seeds for model in models]

@@ -1,8 +1,21 @@
 """Exporting a trained network: ONNX and TorchScript (each verified against PyTorch), safetensors weights with a
 JSON sidecar, and a plain state dict in torchvision's layout."""
 
-from resnet.export.formats import FORMATS, export_checkpoint, export_model
-from resnet.export.onnx import export_onnx, verify_onnx
-from resnet.export.safetensors_io import save_safetensors
-from resnet.export.torchscript import export_torchscript, verify_torchscript
-from resnet.export.torchvision_layout import torchvision_state_dict
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from resnet.lazy import lazy_package
+
+# What `resnet export` offers, declared once: its --help is built from them without loading torch.
+FORMATS = ("onnx", "torchscript", "safetensors", "torchvision")
+EXPORTERS = ("legacy", "dynamo")
+
+if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use
+    from resnet.export.formats import export_checkpoint, export_model
+    from resnet.export.onnx import export_onnx, verify_onnx
+    from resnet.export.safetensors_io import save_safetensors
+    from resnet.export.torchscript import export_torchscript, verify_torchscript
+    from resnet.export.torchvision_layout import torchvision_state_dict
+
+__getattr__, __all__ = lazy_package(__name__, __file__, also=("EXPORTERS", "FORMATS"))

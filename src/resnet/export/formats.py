@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
+from resnet.export import FORMATS
 from resnet.export.onnx import ExportError, check_exporter, export_onnx, verify_onnx
 from resnet.export.safetensors_io import save_safetensors, served_metadata
 from resnet.export.torchscript import export_torchscript, verify_torchscript
 from resnet.export.torchvision_layout import load_into_torchvision, max_abs_difference, torchvision_state_dict
 from resnet.export.writing import check_targets, export_targets, staged
 
-FORMATS = ("onnx", "torchscript", "safetensors", "torchvision")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "torchvision": ".pth"}
 TOLERANCE = 1e-4  # of the outputs' magnitude (at least 1): see export_model
 

@@ -11,8 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, ResNetError
-
-EXPORTERS = ("legacy", "dynamo")
+from resnet.export import EXPORTERS
 
 
 class ExportError(ResNetError, RuntimeError):

@@ -8,13 +8,12 @@ existing target (the weights, or the ``NAME.json`` sidecar of a safetensors expo
 from __future__ import annotations
 
 import contextlib
-import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from resnet.export.onnx import ExportError
-from resnet.files import CreatedMeanwhile, Output, check_output, commit, created_meanwhile, staged_file
+from resnet.files import CreatedMeanwhile, Output, check_output, commit, created_meanwhile, same_file, staged_file
 
 
 class OutputExistsError(ExportError, FileExistsError):
@@ -24,13 +23,6 @@ class OutputExistsError(ExportError, FileExistsError):
 def export_targets(fmt: str, output: Path) -> list[Path]:
     """Every file an export to ``output`` writes: the file, and for safetensors its JSON sidecar."""
     return [output, output.with_suffix(".json")] if fmt == "safetensors" else [output]
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _describe(path: Path) -> str:
@@ -50,8 +42,8 @@ def check_targets(targets: list[Path], *, source: Path | None, force: bool) -> l
         protected.append(source.with_suffix(".json"))  # an exported source's sidecar is part of it
     outputs = []
     for target in targets:
-        if any(_same_file(target, kept) for kept in protected):
-            what = "checkpoint" if _same_file(target, protected[0]) else "sidecar of the weights"
+        if any(same_file(target, kept) for kept in protected):
+            what = "checkpoint" if same_file(target, protected[0]) else "sidecar of the weights"
             raise OutputExistsError(
                 f"{target} is the {what} being exported, which an export never replaces; choose another --output "
                 "(or leave it out: the default names the file after the format, e.g. best.onnx)"

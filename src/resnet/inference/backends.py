@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.inference.choices import BACKENDS
-from resnet.runtime import has_cpp_compiler as runtime_has_cpp_compiler
+from resnet.inference import BACKENDS
+from resnet.runtime import has_cpp_compiler
 
 Runner = Callable[[torch.Tensor], Any]
 
@@ -31,14 +31,12 @@ def check_backend(backend: str, device: torch.device) -> None:
     if backend == "onnxruntime":
         if device.type != "cpu":
             raise ConfigError(f"the onnxruntime backend runs on the CPU only, not {device}; use eager or compile")
-        try:
-            import onnx  # noqa: F401  # the exporter writes through it
-            import onnxruntime  # noqa: F401
-        except ImportError as error:
+        missing = onnxruntime_missing()
+        if missing:
             raise ConfigError(
-                f"the onnxruntime backend needs onnx and onnxruntime ({error.name} is missing): "
+                f"the onnxruntime backend needs onnx and onnxruntime ({missing} is missing): "
                 "`pip install onnx onnxruntime`, or use --backend eager"
-            ) from error
+            )
     if backend == "compile" and device.type == "cpu" and not has_cpp_compiler():
         raise ConfigError(
             "torch.compile on the CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); install one, "
@@ -54,17 +52,20 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> t
         return "eager", f"eager on {device.type}"
     if dtype != torch.float32:
         return "eager", "eager: ONNX Runtime runs fp32 only"
+    missing = onnxruntime_missing()
+    if missing:
+        return "eager", f"eager: {missing} is not installed"
+    return "onnxruntime", "ONNX Runtime: measured fastest for fp32 on the CPU"
+
+
+def onnxruntime_missing() -> str | None:
+    """Which of onnx (the exporter writes through it) and onnxruntime is not installed; None when both are."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as error:
-        return "eager", f"eager: {error.name} is not installed"
-    return "onnxruntime", "ONNX Runtime: measured fastest for fp32 on the CPU"
-
-
-def has_cpp_compiler() -> bool:
-    """Whether inductor can build its CPU kernels here."""
-    return runtime_has_cpp_compiler()
+        return error.name or "onnxruntime"
+    return None
 
 
 def compiled_runner(model: nn.Module) -> Runner:

@@ -19,8 +19,15 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.inference.backends import OnnxRuntimeRunner, check_backend, compiled_runner, example_input, resolve_backend
-from resnet.inference.choices import PRECISIONS
+from resnet.inference import PRECISIONS
+from resnet.inference.backends import (
+    OnnxRuntimeRunner,
+    check_backend,
+    compiled_runner,
+    example_input,
+    onnxruntime_missing,
+    resolve_backend,
+)
 from resnet.models.fuse import fuse_conv_bn
 
 PLAIN: dict[str, Any] = {"precision": "fp32", "channels_last": False, "fold_bn": False, "backend": "eager"}
@@ -188,11 +195,16 @@ def _measured(
 
     dtype, reason = inference_precision(precision, device, backend)
     rule_name = f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} {resolve_backend(backend, device, dtype)[0]}"
+    onnx = None  # the version of ONNX Runtime, when it can run here (a candidate, and part of the cache key)
+    if onnxruntime_missing() is None:
+        import onnxruntime
+
+        onnx = str(onnxruntime.__version__)
     options: dict[str, tuple[str, str]] = {}
     for name in ("fp32", "bf16"):
         if precision in ("auto", name) and (name == "fp32" or _has_bf16(device)):
             options[f"{name} eager"] = (name, "eager")
-    if backend == "auto" and device.type == "cpu" and precision in ("auto", "fp32") and _has_onnxruntime():
+    if backend == "auto" and device.type == "cpu" and precision in ("auto", "fp32") and onnx:
         options["fp32 onnxruntime"] = ("fp32", "onnxruntime")
     if backend not in ("auto", "eager"):
         options = {name: value for name, value in options.items() if value[1] == backend}
@@ -208,7 +220,6 @@ def _measured(
         images, wrapper = torch.randn(batch_shape, device=device), prepared(name)
         return lambda: wrapper(images)
 
-    onnx = _onnxruntime_version()
     key = measured.cache_key(
         "inference",
         device,
@@ -243,19 +254,6 @@ def _has_bf16(device: torch.device) -> bool:
     from resnet.runtime.measured import cpu_bf16_kernels
 
     return device.type == "cpu" and cpu_bf16_kernels()
-
-
-def _has_onnxruntime() -> bool:
-    return _onnxruntime_version() is not None
-
-
-def _onnxruntime_version() -> str | None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime
-    except ImportError:
-        return None
-    return str(onnxruntime.__version__)
 
 
 def folded_copy(model: nn.Module, device: torch.device, channels_last: bool) -> InferenceModel:
