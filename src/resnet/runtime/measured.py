@@ -236,9 +236,11 @@ def decide(
     retune: bool = False,
     cache: ChoiceCache | None = None,
     sync: Callable[[], None] = lambda: None,
+    label: str = "",
 ) -> Decision:
     """The cached decision, else a measurement when the work repays it (``work_calls`` calls, None: unknown),
-    else ``rule``. A single candidate is the rule's. ``retune`` measures again whatever the cache holds."""
+    else ``rule``. A single candidate is the rule's. ``retune`` measures again whatever the cache holds. A
+    ``label`` is announced on stderr before a measurement, which may take a while (a compilation)."""
     if len(candidates) <= 1 or rule.choice not in candidates:
         return rule
     cache = cache or ChoiceCache()
@@ -248,6 +250,8 @@ def decide(
             return cached
     if not retune and (work_calls is None or not worth_measuring(len(candidates), work_calls)):
         return rule
+    if label:
+        print(f"measuring {label}: {', '.join(candidates)} (cached afterwards in {cache.path})", file=sys.stderr)
     rates = measure(candidates, images_per_call, sync=sync)
     if not rates:
         return rule
@@ -360,6 +364,7 @@ def decide_training(
             retune=bool(getattr(system, "retune", False)),
             cache=cache,
             sync=sync,
+            label="the precision and layout",
         )
     return apply_training(rule, decision), decision
 
@@ -419,4 +424,5 @@ def decide_compile(
             for name in ("eager", "compiled")
         }
         retune = bool(getattr(system, "retune", False))
-        return decide(key, rule, factories, work.batch[0], work.iterations, retune=retune, cache=cache)
+        label = "the compiled training step against the eager one (a first compilation may take minutes)"
+        return decide(key, rule, factories, work.batch[0], work.iterations, retune=retune, cache=cache, label=label)
