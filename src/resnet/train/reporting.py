@@ -64,25 +64,26 @@ def evaluation_record(
         "val_top5_error": None,
         "test_top5_error": None,
     }
-    if data.val is not None:
-        val = evaluate(forward, data.val)
-        record["val_error"], record["val_loss"], record["val_top5_error"] = val.top1_error, val.loss, val.top5_error
-    if test:
-        metrics = evaluate(forward, data.test)
-        record["test_error"], record["test_loss"] = metrics.top1_error, metrics.loss
-        record["test_top5_error"] = metrics.top5_error
+    _score(record, "", forward, evaluate, data, test)
     return record
+
+
+def _score(
+    record: dict[str, Any], prefix: str, forward: nn.Module, evaluate: Evaluate, data: TrainingData, test: bool
+) -> None:
+    """``{prefix}{val,test}_{error,loss,top5_error}`` of ``forward``: one rule for the model and its EMA."""
+    for split, stream in (("val", data.val), ("test", data.test if test else None)):
+        if stream is not None:
+            metrics = evaluate(forward, stream)
+            record[f"{prefix}{split}_error"], record[f"{prefix}{split}_loss"] = metrics.top1_error, metrics.loss
+            record[f"{prefix}{split}_top5_error"] = metrics.top5_error
 
 
 def evaluate_ema(
     record: dict[str, Any], state: TrainingState, ema: ModelEma, evaluate: Evaluate, data: TrainingData, test: bool
 ) -> bool:
     """Add the EMA's errors to ``record``; True when its validation error is the best so far."""
-    for split, stream in (("val", data.val), ("test", data.test if test else None)):
-        if stream is not None:
-            metrics = evaluate(ema.module, stream)
-            record[f"ema_{split}_error"], record[f"ema_{split}_loss"] = metrics.top1_error, metrics.loss
-            record[f"ema_{split}_top5_error"] = metrics.top5_error
+    _score(record, "ema_", ema.module, evaluate, data, test)
     error = record.get("ema_val_error")
     if error is not None and error < state.ema_best_val_error:
         state.ema_best_val_error, state.ema_best_iteration = error, record["iteration"]
