@@ -35,8 +35,7 @@ from resnet.errors import ConfigError, DistributedError, ResNetError
 from resnet.runs.run_dir import METRICS_FILE, RunDir
 from resnet.runtime import Runtime, resolve_device
 from resnet.train.optim.schedules import LinearWarmup, Schedule, scaled_lr
-from resnet.train.peers import Peer, exchange
-from resnet.train.peers import guard as peer_guard
+from resnet.train.peers import Peer, dead_ranks, exchange, first_line, lost_contact, restart_note
 
 T = TypeVar("T")
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -337,9 +336,29 @@ def describe(config: Config, ctx: DistContext, schedule: Schedule) -> str:
     return text
 
 
-def guard(ctx: DistContext, where: Callable[[], str], resumes: bool) -> contextlib.AbstractContextManager[None]:
-    """A lost peer becomes one line naming the dead rank and what torchrun does next (see :mod:`resnet.train.peers`)."""
-    return peer_guard(ctx.rank, ctx.world_size, ctx.timeout, ctx.peers, where, resumes)
+@contextlib.contextmanager
+def guard(ctx: DistContext, where: Callable[[], str], resumes: bool) -> Iterator[None]:
+    """A lost peer (dead, raised, hung past the timeout) becomes one :class:`DistributedError` line naming the dead
+    rank and what torchrun does next (see :mod:`resnet.train.peers`)."""
+    try:
+        yield
+    except ResNetError:
+        raise
+    except RuntimeError as error:
+        if not ctx.is_distributed or not lost_contact(error):
+            raise
+        dead = dead_ranks(ctx.peers, ctx.rank)
+        next_step = restart_note(resumes)
+        if dead:
+            ranks = f"rank {dead[0]}" if len(dead) == 1 else "ranks " + ", ".join(str(r) for r in dead)
+            raise DistributedError(
+                f"{ranks} of {ctx.world_size} died (rank {ctx.rank} lost contact with it {where()}); {next_step}"
+            ) from error
+        raise DistributedError(
+            f"rank {ctx.rank} of {ctx.world_size} lost contact with another rank {where()}: a rank died, raised or "
+            f"hung for over {ctx.timeout:g} s (see its output; {first_line(error)}); {next_step}; change the bound "
+            "with --dist-timeout"
+        ) from error
 
 
 class PassiveRunDir(RunDir):
