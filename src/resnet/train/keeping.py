@@ -38,16 +38,11 @@ def average_state_dicts(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return averaged
 
 
-def keeper_for(directory: Path, keep_best: int, average_last: int) -> CheckpointKeeper | None:
-    """A keeper when the configuration keeps anything (``checkpoint.keep_best``/``average_last``), else None."""
-    return CheckpointKeeper(directory, keep_best, average_last) if keep_best or average_last else None
-
-
 class CheckpointKeeper:
     """Writes ``best-<iteration>.pt`` for the ``keep_best`` lowest validation errors and ``snapshot-<iteration>.pt``
     for the last ``average_last`` evaluations; :meth:`average` folds the snapshots into ``averaged.pt``."""
 
-    def __init__(self, directory: Path, keep_best: int = 0, average_last: int = 0) -> None:
+    def __init__(self, directory: Path, keep_best: int, average_last: int) -> None:
         self.directory, self.keep_best, self.average_last = Path(directory), keep_best, average_last
         self.best: list[tuple[float, int]] = []  # (val_error, iteration), best first
         self.snapshots: list[int] = []  # iterations, oldest first

@@ -28,7 +28,7 @@ from resnet.train.checks import check_finite, check_input_size, check_run, loss_
 from resnet.train.ema import ModelEma
 from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
-from resnet.train.keeping import averaged_results, keeper_for
+from resnet.train.keeping import CheckpointKeeper, averaged_results
 from resnet.train.mixing import build_criterion, build_mixer
 from resnet.train.progress import Progress
 from resnet.train.reporting import Evaluate, RunReport, ema_results, evaluate_ema, evaluation_record
@@ -88,7 +88,7 @@ class Trainer:
     criterion: nn.Module
     mixer: Any  # mixup/cutmix on the batch, or None
     ema: ModelEma | None
-    keeper: Any  # best-k / averaging of the last checkpoints, or None
+    keeper: CheckpointKeeper | None  # best-k / averaging of the last checkpoints
     report: RunReport  # set by run(): the header, metrics and summary
 
     def __init__(
@@ -156,7 +156,8 @@ class Trainer:
         self.mixer = build_mixer(config, self.data.num_classes, ctx.rank)
         ema, keep = config.ema, config.checkpoint
         self.ema = ModelEma(self.model, ema.decay, ema.warmup, ema.every_iterations) if ema.enabled else None
-        self.keeper = keeper_for(self.run_dir.path, keep.keep_best, keep.average_last)
+        kept = keep.keep_best or keep.average_last
+        self.keeper = CheckpointKeeper(self.run_dir.path, keep.keep_best, keep.average_last) if kept else None
         ctx.on_main(self.run_dir.create, config, resume=bool(self.resume))
         if checkpoint is not None:
             self._restore(checkpoint)
