@@ -56,12 +56,6 @@ def out_of_memory_hint(batch_size: int, accum_steps: int, device: str) -> Iterat
         ) from error
 
 
-def skipped_images(data: Any) -> int:
-    """Unreadable images skipped under ``--on-bad-image skip`` (when decoding, and by every loader stream)."""
-    streams = (data.train, getattr(data, "val", None), data.test)
-    return int(getattr(data, "skipped", 0)) + sum(int(getattr(s, "skipped", 0) or 0) for s in streams)
-
-
 ADVICE = "lower the learning rate (--lr) or use a warm-up"
 
 

@@ -29,7 +29,6 @@ from resnet.runs.run_dir import (
 )
 from resnet.runtime import Runtime
 from resnet.runtime.measured import Decision
-from resnet.train.checks import skipped_images
 from resnet.train.ema import ModelEma
 from resnet.train.optim import describe_lr
 from resnet.train.progress import Progress
@@ -239,7 +238,7 @@ class RunReport:
             "curves": str(self.run_dir.file(CURVES_FILE)),
             "last_checkpoint": str(self.run_dir.file(LAST_CHECKPOINT)),
             "best_checkpoint": str(self.run_dir.file(BEST_CHECKPOINT)) if state.best_iteration is not None else None,
-            "skipped_images": skipped_images(data),
+            "skipped_images": _skipped_images(data),
             "val_images": getattr(data, "num_val", None),  # what the errors are measured on (their noise)
             "test_images": getattr(data, "num_test", None),
             "versions": versions(),
@@ -253,6 +252,12 @@ def _macs(config: Config, data: TrainingData) -> int:
     input_size = (data.in_chans, *data.image_size)
     options = {"in_chans": data.in_chans, "num_classes": data.num_classes, **config.model.options}
     return int(model_info(config.model.name, input_size=input_size, **options)["macs"])
+
+
+def _skipped_images(data: TrainingData) -> int:
+    """Unreadable images skipped under ``--on-bad-image skip`` (when decoding, and by every loader stream)."""
+    streams = (data.train, getattr(data, "val", None), data.test)
+    return int(getattr(data, "skipped", 0)) + sum(int(getattr(s, "skipped", 0) or 0) for s in streams)
 
 
 def _accuracy(error: float | None) -> float | None:
