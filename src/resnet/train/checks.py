@@ -73,17 +73,11 @@ def loss_diverged(iteration: int, lr: float, path: Path, saved_iteration: int | 
     )
 
 
-def weights_diverged(
-    iteration: int, entry: str, lr: float, path: Path, saved_iteration: int | None
-) -> TrainingDivergedError:
-    return TrainingDivergedError(
-        f"the weights became NaN or infinite by iteration {iteration} ({entry}, lr {lr:.4g}); stopped without "
-        f"writing a checkpoint. {last_good(path, saved_iteration)}; {ADVICE}"
-    )
-
-
 def check_finite(state: dict[str, Any], iteration: int, lr: float, path: Path, saved_iteration: int | None) -> None:
     """Raise before a save when the weights or optimizer state hold NaN/inf (the loss may still have been finite)."""
     bad = non_finite_entry(state)
     if bad is not None:
-        raise weights_diverged(iteration, bad, lr, path, saved_iteration)
+        raise TrainingDivergedError(
+            f"the weights became NaN or infinite by iteration {iteration} ({bad}, lr {lr:.4g}); stopped without "
+            f"writing a checkpoint. {last_good(path, saved_iteration)}; {ADVICE}"
+        )
