@@ -221,26 +221,12 @@ def place(runtime: Runtime, ctx: DistContext) -> Runtime:
     return runtime
 
 
-@contextlib.contextmanager
-def main_first(ctx: DistContext) -> Iterator[None]:
-    """Rank 0 runs the block first (downloads, tensor caches), then the others, which find it all done — or
+def main_first(ctx: DistContext, build: Callable[[], T]) -> T:
+    """Rank 0 runs ``build`` first (downloads, tensor caches), then the others, which find it all done — or
     raise the same user error as rank 0 (a missing dataset) instead of losing contact with it."""
-    if not ctx.is_distributed:
-        yield
-        return
-    if ctx.is_main:
-        try:
-            yield
-        except ResNetError as error:
-            ctx.broadcast(("error", error))
-            raise
-        ctx.broadcast(("ok", None))
-        return
-    outcome = ctx.broadcast(("ok", None))
-    if outcome[0] == "error":
-        failure = outcome[1]
-        raise failure if isinstance(failure, BaseException) else DistributedError(str(failure))
-    yield
+    built: list[T] = []  # rank 0's own result: on_main hands the other ranks only that it succeeded
+    ctx.on_main(lambda: built.append(build()))
+    return built[0] if built else build()
 
 
 def prepare_model(model: nn.Module, config: Config, ctx: DistContext, device: torch.device) -> nn.Module:

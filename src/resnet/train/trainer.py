@@ -127,8 +127,7 @@ class Trainer:
         optim.seed_everything(config.seed)
         built_here = self.given_data is None
         if self.given_data is None:
-            with distributed.main_first(ctx):
-                self.given_data = self._build_data()
+            self.given_data = distributed.main_first(ctx, self._build_data)
         self.data = self.given_data
         check_input_size(config.model.name, self.data.image_size)
         network, self.notes = build_network(config, self.data, resume=bool(self.resume))
@@ -222,8 +221,8 @@ class Trainer:
             self.compile_choice = measured.compile_rule(system, self.runtime.device, self.total)
         self.runtime = dataclasses.replace(self.runtime, compile=self.compile_choice.choice == "compiled")
         if rebuild_data and self.runtime.channels_last != rule.channels_last:
-            with distributed.main_first(ctx):  # the streams hand out batches in the chosen layout
-                self.data = self.given_data = self._build_data()
+            # the streams hand out batches in the chosen layout
+            self.data = self.given_data = distributed.main_first(ctx, self._build_data)
 
     def _build_data(self) -> TrainingData:
         return build_data(
