@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet.config import Config
 from resnet.eval import Metrics
 from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
@@ -103,7 +104,7 @@ def averaged_results(
     model: nn.Module,
     evaluate: Callable[[nn.Module, Any], Metrics],
     data: Any,
-    save: Callable[[dict[str, Any], str], Path],
+    config: Config,
 ) -> dict[str, Any]:
     """At the end of a run: the kept files, and the averaged model written to ``averaged.pt`` with its errors."""
     out: dict[str, Any] = {"kept_best": [str(keeper.best_file(it)) for _, it in keeper.best]}
@@ -115,7 +116,11 @@ def averaged_results(
     val = evaluate(probe, data.val) if data.val is not None else None
     test = evaluate(probe, data.test)
     snapshots = list(keeper.snapshots)
-    path = save({"model": averaged, "iteration": snapshots[-1], "averaged_iterations": snapshots}, AVERAGED_CHECKPOINT)
+    path = keeper.directory / AVERAGED_CHECKPOINT
+    save_atomic(
+        {"model": averaged, "iteration": snapshots[-1], "averaged_iterations": snapshots, "config": config.to_dict()},
+        path,
+    )
     out.update(
         averaged_checkpoint=str(path),
         averaged_iterations=snapshots,

@@ -274,12 +274,6 @@ class Trainer:
         self.last_save_time = time.monotonic()
         return path
 
-    def _save_payload(self, payload: dict[str, Any], name: str) -> Path:
-        path = self.run_dir.file(name)
-        if self.dist.is_main:
-            save_atomic({**payload, "config": self.config.to_dict()}, path)
-        return path
-
     def _evaluate(self, model: nn.Module, stream: Any, stop: Callable[[], bool] | None = None) -> Metrics:
         """Each rank scores its shard of ``stream``; the sums are reduced, so the error is the whole set's."""
         return evaluate_metrics(model, stream, self.runtime.autocast, self.dist.reducer_for(stream), stop)
@@ -495,7 +489,7 @@ class Trainer:
         if self.ema is not None:
             summary.update(ema_results(self.records, self.state))
         if self.keeper is not None:
-            summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self._save_payload))
+            summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self.config))
         self.report.write_summary(summary, self.records)
         return summary
 
