@@ -201,7 +201,6 @@ class RunReport:
         *,
         model: nn.Module,
         runtime: Runtime,
-        world_size: int,
         steps_per_epoch: int,
         wall_time: float,
     ) -> dict[str, Any]:
@@ -209,7 +208,7 @@ class RunReport:
         config, data = self.config, self.data
         last = records[-1] if records else {}
         best = next((r for r in records if r["iteration"] == state.best_iteration), {})
-        images = state.iteration * config.data.batch_size * config.optim.accum_steps * world_size
+        images = state.iteration * config.data.batch_size * config.optim.accum_steps * self.world_size
         return {
             "model": config.model.name,
             "dataset": data.name,
@@ -230,7 +229,7 @@ class RunReport:
             "wall_time_s": round(wall_time, 2),
             "images_per_sec": round(images / state.elapsed, 1) if state.elapsed else None,
             "device": runtime.describe(),
-            "world_size": world_size,
+            "world_size": self.world_size,
             "amp": runtime.precision,
             "amp_reason": runtime.amp_reason,
             "seed": config.seed,

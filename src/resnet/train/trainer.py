@@ -480,7 +480,6 @@ class Trainer:
             self.state,
             model=self.model,
             runtime=self.runtime,
-            world_size=self.dist.world_size,
             steps_per_epoch=self.steps_per_epoch,
             wall_time=self.wall_time(),
         )
