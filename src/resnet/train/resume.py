@@ -144,11 +144,12 @@ def extend_schedule(
     return dataclasses.replace(merged, schedule=schedule)
 
 
-def check_same_data(checkpoint: dict[str, Any], data: Any, location: str) -> None:
+def check_same_data(checkpoint: dict[str, Any], data: Any) -> None:
     """Refuse to continue on data other than the run's own (compared by the content fingerprint)."""
     saved = checkpoint.get("data_fingerprint")
     current = getattr(data, "fingerprint", "")
     if saved and current and saved != current:
+        location = getattr(data, "location", "the data directory")
         raise CheckpointError(
             f"the data found at {location} differs from the data this run was trained on (content hash "
             f"{current[:12]}, the run's is {saved[:12]}); point --data-dir (or RESNET_DATA) at the run's data"

@@ -138,7 +138,7 @@ class Trainer:
                 f"{config.optim.accum_steps} x {config.data.batch_size}; lower --batch-size or raise --subset"
             )
         if checkpoint is not None and saved is not None:
-            resume.check_same_data(checkpoint, self.data, getattr(self.data, "location", "the data directory"))
+            resume.check_same_data(checkpoint, self.data)
             done = int(checkpoint["iteration"])
             self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done, self.run_dir.path)
         self.total = optim.total_iterations(config, self.steps_per_epoch)
