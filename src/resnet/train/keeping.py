@@ -9,7 +9,6 @@ integer buffers come from the newest model.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 from pathlib import Path
@@ -61,7 +60,7 @@ class CheckpointKeeper:
             if (val_error, iteration) in ranked[: self.keep_best]:
                 save_atomic(payload, self.best_file(iteration))
                 for _, dropped in ranked[self.keep_best :]:
-                    self._remove(self.best_file(dropped))
+                    self.best_file(dropped).unlink(missing_ok=True)
                 self.best = ranked[: self.keep_best]
         if self.average_last:
             save_atomic(
@@ -70,7 +69,7 @@ class CheckpointKeeper:
             )
             self.snapshots.append(iteration)
             for dropped in self.snapshots[: -self.average_last]:
-                self._remove(self.snapshot_file(dropped))
+                self.snapshot_file(dropped).unlink(missing_ok=True)
             self.snapshots = self.snapshots[-self.average_last :]
 
     def average(self) -> dict[str, Tensor] | None:
@@ -91,12 +90,7 @@ class CheckpointKeeper:
         for pattern in ("best-*.pt", "snapshot-*.pt"):
             for path in self.directory.glob(pattern):
                 if path not in kept:
-                    self._remove(path)
-
-    @staticmethod
-    def _remove(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+                    path.unlink(missing_ok=True)
 
 
 def averaged_results(
