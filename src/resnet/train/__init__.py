@@ -5,7 +5,6 @@
 >>> summary = train(config)                      # writes runs/<model>-<dataset>-<time>/ and returns summary.json
 """
 
-from resnet.config import Config, apply_overrides, config_from_dict, find_recipe, list_recipes, load_config
-from resnet.eval import evaluate_metrics
-from resnet.train.optim import Schedule, build_schedule
+from resnet.config import load_config
+from resnet.train.optim import build_schedule
 from resnet.train.trainer import Trainer, train

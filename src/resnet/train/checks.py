@@ -56,12 +56,6 @@ def out_of_memory_hint(batch_size: int, accum_steps: int, device: str) -> Iterat
         ) from error
 
 
-def skipped_images(data: Any) -> int:
-    """Unreadable images skipped under ``--on-bad-image skip`` (when decoding, and by every loader stream)."""
-    streams = (data.train, getattr(data, "val", None), data.test)
-    return int(getattr(data, "skipped", 0)) + sum(int(getattr(s, "skipped", 0) or 0) for s in streams)
-
-
 ADVICE = "lower the learning rate (--lr) or use a warm-up"
 
 
@@ -79,17 +73,11 @@ def loss_diverged(iteration: int, lr: float, path: Path, saved_iteration: int | 
     )
 
 
-def weights_diverged(
-    iteration: int, entry: str, lr: float, path: Path, saved_iteration: int | None
-) -> TrainingDivergedError:
-    return TrainingDivergedError(
-        f"the weights became NaN or infinite by iteration {iteration} ({entry}, lr {lr:.4g}); stopped without "
-        f"writing a checkpoint. {last_good(path, saved_iteration)}; {ADVICE}"
-    )
-
-
 def check_finite(state: dict[str, Any], iteration: int, lr: float, path: Path, saved_iteration: int | None) -> None:
     """Raise before a save when the weights or optimizer state hold NaN/inf (the loss may still have been finite)."""
     bad = non_finite_entry(state)
     if bad is not None:
-        raise weights_diverged(iteration, bad, lr, path, saved_iteration)
+        raise TrainingDivergedError(
+            f"the weights became NaN or infinite by iteration {iteration} ({bad}, lr {lr:.4g}); stopped without "
+            f"writing a checkpoint. {last_good(path, saved_iteration)}; {ADVICE}"
+        )

@@ -35,8 +35,7 @@ from resnet.errors import ConfigError, DistributedError, ResNetError
 from resnet.runs.run_dir import METRICS_FILE, RunDir
 from resnet.runtime import Runtime, resolve_device
 from resnet.train.optim.schedules import LinearWarmup, Schedule, scaled_lr
-from resnet.train.peers import Peer, exchange
-from resnet.train.peers import guard as peer_guard
+from resnet.train.peers import Peer, dead_ranks, exchange, first_line, lost_contact, restart_note
 
 T = TypeVar("T")
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -222,26 +221,12 @@ def place(runtime: Runtime, ctx: DistContext) -> Runtime:
     return runtime
 
 
-@contextlib.contextmanager
-def main_first(ctx: DistContext) -> Iterator[None]:
-    """Rank 0 runs the block first (downloads, tensor caches), then the others, which find it all done — or
+def main_first(ctx: DistContext, build: Callable[[], T]) -> T:
+    """Rank 0 runs ``build`` first (downloads, tensor caches), then the others, which find it all done — or
     raise the same user error as rank 0 (a missing dataset) instead of losing contact with it."""
-    if not ctx.is_distributed:
-        yield
-        return
-    if ctx.is_main:
-        try:
-            yield
-        except ResNetError as error:
-            ctx.broadcast(("error", error))
-            raise
-        ctx.broadcast(("ok", None))
-        return
-    outcome = ctx.broadcast(("ok", None))
-    if outcome[0] == "error":
-        failure = outcome[1]
-        raise failure if isinstance(failure, BaseException) else DistributedError(str(failure))
-    yield
+    built: list[T] = []  # rank 0's own result: on_main hands the other ranks only that it succeeded
+    ctx.on_main(lambda: built.append(build()))
+    return built[0] if built else build()
 
 
 def prepare_model(model: nn.Module, config: Config, ctx: DistContext, device: torch.device) -> nn.Module:
@@ -337,9 +322,29 @@ def describe(config: Config, ctx: DistContext, schedule: Schedule) -> str:
     return text
 
 
-def guard(ctx: DistContext, where: Callable[[], str], resumes: bool) -> contextlib.AbstractContextManager[None]:
-    """A lost peer becomes one line naming the dead rank and what torchrun does next (see :mod:`resnet.train.peers`)."""
-    return peer_guard(ctx.rank, ctx.world_size, ctx.timeout, ctx.peers, where, resumes)
+@contextlib.contextmanager
+def guard(ctx: DistContext, where: Callable[[], str], resumes: bool) -> Iterator[None]:
+    """A lost peer (dead, raised, hung past the timeout) becomes one :class:`DistributedError` line naming the dead
+    rank and what torchrun does next (see :mod:`resnet.train.peers`)."""
+    try:
+        yield
+    except ResNetError:
+        raise
+    except RuntimeError as error:
+        if not ctx.is_distributed or not lost_contact(error):
+            raise
+        dead = dead_ranks(ctx.peers, ctx.rank)
+        next_step = restart_note(resumes)
+        if dead:
+            ranks = f"rank {dead[0]}" if len(dead) == 1 else "ranks " + ", ".join(str(r) for r in dead)
+            raise DistributedError(
+                f"{ranks} of {ctx.world_size} died (rank {ctx.rank} lost contact with it {where()}); {next_step}"
+            ) from error
+        raise DistributedError(
+            f"rank {ctx.rank} of {ctx.world_size} lost contact with another rank {where()}: a rank died, raised or "
+            f"hung for over {ctx.timeout:g} s (see its output; {first_line(error)}); {next_step}; change the bound "
+            "with --dist-timeout"
+        ) from error
 
 
 class PassiveRunDir(RunDir):

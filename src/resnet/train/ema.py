@@ -26,7 +26,7 @@ class ModelEma(AveragedModel):
     """The EMA of ``model``: ``ema = d * ema + (1 - d) * model`` on floating tensors, integers (BatchNorm's
     ``num_batches_tracked``) copied; the first update copies everything. ``module`` is the averaged network."""
 
-    def __init__(self, model: nn.Module, decay: float = 0.9998, warmup: bool = True, every: int = 1) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool, every: int = 1) -> None:
         super().__init__(model, use_buffers=True)
         self.decay, self.warmup, self.every = decay, warmup, max(1, int(every))
         self.updates = 0  # == n_averaged, kept on the host

@@ -48,14 +48,13 @@ def prepare_finetuning(model: nn.Module, config: Config, resume: bool) -> list[s
     from resnet.models.weights import load_weights
 
     notes: list[str] = []
-    init = getattr(config.model, "init", None)
+    init = config.model.init
     if init and not resume:
         report = load_weights(model, init)
         notes.append(f"initialised from {init} ({report.loaded} tensors)")
         notes.extend(report.notes)
-    freeze = list(getattr(config.train, "freeze", []) or [])
-    if freeze:
-        notes.append(f"frozen: {', '.join(freeze_stages(model, freeze))}")
+    if config.train.freeze:
+        notes.append(f"frozen: {', '.join(freeze_stages(model, config.train.freeze))}")
     return notes
 
 

@@ -38,7 +38,7 @@ class Watched(Protocol):
     run_dir: Any
 
 
-SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+SIGNALS = (signal.SIGINT, signal.SIGTERM)  # both exist on every platform Python runs on, Windows included
 
 
 class InterruptGuard:

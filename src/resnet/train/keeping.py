@@ -9,7 +9,6 @@ integer buffers come from the newest model.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet.config import Config
 from resnet.eval import Metrics
 from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
@@ -38,16 +38,11 @@ def average_state_dicts(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return averaged
 
 
-def keeper_for(directory: Path, keep_best: int, average_last: int) -> CheckpointKeeper | None:
-    """A keeper when the configuration keeps anything (``checkpoint.keep_best``/``average_last``), else None."""
-    return CheckpointKeeper(directory, keep_best, average_last) if keep_best or average_last else None
-
-
 class CheckpointKeeper:
     """Writes ``best-<iteration>.pt`` for the ``keep_best`` lowest validation errors and ``snapshot-<iteration>.pt``
     for the last ``average_last`` evaluations; :meth:`average` folds the snapshots into ``averaged.pt``."""
 
-    def __init__(self, directory: Path, keep_best: int = 0, average_last: int = 0) -> None:
+    def __init__(self, directory: Path, keep_best: int, average_last: int) -> None:
         self.directory, self.keep_best, self.average_last = Path(directory), keep_best, average_last
         self.best: list[tuple[float, int]] = []  # (val_error, iteration), best first
         self.snapshots: list[int] = []  # iterations, oldest first
@@ -65,7 +60,7 @@ class CheckpointKeeper:
             if (val_error, iteration) in ranked[: self.keep_best]:
                 save_atomic(payload, self.best_file(iteration))
                 for _, dropped in ranked[self.keep_best :]:
-                    self._remove(self.best_file(dropped))
+                    self.best_file(dropped).unlink(missing_ok=True)
                 self.best = ranked[: self.keep_best]
         if self.average_last:
             save_atomic(
@@ -74,7 +69,7 @@ class CheckpointKeeper:
             )
             self.snapshots.append(iteration)
             for dropped in self.snapshots[: -self.average_last]:
-                self._remove(self.snapshot_file(dropped))
+                self.snapshot_file(dropped).unlink(missing_ok=True)
             self.snapshots = self.snapshots[-self.average_last :]
 
     def average(self) -> dict[str, Tensor] | None:
@@ -95,12 +90,7 @@ class CheckpointKeeper:
         for pattern in ("best-*.pt", "snapshot-*.pt"):
             for path in self.directory.glob(pattern):
                 if path not in kept:
-                    self._remove(path)
-
-    @staticmethod
-    def _remove(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+                    path.unlink(missing_ok=True)
 
 
 def averaged_results(
@@ -108,7 +98,7 @@ def averaged_results(
     model: nn.Module,
     evaluate: Callable[[nn.Module, Any], Metrics],
     data: Any,
-    save: Callable[[dict[str, Any], str], Path],
+    config: Config,
 ) -> dict[str, Any]:
     """At the end of a run: the kept files, and the averaged model written to ``averaged.pt`` with its errors."""
     out: dict[str, Any] = {"kept_best": [str(keeper.best_file(it)) for _, it in keeper.best]}
@@ -120,7 +110,11 @@ def averaged_results(
     val = evaluate(probe, data.val) if data.val is not None else None
     test = evaluate(probe, data.test)
     snapshots = list(keeper.snapshots)
-    path = save({"model": averaged, "iteration": snapshots[-1], "averaged_iterations": snapshots}, AVERAGED_CHECKPOINT)
+    path = keeper.directory / AVERAGED_CHECKPOINT
+    save_atomic(
+        {"model": averaged, "iteration": snapshots[-1], "averaged_iterations": snapshots, "config": config.to_dict()},
+        path,
+    )
     out.update(
         averaged_checkpoint=str(path),
         averaged_iterations=snapshots,

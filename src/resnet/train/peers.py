@@ -3,7 +3,8 @@
 A SIGKILLed rank reaches the survivors as a gloo/nccl error in whatever collective comes next — or, when torchrun
 notices first, as its SIGTERM, which also stops the survivors' DataLoader workers and surfaces as "DataLoader worker
 is killed by signal: Terminated" chained to the gloo error. Either way the survivor prints one line naming the dead
-rank (found by its process id, for ranks on this host) and whether torchrun's ``--max-restarts`` will continue it.
+rank (found by its process id, for ranks on this host) and whether torchrun's ``--max-restarts`` will continue it:
+the helpers of :func:`resnet.train.distributed.guard`, which raises it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch.distributed as dist
 
-from resnet.errors import DistributedError, ResNetError
 from resnet.runs.lock import process_alive
 
 # Messages of gloo/nccl/c10d when a peer is gone or silent (they raise plain RuntimeErrors in places).
@@ -105,29 +104,3 @@ def lost_contact(error: BaseException) -> bool:
 
 def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-
-
-@contextlib.contextmanager
-def guard(
-    rank: int, world_size: int, timeout: float, peers: tuple[Peer, ...], where: Callable[[], str], resumes: bool
-) -> Iterator[None]:
-    """Turn a lost peer (dead, raised, hung past the timeout) into one :class:`DistributedError` line."""
-    try:
-        yield
-    except ResNetError:
-        raise
-    except RuntimeError as error:
-        if world_size <= 1 or not lost_contact(error):
-            raise
-        dead = dead_ranks(peers, rank)
-        next_step = restart_note(resumes)
-        if dead:
-            ranks = f"rank {dead[0]}" if len(dead) == 1 else "ranks " + ", ".join(str(r) for r in dead)
-            raise DistributedError(
-                f"{ranks} of {world_size} died (rank {rank} lost contact with it {where()}); {next_step}"
-            ) from error
-        raise DistributedError(
-            f"rank {rank} of {world_size} lost contact with another rank {where()}: a rank died, raised or hung for "
-            f"over {timeout:g} s (see its output; {first_line(error)}); {next_step}; change the bound with "
-            "--dist-timeout"
-        ) from error

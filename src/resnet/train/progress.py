@@ -7,11 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-
-def _format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+from tqdm import tqdm
 
 
 def _terminal_width(stream: TextIO) -> int | None:
@@ -37,12 +33,12 @@ class Progress:
         self.bar: Any = None
         self.images, self.seconds = 0, 0.0
         if mode == "bar":
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm as auto_tqdm
 
             # A pseudo-terminal without a size (`script`, ssh -T, CI) reports 0x0, and tqdm then hides the bar as
             # "below the screen": give it a size of its own.
             width = _terminal_width(self.stream)
-            self.bar = tqdm(
+            self.bar = auto_tqdm(
                 total=total, initial=start, unit="it", file=self.stream, desc="train",
                 dynamic_ncols=width is None, ncols=width, nrows=None if width is None else 24,
             )  # fmt: skip
@@ -73,7 +69,7 @@ class Progress:
             eta = elapsed / done * (self.total - iteration) if done else 0.0
             self.write(
                 f"iter {iteration}/{self.total} epoch {epoch} loss {loss:.4f} train_err {error:.2f}% "
-                f"lr {lr:.4g} {images_per_sec:.0f} img/s eta {_format_duration(eta)}"
+                f"lr {lr:.4g} {images_per_sec:.0f} img/s eta {tqdm.format_interval(eta)}"
             )
 
     def write(self, message: str) -> None:

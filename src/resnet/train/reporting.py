@@ -29,7 +29,6 @@ from resnet.runs.run_dir import (
 )
 from resnet.runtime import Runtime
 from resnet.runtime.measured import Decision
-from resnet.train.checks import skipped_images
 from resnet.train.ema import ModelEma
 from resnet.train.optim import describe_lr
 from resnet.train.progress import Progress
@@ -64,25 +63,26 @@ def evaluation_record(
         "val_top5_error": None,
         "test_top5_error": None,
     }
-    if data.val is not None:
-        val = evaluate(forward, data.val)
-        record["val_error"], record["val_loss"], record["val_top5_error"] = val.top1_error, val.loss, val.top5_error
-    if test:
-        metrics = evaluate(forward, data.test)
-        record["test_error"], record["test_loss"] = metrics.top1_error, metrics.loss
-        record["test_top5_error"] = metrics.top5_error
+    _score(record, "", forward, evaluate, data, test)
     return record
+
+
+def _score(
+    record: dict[str, Any], prefix: str, forward: nn.Module, evaluate: Evaluate, data: TrainingData, test: bool
+) -> None:
+    """``{prefix}{val,test}_{error,loss,top5_error}`` of ``forward``: one rule for the model and its EMA."""
+    for split, stream in (("val", data.val), ("test", data.test if test else None)):
+        if stream is not None:
+            metrics = evaluate(forward, stream)
+            record[f"{prefix}{split}_error"], record[f"{prefix}{split}_loss"] = metrics.top1_error, metrics.loss
+            record[f"{prefix}{split}_top5_error"] = metrics.top5_error
 
 
 def evaluate_ema(
     record: dict[str, Any], state: TrainingState, ema: ModelEma, evaluate: Evaluate, data: TrainingData, test: bool
 ) -> bool:
     """Add the EMA's errors to ``record``; True when its validation error is the best so far."""
-    for split, stream in (("val", data.val), ("test", data.test if test else None)):
-        if stream is not None:
-            metrics = evaluate(ema.module, stream)
-            record[f"ema_{split}_error"], record[f"ema_{split}_loss"] = metrics.top1_error, metrics.loss
-            record[f"ema_{split}_top5_error"] = metrics.top5_error
+    _score(record, "ema_", ema.module, evaluate, data, test)
     error = record.get("ema_val_error")
     if error is not None and error < state.ema_best_val_error:
         state.ema_best_val_error, state.ema_best_iteration = error, record["iteration"]
@@ -201,7 +201,6 @@ class RunReport:
         *,
         model: nn.Module,
         runtime: Runtime,
-        world_size: int,
         steps_per_epoch: int,
         wall_time: float,
     ) -> dict[str, Any]:
@@ -209,7 +208,7 @@ class RunReport:
         config, data = self.config, self.data
         last = records[-1] if records else {}
         best = next((r for r in records if r["iteration"] == state.best_iteration), {})
-        images = state.iteration * config.data.batch_size * config.optim.accum_steps * world_size
+        images = state.iteration * config.data.batch_size * config.optim.accum_steps * self.world_size
         return {
             "model": config.model.name,
             "dataset": data.name,
@@ -230,7 +229,7 @@ class RunReport:
             "wall_time_s": round(wall_time, 2),
             "images_per_sec": round(images / state.elapsed, 1) if state.elapsed else None,
             "device": runtime.describe(),
-            "world_size": world_size,
+            "world_size": self.world_size,
             "amp": runtime.precision,
             "amp_reason": runtime.amp_reason,
             "seed": config.seed,
@@ -238,7 +237,7 @@ class RunReport:
             "curves": str(self.run_dir.file(CURVES_FILE)),
             "last_checkpoint": str(self.run_dir.file(LAST_CHECKPOINT)),
             "best_checkpoint": str(self.run_dir.file(BEST_CHECKPOINT)) if state.best_iteration is not None else None,
-            "skipped_images": skipped_images(data),
+            "skipped_images": _skipped_images(data),
             "val_images": getattr(data, "num_val", None),  # what the errors are measured on (their noise)
             "test_images": getattr(data, "num_test", None),
             "versions": versions(),
@@ -252,6 +251,12 @@ def _macs(config: Config, data: TrainingData) -> int:
     input_size = (data.in_chans, *data.image_size)
     options = {"in_chans": data.in_chans, "num_classes": data.num_classes, **config.model.options}
     return int(model_info(config.model.name, input_size=input_size, **options)["macs"])
+
+
+def _skipped_images(data: TrainingData) -> int:
+    """Unreadable images skipped under ``--on-bad-image skip`` (when decoding, and by every loader stream)."""
+    streams = (data.train, getattr(data, "val", None), data.test)
+    return int(getattr(data, "skipped", 0)) + sum(int(getattr(s, "skipped", 0) or 0) for s in streams)
 
 
 def _accuracy(error: float | None) -> float | None:

@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from resnet.config import Config, config_from_dict
+from resnet.config import Config, apply_overrides, config_from_dict
 from resnet.errors import CheckpointError, ConfigError
 from resnet.runs import LAST_CHECKPOINT, RunDir, load_checkpoint
 from resnet.train.optim.schedules import milestone_iterations, total_iterations
@@ -59,11 +59,6 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def allowed_changes() -> str:
-    """The one-line list of what a resumed run may change."""
-    return ", ".join(RESUMABLE_KEYS.values())
-
-
 def merge_resume_config(saved: Config, given: Config, explicit: list[str] | None = None) -> Config:
     """The saved configuration with the allowed changes of ``given`` applied; any other change is refused.
 
@@ -90,19 +85,13 @@ def merge_resume_config(saved: Config, given: Config, explicit: list[str] | None
     refused = sorted(key for key in changes if key not in RESUMABLE_KEYS)
     if refused:
         shown = ", ".join(f"{k} (saved {saved_flat.get(k)!r}, given {changes[k]!r})" for k in refused[:3])
+        allowed = ", ".join(RESUMABLE_KEYS.values())
         raise ConfigError(
-            f"--resume cannot change {shown}; a resumed run may change only: {allowed_changes()}; "
+            f"--resume cannot change {shown}; a resumed run may change only: {allowed}; "
             "start a new run (another --run-dir) to change anything else"
         )
-    merged = saved.to_dict()
-    for key, value in changes.items():
-        section = merged
-        *parents, leaf = key.split(".")
-        for part in parents:
-            section = section[part]
-        section[leaf] = value
-    merged["run_dir"] = given.run_dir or saved.run_dir  # the directory being resumed, wherever it was first created
-    return config_from_dict(merged, "the resumed configuration")
+    changes["run_dir"] = given.run_dir or saved.run_dir  # the directory being resumed, wherever it was first created
+    return apply_overrides(saved, changes, "the resumed configuration")
 
 
 def continue_from(
@@ -155,11 +144,12 @@ def extend_schedule(
     return dataclasses.replace(merged, schedule=schedule)
 
 
-def check_same_data(checkpoint: dict[str, Any], data: Any, location: str) -> None:
+def check_same_data(checkpoint: dict[str, Any], data: Any) -> None:
     """Refuse to continue on data other than the run's own (compared by the content fingerprint)."""
     saved = checkpoint.get("data_fingerprint")
     current = getattr(data, "fingerprint", "")
     if saved and current and saved != current:
+        location = getattr(data, "location", "the data directory")
         raise CheckpointError(
             f"the data found at {location} differs from the data this run was trained on (content hash "
             f"{current[:12]}, the run's is {saved[:12]}); point --data-dir (or RESNET_DATA) at the run's data"

@@ -1,7 +1,7 @@
 """The counters of a training run that a checkpoint must carry for ``--resume`` to continue exactly.
 
-One table (:data:`_FIELDS`) says what is saved and how it is read back, so that saving and restoring cannot drift
-apart. The checkpoint keys are those of format 2 (checkpoints written before this module existed resume as well).
+Saving and restoring are written side by side, so that they cannot drift apart. The checkpoint keys are those of
+format 2 (checkpoints written before this module existed resume as well).
 """
 
 from __future__ import annotations
@@ -34,49 +34,34 @@ class TrainingState:
             self.curve[key] += value
 
     def to_checkpoint(self, *, wall_time: float, steps_per_epoch: int, with_ema: bool) -> dict[str, Any]:
+        """The checkpoint's keys, read back by :meth:`from_checkpoint` just below (keep the two side by side)."""
         fields: dict[str, Any] = {
-            key: read(self) for key, (read, _write) in _FIELDS.items() if key != "ema_best" or with_ema
+            "iteration": self.iteration,
+            "best_val_error": self.best_val_error,
+            "best_iteration": self.best_iteration,
+            "elapsed": self.elapsed,
+            "wall_time": wall_time,  # the total at save time: the next segment's wall_before
+            "interval": dict(self.interval),
+            "curve": dict(self.curve),
         }
-        fields["wall_time"] = wall_time
-        fields["position"] = {
-            "epoch": self.iteration // steps_per_epoch,
-            "batch": self.iteration % steps_per_epoch,
-        }
+        if with_ema:
+            fields["ema_best"] = [self.ema_best_val_error, self.ema_best_iteration]
+        fields["position"] = {"epoch": self.iteration // steps_per_epoch, "batch": self.iteration % steps_per_epoch}
         return fields
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any], *, with_ema: bool) -> TrainingState:
-        state = cls()
-        for key, (_read, write) in _FIELDS.items():
-            if key != "ema_best" or with_ema:
-                write(state, checkpoint[key])
+        best = checkpoint["best_iteration"]
+        state = cls(
+            iteration=int(checkpoint["iteration"]),
+            best_val_error=float(checkpoint["best_val_error"]),
+            best_iteration=None if best is None else int(best),
+            elapsed=float(checkpoint["elapsed"]),
+            wall_before=float(checkpoint["wall_time"]),
+            interval=dict(checkpoint["interval"]),
+            curve=dict(checkpoint["curve"]),
+        )
+        if with_ema:
+            error, state.ema_best_iteration = checkpoint["ema_best"]
+            state.ema_best_val_error = float(error)
         return state
-
-
-def _set(name: str, convert: Any) -> Any:
-    def write(state: TrainingState, value: Any) -> None:
-        setattr(state, name, convert(value))
-
-    return write
-
-
-def _set_ema_best(state: TrainingState, value: Any) -> None:
-    error, best = value
-    state.ema_best_val_error, state.ema_best_iteration = float(error), best
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-# checkpoint key -> (value from the state, state from the value)
-_FIELDS: dict[str, tuple[Any, Any]] = {
-    "iteration": (lambda s: s.iteration, _set("iteration", int)),
-    "best_val_error": (lambda s: s.best_val_error, _set("best_val_error", float)),
-    "best_iteration": (lambda s: s.best_iteration, _set("best_iteration", _optional_int)),
-    "elapsed": (lambda s: s.elapsed, _set("elapsed", float)),
-    "wall_time": (lambda s: s.wall_before, _set("wall_before", float)),  # saved as the total at save time
-    "interval": (lambda s: dict(s.interval), _set("interval", dict)),
-    "curve": (lambda s: dict(s.curve), _set("curve", dict)),
-    "ema_best": (lambda s: [s.ema_best_val_error, s.ema_best_iteration], _set_ema_best),
-}

@@ -28,7 +28,7 @@ from resnet.train.checks import check_finite, check_input_size, check_run, loss_
 from resnet.train.ema import ModelEma
 from resnet.train.finetune import build_network
 from resnet.train.interrupt import InterruptGuard
-from resnet.train.keeping import averaged_results, keeper_for
+from resnet.train.keeping import CheckpointKeeper, averaged_results
 from resnet.train.mixing import build_criterion, build_mixer
 from resnet.train.progress import Progress
 from resnet.train.reporting import Evaluate, RunReport, ema_results, evaluate_ema, evaluation_record
@@ -88,7 +88,7 @@ class Trainer:
     criterion: nn.Module
     mixer: Any  # mixup/cutmix on the batch, or None
     ema: ModelEma | None
-    keeper: Any  # best-k / averaging of the last checkpoints, or None
+    keeper: CheckpointKeeper | None  # best-k / averaging of the last checkpoints
     report: RunReport  # set by run(): the header, metrics and summary
 
     def __init__(
@@ -127,8 +127,7 @@ class Trainer:
         optim.seed_everything(config.seed)
         built_here = self.given_data is None
         if self.given_data is None:
-            with distributed.main_first(ctx):
-                self.given_data = self._build_data()
+            self.given_data = distributed.main_first(ctx, self._build_data)
         self.data = self.given_data
         check_input_size(config.model.name, self.data.image_size)
         network, self.notes = build_network(config, self.data, resume=bool(self.resume))
@@ -139,7 +138,7 @@ class Trainer:
                 f"{config.optim.accum_steps} x {config.data.batch_size}; lower --batch-size or raise --subset"
             )
         if checkpoint is not None and saved is not None:
-            resume.check_same_data(checkpoint, self.data, getattr(self.data, "location", "the data directory"))
+            resume.check_same_data(checkpoint, self.data)
             done = int(checkpoint["iteration"])
             self.config = config = resume.extend_schedule(saved, config, self.steps_per_epoch, done, self.run_dir.path)
         self.total = optim.total_iterations(config, self.steps_per_epoch)
@@ -156,7 +155,8 @@ class Trainer:
         self.mixer = build_mixer(config, self.data.num_classes, ctx.rank)
         ema, keep = config.ema, config.checkpoint
         self.ema = ModelEma(self.model, ema.decay, ema.warmup, ema.every_iterations) if ema.enabled else None
-        self.keeper = keeper_for(self.run_dir.path, keep.keep_best, keep.average_last)
+        kept = keep.keep_best or keep.average_last
+        self.keeper = CheckpointKeeper(self.run_dir.path, keep.keep_best, keep.average_last) if kept else None
         ctx.on_main(self.run_dir.create, config, resume=bool(self.resume))
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -221,8 +221,8 @@ class Trainer:
             self.compile_choice = measured.compile_rule(system, self.runtime.device, self.total)
         self.runtime = dataclasses.replace(self.runtime, compile=self.compile_choice.choice == "compiled")
         if rebuild_data and self.runtime.channels_last != rule.channels_last:
-            with distributed.main_first(ctx):  # the streams hand out batches in the chosen layout
-                self.data = self.given_data = self._build_data()
+            # the streams hand out batches in the chosen layout
+            self.data = self.given_data = distributed.main_first(ctx, self._build_data)
 
     def _build_data(self) -> TrainingData:
         return build_data(
@@ -272,12 +272,6 @@ class Trainer:
         if name == LAST_CHECKPOINT:
             self.saved_iteration = self.iteration
         self.last_save_time = time.monotonic()
-        return path
-
-    def _save_payload(self, payload: dict[str, Any], name: str) -> Path:
-        path = self.run_dir.file(name)
-        if self.dist.is_main:
-            save_atomic({**payload, "config": self.config.to_dict()}, path)
         return path
 
     def _evaluate(self, model: nn.Module, stream: Any, stop: Callable[[], bool] | None = None) -> Metrics:
@@ -486,7 +480,6 @@ class Trainer:
             self.state,
             model=self.model,
             runtime=self.runtime,
-            world_size=self.dist.world_size,
             steps_per_epoch=self.steps_per_epoch,
             wall_time=self.wall_time(),
         )
@@ -495,7 +488,7 @@ class Trainer:
         if self.ema is not None:
             summary.update(ema_results(self.records, self.state))
         if self.keeper is not None:
-            summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self._save_payload))
+            summary.update(averaged_results(self.keeper, self.model, self._evaluate, self.data, self.config))
         self.report.write_summary(summary, self.records)
         return summary
 

@@ -60,8 +60,7 @@ class CosineSchedule(Schedule):
         self.min_lr = min_lr
 
     def lr_at(self, iteration: int) -> float:
-        progress = min(1.0, iteration / self.total)
-        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        return _cosine_between(self.lr, self.min_lr, min(1.0, iteration / self.total))
 
 
 class OneCycleSchedule(Schedule):
