@@ -203,6 +203,8 @@ def test_auto_compiles_a_long_cpu_run_only_when_the_compiled_step_measures_faste
     other_layout = dataclasses.replace(rule, channels_last=not rule.channels_last)
     assert measured.decide_compile(other_layout, system, torch.nn.Linear(2, 2), long_run).source == "measured"
 
+    assert measured.fastest({"eager": 100.0, "compiled": 104.0}, {"compiled": measured.COMPILE_MARGIN}) == "eager"
+    assert measured.fastest({"eager": 100.0, "compiled": 106.0}, {"compiled": measured.COMPILE_MARGIN}) == "compiled"
     short = dataclasses.replace(long_run, iterations=860)  # the demo: the rule, eager, nothing compiled or timed
     assert measured.decide_compile(rule, system, torch.nn.Linear(2, 2), short) == Decision(
         "eager", "rule", reason="--compile auto compiles CPU runs of 2000+ iterations and GPU runs"
@@ -230,7 +232,8 @@ def test_a_measured_compile_choice_is_saved_and_a_resume_keeps_it(monkeypatch, t
     run = tmp_path / "run"
     summary = train(tiny(run, 2, retune=True), data=make_fake_bundle(num_train=32, batch_size=16))
     assert summary["compile_choice"] == {
-        "choice": "eager", "source": "measured", "rates": {"eager": 100.0, "compiled": 50.0}, "reason": ""
+        "choice": "eager", "source": "measured", "rates": {"eager": 100.0, "compiled": 50.0},
+        "reason": "compiled must measure 5% faster",
     }  # fmt: skip
     preferred["value"] = "compiled"  # the machine now measures otherwise: the resumed run keeps its own
     resumed = train(tiny(run, 4, retune=True), data=make_fake_bundle(num_train=32, batch_size=16), resume=True)
