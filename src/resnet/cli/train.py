@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
-        help="torch.compile the training step (default: auto: on GPUs, and in a CPU run of 2000+ iterations when "
+        help="torch.compile the training step (default: auto: on GPUs, and in a CPU run of 4000+ iterations when "
         "the compiled step measures faster than the eager one)",
     )
     parser.add_argument("--seed", type=int, help="seed of initialisation and data order")

@@ -137,9 +137,10 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str
     return None, f"fp32: --amp auto keeps {device.type} in full precision"
 
 
-# A CPU run compiles its step under --compile auto from this many iterations on: the compile takes tens of seconds
-# and the compiled step is ~10% faster (docs/performance.md), so shorter runs (the 2-epoch demo) stay eager.
-COMPILE_MIN_ITERATIONS = 2000
+# From this many iterations on, a CPU run under --compile auto measures whether compiling its step pays: a first
+# compilation and its measurement take 1-2 minutes, 5-8% of a 2,000-iteration ResNet-20 run on 2 AVX2 cores and
+# under 5% from 4,000 (docs/performance.md); shorter runs (the 2-epoch demo) stay eager.
+COMPILE_MIN_ITERATIONS = 4000
 
 
 def has_cpp_compiler() -> bool:
