@@ -206,8 +206,9 @@ def test_auto_compiles_a_long_cpu_run_only_when_the_compiled_step_measures_faste
     assert measured.fastest({"eager": 100.0, "compiled": 104.0}, {"compiled": measured.COMPILE_MARGIN}) == "eager"
     assert measured.fastest({"eager": 100.0, "compiled": 106.0}, {"compiled": measured.COMPILE_MARGIN}) == "compiled"
     short = dataclasses.replace(long_run, iterations=860)  # the demo: the rule, eager, nothing compiled or timed
+    rule_reason = f"--compile auto compiles CPU runs of {runtime.COMPILE_MIN_ITERATIONS}+ iterations and GPU runs"
     assert measured.decide_compile(rule, system, torch.nn.Linear(2, 2), short) == Decision(
-        "eager", "rule", reason=f"--compile auto compiles CPU runs of {runtime.COMPILE_MIN_ITERATIONS}+ iterations and GPU runs"
+        "eager", "rule", {}, rule_reason
     )
     for flag, choice in (("on", "compiled"), ("off", "eager")):  # an explicit flag is obeyed, never measured
         explicit = measured.decide_compile(rule, SystemConfig(compile=flag), torch.nn.Linear(2, 2), long_run)
