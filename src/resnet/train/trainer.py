@@ -212,10 +212,10 @@ class Trainer:
             self.runtime = measured.apply_training(rule, decision)
         self.runtime_choice = decision
         saved_compile = checkpoint.get("compile_choice") if checkpoint is not None else None
+        compiler_here = self.runtime.device.type != "cpu" or has_cpp_compiler()
         if checkpoint is None:
-            runtime = self.runtime
-            self.compile_choice = ctx.on_main(lambda: measured.decide_compile(runtime, system, network, work))
-        elif saved_compile and system.compile == "auto" and (self.runtime.device.type != "cpu" or has_cpp_compiler()):
+            self.compile_choice = ctx.on_main(lambda: measured.decide_compile(self.runtime, system, network, work))
+        elif saved_compile and system.compile == "auto" and compiler_here:
             self.compile_choice = measured.Decision.from_dict(saved_compile, source="resumed")
         else:  # --compile/--no-compile, a checkpoint from before the choice was saved, or no compiler: the rule
             self.compile_choice = measured.compile_rule(system, self.runtime.device, self.total)
