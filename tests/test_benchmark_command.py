@@ -11,7 +11,7 @@ import pytest
 
 from resnet.benchmarks import runner
 from resnet.benchmarks.common import Row
-from resnet.benchmarks.options import add_arguments
+from resnet.benchmarks.runner import add_arguments
 from resnet.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -149,7 +149,7 @@ def test_a_failing_variant_or_run_is_reported_and_the_rest_goes_on(gpu, tiny_cif
 
 
 def test_compile_modes_are_checked_when_parsed() -> None:
-    from resnet.benchmarks.options import add_arguments
+    from resnet.benchmarks.runner import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

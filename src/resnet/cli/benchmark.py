@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from resnet.benchmarks.options import add_arguments, sections_help
+    from resnet.benchmarks.runner import add_arguments, sections_help
 
     parser = subparsers.add_parser(
         "benchmark",
