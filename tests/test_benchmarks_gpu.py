@@ -134,13 +134,11 @@ def test_an_exhausted_budget_skips_and_caps_instead_of_overrunning(gpu, tiny_cif
 def test_a_failing_variant_or_run_is_reported_and_the_rest_goes_on(gpu, tiny_cifar: Path) -> None:
     import torch
 
-    from resnet.benchmarks.gpu_throughput import BASELINE, Variant, measure
+    from resnet.benchmarks.steps import BASELINE, Variant
 
     bad = Variant("ours compiled (no-such-mode)", compile_mode="no-such-mode", ours=True)
-    measured, skipped = measure(
-        [bad, BASELINE], model_name="resnet8", image_size=16, batch=2, num_classes=10, device=torch.device("cpu"),
-        steps=1, warmup=0, repeats=1, deadline=time.perf_counter() + 600, compile_estimate_s=0.0,
-    )  # fmt: skip
+    plan = _plan(gpu, tiny_cifar, repeats=1, compile_backend="inductor")
+    measured, skipped = gpu.measure(plan, [bad, BASELINE], torch.device("cpu"), deadline=time.perf_counter() + 600)
     assert [m.variant.name for m in measured] == [BASELINE.name] and measured[0].rate > 0
     assert re.match(r"failed after \d+ s: RuntimeError: Unrecognized mode=no-such-mode", skipped[bad.name])
     rows = gpu.run(_plan(gpu, tiny_cifar, throughput=False, cifar_model="resnet7"))  # no such CIFAR depth

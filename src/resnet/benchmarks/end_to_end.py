@@ -11,10 +11,12 @@ into the tensor cache, extracting the tar for ImageFolder, worker start-up) are 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import median
 from typing import Any, cast
@@ -126,39 +128,52 @@ class Ours:
 
 
 class CommonRecipe:
-    """The tutorial pipeline; one worker per core, persistent, so that only the first block pays the start-up."""
+    """The tutorial loop: ``create_model`` in eager fp32 NCHW on ``device``, ``torch.optim.SGD`` (lr 0.1, momentum
+    0.9), cross-entropy, over :func:`common_loader` with one worker per core (persistent, so that only the first
+    pass pays the start-up)."""
 
-    def __init__(self, train_dir: Path, steps: int, warmup: int, batch_size: int = 128) -> None:
+    def __init__(
+        self,
+        train_dir: Path,
+        batch_size: int = 128,
+        workers: int | None = None,
+        *,
+        model: str = "resnet20",
+        weight_decay: float = 1e-4,
+        device: torch.device | str = "cpu",
+        drop_last: bool = False,
+    ) -> None:
         from resnet.models import create_model
 
-        self.workers = os.cpu_count() or 1
-        self.loader = common_loader(train_dir, batch_size, self.workers, drop_last=True)
-        self.model = create_model("resnet20", num_classes=10)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.loader = common_loader(train_dir, batch_size, self.workers, drop_last=drop_last)
+        self.device, self.batch_size = device, batch_size
+        self.model = create_model(model, num_classes=len(self.loader.dataset.classes)).to(device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=weight_decay)
         self.criterion = nn.CrossEntropyLoss()
-        self.steps, self.warmup, self.batch_size = steps, warmup, batch_size
-        self.iterator = iter(self.loader)
+        self.batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None  # where the last block stopped
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        try:
-            return next(self.iterator)
-        except StopIteration:
-            self.iterator = iter(self.loader)
-            return next(self.iterator)
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        images, labels = images.to(self.device), labels.to(self.device)
+        loss = self.criterion(self.model(images), labels)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
 
-    def block(self) -> float:
-        """Images/s over ``steps`` iterations after ``warmup`` (which drain the batches prefetched meanwhile)."""
+    def block(self, steps: int, warmup: int) -> float:
+        """Images/s over ``steps`` iterations after ``warmup`` (which drain the batches prefetched meanwhile),
+        going on where the last block stopped, epoch after epoch."""
         self.model.train()
         start = time.perf_counter()
-        for i in range(self.warmup + self.steps):
-            if i == self.warmup:
+        for i in range(warmup + steps):
+            if i == warmup:
                 start = time.perf_counter()
-            images, labels = self._batch()
-            loss = self.criterion(self.model(images), labels)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-        return self.steps * self.batch_size / (time.perf_counter() - start)
+            batch = next(self.batches, None) if self.batches is not None else None
+            if batch is None:
+                self.batches = iter(self.loader)
+                batch = next(self.batches)
+            self.step(*batch)
+        return steps * self.batch_size / (time.perf_counter() - start)
 
 
 def run(data_dir: str | None, quick: bool) -> list[Row]:
@@ -170,16 +185,17 @@ def run(data_dir: str | None, quick: bool) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         ours = Ours(folder.parent, steps, warmup=1, tmp=Path(tmp))
         # Up to workers * prefetch_factor batches wait in the queue after the other side's block: drain them.
-        common = CommonRecipe(train_dir, steps, warmup=2 * (os.cpu_count() or 1) + 1)
+        common = CommonRecipe(train_dir, drop_last=True)
+        common_block = functools.partial(common.block, steps, warmup=2 * common.workers + 1)
         start = time.perf_counter()
-        common.block()  # worker start-up and first batches, not counted
+        common_block()  # worker start-up and first batches, not counted
         startup_s = time.perf_counter() - start
         print(
             f"[1] one-time costs: our data setup {ours.setup_s:.1f} s (tensor cache), tar extraction for "
             f"ImageFolder {extract_s:.1f} s, common-recipe first block {startup_s:.1f} s; ours runs on {ours.device}"
         )
-        results = interleaved({"ours": ours.block, "common": common.block}, repeats, "[1] img/s")
-        del common
+        results = interleaved({"ours": ours.block, "common": common_block}, repeats, "[1] img/s")
+        del common, common_block
     for name, rates in results.items():
         print(f"[1] {name}: " + ", ".join(f"{r:.0f}" for r in rates) + " img/s per block")
     return [

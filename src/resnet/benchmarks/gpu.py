@@ -7,7 +7,7 @@ what is left when it starts; a compiled variant or run starts only if its compil
 section ends within ``--gpu-budget`` seconds plus at most one compilation's overrun:
 
 0. one-time data preparation: the cifar10-jpeg tars extracted for ``ImageFolder`` and decoded into our cache
-1. ResNet-50 224x224 training, batch 256 (gpu_throughput.py): eager fp32 NCHW, eager bf16, ours eager (what
+1. ResNet-50 224x224 training, batch 256: eager fp32 NCHW, eager bf16, ours eager (what
    `resnet train` runs on a GPU by default), ours compiled (``torch.compile`` default mode, and reduce-overhead
    with CUDA graphs); images/s, ratio to eager fp32, MFU, first-step (compile) time, peak memory
 2. CIFAR ResNet-20 time to 91% test accuracy (gpu_cifar.py): ours, the common recipe, then ours with
@@ -27,17 +27,19 @@ import multiprocessing
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from statistics import median
 
 import torch
 
 from resnet.benchmarks.common import Row
 from resnet.benchmarks.end_to_end import find_cifar10_jpeg
 from resnet.benchmarks.gpu_cifar import Attempt, failed, ours_config, prepare_data, run_common, run_ours
-from resnet.benchmarks.gpu_throughput import BASELINE, measure, standard_variants
-from resnet.runtime.measured import cpu_model
+from resnet.benchmarks.steps import BASELINE, Variant, build_step
+from resnet.runtime.measured import cpu_model, interleaved, throughput_block
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from the vendors' datasheets (SXM parts unless named).
 # Matched as whole words in the device name, longest key first: "H100 PCIe" before "H100"; "A10" is not "A100".
@@ -180,25 +182,108 @@ def run(plan: GpuPlan) -> list[Row]:
     return rows
 
 
+# --- part 1: training images/s of one model, eager fp32 / eager bf16 / ours, each variant built by steps.py -------
+def standard_variants(compile_modes: tuple[str, ...]) -> list[Variant]:
+    """The baselines, ours eager, then ours compiled in each mode (cheapest first, so a short budget keeps them).
+
+    The baselines are the plain loop (eager, NCHW, ``torch.optim.SGD`` with its defaults); ours is the trainer's
+    own update (``resnet.train.step.train_step``) with bf16 autocast, channels-last and the `fast` recipe's fused
+    SGD, eager and compiled in each requested ``torch.compile`` mode (``reduce-overhead`` adds CUDA graphs).
+    """
+
+    def ours(name: str, mode: str | None = None) -> Variant:
+        return Variant(name, bf16=True, channels_last=True, compile_mode=mode, ours=True)
+
+    compiled = [ours(f"ours compiled ({mode})", mode) for mode in compile_modes]
+    return [
+        BASELINE,
+        Variant("eager bf16 autocast NCHW", bf16=True),
+        ours("ours eager (resnet train's GPU default)"),
+        *compiled,
+    ]
+
+
+@dataclass
+class Measured:
+    variant: Variant
+    first_s: float  # the first step: compilation, cuDNN autotuning, allocator warm-up
+    peak_mib: float | None  # device memory high-water mark of its warm-up (CUDA only)
+    rates: list[float] = field(default_factory=list)  # images/s, one per block
+
+    @property
+    def rate(self) -> float | None:
+        return median(self.rates) if self.rates else None
+
+
+def measure(
+    plan: GpuPlan, variants: list[Variant], device: torch.device, deadline: float
+) -> tuple[list[Measured], dict[str, str]]:
+    """Build and warm up each variant while the deadline allows, then time them in interleaved blocks.
+
+    Every variant trains ``plan.model`` on the same synthetic batch. Returns the measured variants and, for each
+    variant not measured, why. A compiled variant starts only when ``plan.compile_estimate_s`` (or the longest
+    compilation seen so far, if longer) is left before ``deadline``. Nothing here is CUDA-specific.
+    """
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    measured: list[Measured] = []
+    skipped: dict[str, str] = {}
+    steps_of: dict[str, Callable[[], None]] = {}
+    longest_compile = plan.compile_estimate_s
+    for variant in variants:
+        left = deadline - time.perf_counter()
+        need = longest_compile if variant.compile_mode is not None else 0.0
+        if left <= need:
+            skipped[variant.name] = f"skipped: ~{need:.0f} s needed, {max(left, 0):.0f} s left of its share"
+            continue
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        try:
+            step = build_step(
+                variant, plan.model, plan.image_size, plan.batch, plan.num_classes, device, plan.compile_backend
+            )
+            step()
+            sync()
+            first_s = time.perf_counter() - start
+            for _ in range(plan.warmup):
+                step()
+            sync()
+        except Exception as error:  # a variant that fails (a compiler error, memory) must not lose the others
+            first = (str(error).strip().splitlines() or [""])[0][:160]
+            skipped[variant.name] = f"failed after {time.perf_counter() - start:.0f} s: {type(error).__name__}: {first}"
+            print(f"    [6] {variant.name}: {skipped[variant.name]}", flush=True)
+            continue
+        if variant.compile_mode is not None:
+            longest_compile = max(longest_compile, first_s)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        measured.append(Measured(variant, first_s, peak))
+        steps_of[variant.name] = step
+        print(f"    [6] {variant.name}: first step {first_s:.1f} s", flush=True)
+
+    blocks = {
+        m.variant.name: throughput_block(steps_of[m.variant.name], plan.steps, plan.batch, sync) for m in measured
+    }
+    if not blocks:
+        return measured, skipped
+    start = time.perf_counter()
+    results = interleaved(blocks, 1)  # one round always, to know what a round costs
+    round_s = time.perf_counter() - start
+    rounds = max(0, min(plan.repeats - 1, int((deadline - time.perf_counter()) / max(round_s, 1e-9))))
+    if rounds:
+        for name, rates in interleaved(dict(reversed(blocks.items())), rounds).items():
+            results[name] += rates
+    for m in measured:
+        m.rates = results[m.variant.name]
+    print(f"    [6] {1 + rounds} interleaved round(s) of {plan.steps} steps, {round_s:.1f} s a round", flush=True)
+    return measured, skipped
+
+
 def _throughput(plan: GpuPlan, device: torch.device, name: str, peak: float | None, budget: Budget) -> list[Row]:
     from resnet.models import model_info
 
     started = time.perf_counter()
     variants = standard_variants(plan.compile_modes)
-    measured, skipped = measure(
-        variants,
-        model_name=plan.model,
-        image_size=plan.image_size,
-        batch=plan.batch,
-        num_classes=plan.num_classes,
-        device=device,
-        steps=plan.steps,
-        warmup=plan.warmup,
-        repeats=plan.repeats,
-        deadline=started + budget.share(THROUGHPUT_SHARE),
-        compile_estimate_s=plan.compile_estimate_s,
-        backend=plan.compile_backend,
-    )
+    measured, skipped = measure(plan, variants, device, deadline=started + budget.share(THROUGHPUT_SHARE))
     torch._dynamo.reset()  # compiled graphs and CUDA graph pools go before part 2
     gc.collect()
     if device.type == "cuda":
@@ -240,11 +325,7 @@ def _cifar(plan: GpuPlan, folder: Path, train_dir: Path, test_dir: Path, budget:
             run_dir = Path(tmp) / ("ours-compiled" if compiled else "ours")
             part_start = time.perf_counter()
             try:
-                config = ours_config(
-                    folder.parent, plan.device, model=plan.cifar_model, epochs=plan.epochs, batch=plan.ours_batch,
-                    compile_model=compiled, run_dir=run_dir,
-                )  # fmt: skip
-                attempt = run_ours(short, config, plan.target, cap_s)
+                attempt = run_ours(short, ours_config(plan, folder.parent, compiled, run_dir), plan.target, cap_s)
             except Exception as error:  # one failed run must not lose the others' results
                 attempt = failed(short, plan.target, error, time.perf_counter() - part_start)
             _report(attempt, cap_s)
@@ -256,10 +337,7 @@ def _cifar(plan: GpuPlan, folder: Path, train_dir: Path, test_dir: Path, budget:
         part_start = time.perf_counter()
         cap = budget.share(COMMON_SHARE if plan.cifar_compile else 1.0)
         try:
-            common = run_common(
-                train_dir, test_dir, plan.device, model=plan.cifar_model, epochs=plan.epochs, target=plan.target,
-                cap_s=cap, batch=plan.common_batch, workers=plan.workers,
-            )  # fmt: skip
+            common = run_common(plan, train_dir, test_dir, cap)
         except Exception as error:
             common = failed("common recipe", plan.target, error, time.perf_counter() - part_start)
         _report(common, cap)

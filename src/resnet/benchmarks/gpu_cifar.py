@@ -18,16 +18,18 @@ decoding the JPEGs into our tensor cache) are done and timed before either clock
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from resnet.benchmarks.end_to_end import common_loader, extracted_split
+from resnet.benchmarks.end_to_end import CommonRecipe, common_loader, extracted_split
+
+if TYPE_CHECKING:
+    from resnet.benchmarks.gpu import GpuPlan
 
 
 @dataclass
@@ -128,18 +130,16 @@ OURS_OVERRIDES = {
 }
 
 
-def ours_config(
-    data_root: Path, device: str, *, model: str, epochs: int, batch: int, compile_model: bool, run_dir: Path
-) -> Any:
+def ours_config(plan: GpuPlan, data_root: Path, compile_model: bool, run_dir: Path) -> Any:
     from resnet.train import load_config
 
     overrides = {
         **OURS_OVERRIDES,
-        "model.name": model,
+        "model.name": plan.cifar_model,
         "data.data_dir": str(data_root),
-        "data.batch_size": batch,
-        "train.epochs": epochs,
-        "system.device": device,
+        "data.batch_size": plan.ours_batch,
+        "train.epochs": plan.epochs,
+        "system.device": plan.device,
         "system.compile": "on" if compile_model else "off",
         "run_dir": str(run_dir),
     }
@@ -177,55 +177,36 @@ def _accuracy(model: nn.Module, loader: Any, device: torch.device) -> float:
     return 100.0 * correct / max(total, 1)
 
 
-def run_common(
-    train_dir: Path,
-    test_dir: Path,
-    device: str,
-    *,
-    model: str,
-    epochs: int,
-    target: float,
-    cap_s: float,
-    batch: int = 128,
-    workers: int | None = None,
-    seed: int = 0,
-) -> Attempt:
-    """The tutorial loop (see the module docstring), stopped at ``target`` % test accuracy, the cap or the end."""
-    from resnet.models import create_model
-
+def run_common(plan: GpuPlan, train_dir: Path, test_dir: Path, cap_s: float, seed: int = 0) -> Attempt:
+    """The tutorial loop (see the module docstring), stopped at ``plan.target`` % test accuracy, the cap or the
+    last of ``plan.epochs``."""
     start = time.perf_counter()
     torch.manual_seed(seed)
-    target_device = torch.device(device)
-    if workers is None:
-        workers = os.cpu_count() or 1
-    train_loader = common_loader(train_dir, batch, workers)
-    test_loader = common_loader(test_dir, 1000, workers, train=False)
-    net = create_model(model, num_classes=len(train_loader.dataset.classes)).to(target_device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    criterion = nn.CrossEntropyLoss()
-    attempt = Attempt(f"common recipe (batch {batch}, {workers} workers)", target, stopped="epochs")
-    for epoch in range(1, epochs + 1):
-        net.train()
-        for images, labels in train_loader:
-            images, labels = images.to(target_device), labels.to(target_device)
-            loss = criterion(net(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    device = torch.device(plan.device)
+    common = CommonRecipe(
+        train_dir, plan.common_batch, plan.workers, model=plan.cifar_model, weight_decay=5e-4, device=device
+    )
+    test_loader = common_loader(test_dir, 1000, common.workers, train=False)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(common.optimizer, T_max=plan.epochs)
+    label = f"common recipe (batch {plan.common_batch}, {common.workers} workers)"
+    attempt = Attempt(label, plan.target, stopped="epochs")
+    for epoch in range(1, plan.epochs + 1):
+        common.model.train()
+        for images, labels in common.loader:
+            common.step(images, labels)
             if time.perf_counter() - start > cap_s:
                 attempt.stopped = "cap"
                 break
         if attempt.stopped == "cap":
             break
         scheduler.step()
-        attempt.curve.append((epoch, _accuracy(net, test_loader, target_device), time.perf_counter() - start))
-        if attempt.curve[-1][1] >= target:
+        attempt.curve.append((epoch, _accuracy(common.model, test_loader, device), time.perf_counter() - start))
+        if attempt.curve[-1][1] >= plan.target:
             attempt.stopped = "target"
             break
         if time.perf_counter() - start > cap_s:
             attempt.stopped = "cap"
             break
     attempt.total_s = time.perf_counter() - start
-    del train_loader, test_loader  # persistent workers end with their loaders
+    del common, test_loader  # persistent workers end with their loaders
     return attempt
