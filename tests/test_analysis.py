@@ -128,7 +128,7 @@ def test_analyses_from_a_tiny_run(tmp_path: Path):
 def _load_trained_reads_the_meta(checkpoint: Path, tmp_path: Path) -> None:
     """The model comes from the checkpoint's meta (as resnet.load_model), also when its keys carry a torch.compile
     prefix; a checkpoint without meta (older versions) still loads from its configuration and weight shapes."""
-    from resnet.analysis.loading import load_trained
+    from resnet.analysis.reports import load_trained
     from resnet.runs.checkpoint import load_checkpoint, save_atomic
 
     reference = resnet.load_model(checkpoint).model

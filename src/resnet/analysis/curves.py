@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet.errors import ConfigError
-from resnet.files import Output, as_output, output_folder, save_figure, write_output
+from resnet.files import Output, output_folder, save_figure, write_output
 from resnet.runs import read_config_file, read_metrics
 
 DEFAULT_TARGETS = (80.0, 85.0, 90.0)  # test accuracies (%) whose time and epoch of arrival the table reports
@@ -86,7 +86,7 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurve:
     )
 
 
-def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path | Output, title: str = "") -> Path:
+def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path | Output, title: str = "") -> None:
     """Two panels: test error against epochs, and against wall-clock minutes."""
     from matplotlib.figure import Figure
 
@@ -109,7 +109,6 @@ def plot_runs_side_by_side(curves: Sequence[RunCurve], path: Path | Output, titl
     if title:
         figure.suptitle(title, fontsize=10)
     save_figure(figure, path)
-    return as_output(path).path
 
 
 def compare_runs(

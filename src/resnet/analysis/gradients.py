@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from resnet.files import Output, as_output, save_figure
+from resnet.files import Output, save_figure
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -33,9 +32,6 @@ class GradientNorms:
     layers: list[str]
     norms: list[float]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "layers": self.layers, "norms": self.norms}
-
 
 def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, label: str = "") -> GradientNorms:
     """L2 norm of d(mean cross-entropy)/d(weight) per layer on one batch, BN in training mode as in a step."""
@@ -51,7 +47,7 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return GradientNorms(label, [name for name, _ in layers], [float(g.norm()) for g in grads])
 
 
-def plot_gradients(results: Sequence[GradientNorms], path: Path | Output) -> Path:
+def plot_gradients(results: Sequence[GradientNorms], path: Path | Output) -> None:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 4.5), dpi=120)
@@ -67,4 +63,3 @@ def plot_gradients(results: Sequence[GradientNorms], path: Path | Output) -> Pat
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     save_figure(figure, path)
-    return as_output(path).path

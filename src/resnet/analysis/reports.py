@@ -1,19 +1,59 @@
-"""The analyses end to end: checkpoints or model names in, a figure and a JSON file of the numbers out."""
+"""The analyses end to end: checkpoints or model names in, a figure and a JSON file of the numbers out.
+
+The analyses only read: they never train and never change a run directory.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from resnet.analysis.gradients import GradientNorms, gradient_norms, plot_gradients
-from resnet.analysis.loading import data_for, load_trained
 from resnet.analysis.responses import Responses, measure_responses, plot_responses
-from resnet.data import DataBundle
-from resnet.errors import ConfigError
+from resnet.config import Config
+from resnet.data import DataBundle, DataConfig, build_data
+from resnet.errors import CheckpointError, ConfigError
 from resnet.files import output_folder, write_output
+from resnet.inference import load_model
+
+
+def load_trained(path: str | Path) -> tuple[nn.Module, Config]:
+    """The network a training checkpoint holds (eval mode, on the CPU) and the configuration it was trained with,
+    read as every reader does (:func:`resnet.inference.load_model`)."""
+    loaded = load_model(path)
+    if loaded.config is None:
+        raise CheckpointError(f"'{path}' is not a training checkpoint of this package (no configuration)")
+    return loaded.model, loaded.config
+
+
+def trained_with_data(
+    checkpoint: Path, dataset: str | None, data_dir: str | None, batch_size: int
+) -> tuple[nn.Module, Config, DataBundle]:
+    """A trained net, its configuration and the data bundle its run trained on (same split, subset and
+    normalisation), or another dataset named; with more classes than the model's outputs it is refused (their
+    labels would index past the outputs)."""
+    model, config = load_trained(checkpoint)
+    data = dataclasses.replace(
+        config.data,
+        dataset=dataset or config.data.dataset,
+        data_dir=data_dir or config.data.data_dir,
+        eval_batch_size=batch_size,
+        augment="none",
+        download=False,
+    )
+    bundle = build_data(data, seed=config.seed, in_chans=config.model.options.get("in_chans"))
+    outputs = getattr(model, "num_classes", None)
+    if outputs is not None and bundle.num_classes > outputs:
+        raise ConfigError(
+            f"{data.dataset} has {bundle.num_classes} classes, the checkpoint's model has {outputs} outputs; leave "
+            "out --dataset to use the run's own data, or give data with the classes the model was trained on"
+        )
+    return model, config, bundle
 
 
 def _label(path: Path) -> str:
@@ -39,14 +79,12 @@ def analyze_responses(
     numbers, figure = output_folder(out, ["responses.json", "responses.png"], inputs=checkpoints, force=force)
     results = []
     for checkpoint in map(Path, checkpoints):
-        model, config = load_trained(checkpoint)
-        outputs = getattr(model, "num_classes", None)
-        data = data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size, outputs=outputs)
+        model, _, data = trained_with_data(checkpoint, dataset, data_dir, batch_size)
         stream = data.test if split == "test" else data.val
         if stream is None:
             raise ConfigError(f"the run of '{checkpoint}' has no validation split; use --split test")
         results.append(measure_responses(model, stream, label=_label(checkpoint), max_images=max_images))
-    write_output(numbers, json.dumps([r.to_dict() for r in results], indent=1) + "\n")  # the numbers first
+    write_output(numbers, json.dumps([dataclasses.asdict(r) for r in results], indent=1) + "\n")  # the numbers first
     plot_responses(results, figure)
     return results
 
@@ -66,7 +104,6 @@ def analyze_gradients(
     (``checkpoints``): ``gradients.png`` (log scale) and ``gradients.json`` in ``out``. The batch comes from
     ``dataset``, by default each trained net's own data (as ``resnet eval``), and for new nets the first trained
     net's data, else CIFAR-10."""
-    from resnet.data import DataConfig, build_data
     from resnet.models import create_model
 
     if not models and not checkpoints:
@@ -75,9 +112,7 @@ def analyze_gradients(
     results = []
     own = None  # the first trained net's dataset: new nets beside it are compared on the same images
     for checkpoint in map(Path, checkpoints):
-        model, config = load_trained(checkpoint)
-        outputs = getattr(model, "num_classes", None)
-        bundle = data_for(config, dataset=dataset, data_dir=data_dir, batch_size=batch_size, outputs=outputs)
+        model, config, bundle = trained_with_data(checkpoint, dataset, data_dir, batch_size)
         own = own or config.data.dataset
         images, labels = _first_batch(bundle)
         results.append(gradient_norms(model, images, labels, label=f"{_label(checkpoint)} (trained)"))
@@ -91,7 +126,7 @@ def analyze_gradients(
             torch.manual_seed(seed)
             model = create_model(name, num_classes=data.num_classes, in_chans=data.in_chans)
             results.append(gradient_norms(model, images, labels, label=f"{name} (initialisation)"))
-    write_output(numbers, json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    write_output(numbers, json.dumps([dataclasses.asdict(r) for r in results], indent=1) + "\n")
     plot_gradients(results, figure)
     return results
 

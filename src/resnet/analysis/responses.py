@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.files import Output, as_output, save_figure
+from resnet.files import Output, save_figure
 from resnet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 
 
@@ -69,9 +69,6 @@ class Responses:
     std: list[float]
     images: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "layers": self.layers, "std": self.std, "images": self.images}
-
 
 def measure_responses(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]], label: str = "", max_images: int | None = None
@@ -98,7 +95,7 @@ def measure_responses(
     return Responses(label, [name for name, _ in layers], [m.std() for m in moments], seen)
 
 
-def plot_responses(results: Sequence[Responses], path: Path | Output) -> Path:
+def plot_responses(results: Sequence[Responses], path: Path | Output) -> None:
     """Fig. 7's layout: std in layer order (top) and sorted in descending order (bottom), one line per net."""
     from matplotlib.figure import Figure
 
@@ -119,4 +116,3 @@ def plot_responses(results: Sequence[Responses], path: Path | Output) -> Path:
         axes.legend(fontsize=8)
     figure.suptitle("Std of the layer responses (after BN, before the nonlinearity or addition), as the paper's Fig. 7")
     save_figure(figure, path)
-    return as_output(path).path
