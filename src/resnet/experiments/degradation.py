@@ -20,11 +20,12 @@ from resnet.config.recipes import load_config
 from resnet.data import canonical_dataset
 from resnet.errors import ConfigError
 from resnet.experiments.budgets import Budget, budget_named
-from resnet.experiments.figures import depth_of, plot_fig1, plot_fig6
+from resnet.experiments.figures import plot_fig1, plot_fig6
 from resnet.experiments.paper import DEGRADATION_CLAIM, paper_test_error
 from resnet.experiments.report import Claim, NetResult, chance_error, compare, gather, results_table
 from resnet.experiments.runs import DONE, ExperimentRunner, PlannedRun, hardware, lock_experiment, plan_runs
 from resnet.files import output_folder, write_output
+from resnet.models.specs import cifar_depth_fits, model_depth
 
 RECIPE = "cifar-paper"
 DATA_DESCRIPTIONS = {
@@ -124,7 +125,7 @@ class ExperimentSettings:
         if twice:  # one run directory per net: a second would be the first, found finished or running
             raise ConfigError(f"--depths names {', '.join(map(str, twice))} more than once; give each depth once")
         for depth in self.depths:
-            if depth < 8 or (depth - 2) % 6:
+            if not cifar_depth_fits(depth, "basic"):
                 raise ConfigError(f"CIFAR depths are 6n+2 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
         models = [f"{family}{depth}" for depth in self.depths for family in families]
         return plan_runs(self.out, models, self.seeds)
@@ -233,7 +234,7 @@ def write_degradation_report(settings: ExperimentSettings, runs: Sequence[Planne
         f"![Fig. 1: plain-{min(settings.depths)} vs plain-{max(settings.depths)}](fig1.png)",
         "",
         "Each net's run directory (metrics.jsonl, train_curve.jsonl, summary.json, curves.png, checkpoints) is",
-        f"beside this report: {', '.join(r.name for r in sorted(runs, key=lambda r: (depth_of(r.model), r.name)))}.",
+        f"beside this report: {', '.join(r.name for r in sorted(runs, key=lambda r: (model_depth(r.model), r.name)))}.",
         "",
     ]
     write_output(report, "\n".join(lines))  # the report first: a figure that cannot be written is a warning

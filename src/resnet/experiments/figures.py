@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet.experiments.runs import PlannedRun, by_model
-from resnet.files import Output, as_output, save_figure
-from resnet.models.specs import model_depth as depth_of
+from resnet.files import Output, save_figure
+from resnet.models.specs import model_depth
 from resnet.runs.run_dir import METRICS_FILE, TRAIN_CURVE_FILE, read_metrics
 
 DEPTH_COLOURS = ("tab:orange", "tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "black")
@@ -32,9 +32,9 @@ def mean_curve(runs: Sequence[PlannedRun], key: str, file: str) -> tuple[list[in
 
 
 def _panel(axes: Any, groups: dict[str, list[PlannedRun]], title: str, which: Sequence[str]) -> None:
-    for index, (model, runs) in enumerate(sorted(groups.items(), key=lambda item: depth_of(item[0]))):
+    for index, (model, runs) in enumerate(sorted(groups.items(), key=lambda item: model_depth(item[0]))):
         colour = DEPTH_COLOURS[index % len(DEPTH_COLOURS)]
-        label = f"{model[: -len(str(depth_of(model)))]}-{depth_of(model)}"
+        label = f"{model[: -len(str(model_depth(model)))]}-{model_depth(model)}"
         if "train" in which:
             xs, ys = mean_curve(runs, "train_error", TRAIN_CURVE_FILE)
             axes.plot(xs, ys, color=colour, linewidth=0.8, alpha=0.9, label=f"{label} train")
@@ -49,12 +49,7 @@ def _panel(axes: Any, groups: dict[str, list[PlannedRun]], title: str, which: Se
         axes.legend(fontsize=8)
 
 
-def _save(figure: Any, path: Path | Output) -> Path:
-    save_figure(figure, path)
-    return as_output(path).path
-
-
-def plot_fig6(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "") -> Path:
+def plot_fig6(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "") -> None:
     """Fig. 6's layout: plain nets left, residual nets right (thin: training error, bold: test error)."""
     from matplotlib.figure import Figure
 
@@ -65,16 +60,16 @@ def plot_fig6(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "
     _panel(right, {m: r for m, r in groups.items() if m.startswith("resnet")}, "ResNets", ("train", "test"))
     if subtitle:
         figure.suptitle(subtitle, fontsize=9)
-    return _save(figure, path)
+    save_figure(figure, path)
 
 
-def plot_fig1(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "") -> Path:
+def plot_fig1(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "") -> None:
     """Fig. 1: the shallowest and the deepest plain net, training error left and test error right."""
     from matplotlib.figure import Figure
 
     plain = {m: r for m, r in by_model(runs).items() if m.startswith("plain")}
     if len(plain) > 2:
-        depths = sorted(plain, key=depth_of)
+        depths = sorted(plain, key=model_depth)
         plain = {depths[0]: plain[depths[0]], depths[-1]: plain[depths[-1]]}
     figure = Figure(figsize=(11, 4.2), dpi=120)
     left, right = figure.subplots(1, 2)
@@ -82,4 +77,4 @@ def plot_fig1(runs: Sequence[PlannedRun], path: Path | Output, subtitle: str = "
     _panel(right, plain, "test error", ("test",))
     if subtitle:
         figure.suptitle(subtitle, fontsize=9)
-    return _save(figure, path)
+    save_figure(figure, path)
