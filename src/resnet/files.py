@@ -155,16 +155,12 @@ def write_text_atomic(path: str | Path, text: str, *, durable: bool = False) -> 
 
 def _fsync_directory(directory: Path) -> None:
     """Make the rename itself durable (not possible on every platform)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # --- reading: regular files only ------------------------------------------------------------------------------

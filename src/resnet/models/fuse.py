@@ -28,10 +28,8 @@ _FOLD_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
 
 
 def _torchvision_pairs() -> dict[type[nn.Module], tuple[tuple[str, str], ...]]:
-    try:
-        from torchvision.models import resnet as tv
-    except ImportError:  # pragma: no cover - torchvision is a dependency, but folding does not need it
-        return {}
+    from torchvision.models import resnet as tv  # imported when folding, not with resnet.models
+
     return {
         tv.ResNet: _FOLD_PAIRS[ResNetTrunk],
         tv.BasicBlock: _FOLD_PAIRS[BasicBlock],

@@ -40,12 +40,8 @@ class LoadReport:
 def strip_wrapper_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        changed = True
-        while changed:
-            changed = False
-            for prefix in WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix) :], True
+        while key.startswith(WRAPPER_PREFIXES):  # nested wrappers: ``module._orig_mod.conv1.weight``
+            key = key.partition(".")[2]  # each prefix is one name and its dot
         out[key] = value
     return out
 
