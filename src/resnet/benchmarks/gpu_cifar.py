@@ -92,11 +92,7 @@ def failed(label: str, target: float, error: Exception, seconds: float) -> Attem
 
 
 class _Stop(Exception):
-    """Raised by the watch callback to end a Trainer run (not an error: the benchmark catches it)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """Raised by the watch callback to end a Trainer run, with why (not an error: the benchmark catches it)."""
 
 
 class _Watch:
@@ -156,7 +152,7 @@ def run_ours(label: str, config: Any, target: float, cap_s: float) -> Attempt:
         trainer.run()
         stopped = "epochs"
     except _Stop as stop:
-        stopped = stop.reason
+        stopped = str(stop)
     described = f"{label}, {trainer.runtime.describe()}" if hasattr(trainer, "runtime") else label
     attempt = Attempt(described, target, total_s=time.perf_counter() - start, stopped=stopped)
     # wall_time: seconds since run() began (data loading, model, compilation, training and evaluations)
