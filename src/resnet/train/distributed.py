@@ -32,10 +32,11 @@ from torch import Tensor, nn
 
 from resnet.config import Config
 from resnet.errors import ConfigError, DistributedError, ResNetError
+from resnet.runs.checkpoint import first_line
 from resnet.runs.run_dir import METRICS_FILE, RunDir
 from resnet.runtime import Runtime, resolve_device
 from resnet.train.optim.schedules import LinearWarmup, Schedule, scaled_lr
-from resnet.train.peers import Peer, dead_ranks, exchange, first_line, lost_contact, restart_note
+from resnet.train.peers import Peer, dead_ranks, exchange, lost_contact, restart_note
 
 T = TypeVar("T")
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -201,7 +202,7 @@ def init_distributed(config: Config) -> DistContext:
     except (RuntimeError, ValueError) as error:
         raise DistributedError(
             f"rank {rank} of {world} could not join the process group at "
-            f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({str(error).strip().splitlines()[0]}); "
+            f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({first_line(error)}); "
             "check --rdzv-endpoint / --master-addr and that every node can reach it"
         ) from error
     return DistContext(rank, world, local_rank, backend, settings.timeout, owns_group=True, peers=processes)
@@ -342,22 +343,15 @@ def guard(ctx: DistContext, where: Callable[[], str], resumes: bool) -> Iterator
             ) from error
         raise DistributedError(
             f"rank {ctx.rank} of {ctx.world_size} lost contact with another rank {where()}: a rank died, raised or "
-            f"hung for over {ctx.timeout:g} s (see its output; {first_line(error)}); {next_step}; change the bound "
-            "with --dist-timeout"
+            f"hung for over {ctx.timeout:g} s (see its output; {first_line(error)[:160]}); {next_step}; change the "
+            "bound with --dist-timeout"
         ) from error
 
 
 class PassiveRunDir(RunDir):
-    """The run directory as seen by ranks other than 0: readable, never written."""
-
-    def acquire(self, *, resume: bool) -> None:
-        """Rank 0 holds the lock."""
-
-    def release(self) -> None:
-        """Rank 0 releases the lock."""
-
-    def create(self, config: Config, *, resume: bool) -> None:
-        """Rank 0 creates it."""
+    """The run directory as seen by ranks other than 0: readable, never written. (Its lock and its creation are
+    rank 0's: the trainer calls ``acquire`` and ``create`` through :meth:`DistContext.on_main`, so that every rank
+    raises rank 0's refusal; ``release`` has nothing to release elsewhere.)"""
 
     def append_metrics(self, record: dict[str, Any], name: str = METRICS_FILE) -> None:
         """Rank 0 logs."""
