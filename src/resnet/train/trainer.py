@@ -22,6 +22,7 @@ from resnet.eval import EvaluationStopped, Metrics, evaluate_metrics
 from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
+from resnet.runs.run_dir import read_metrics
 from resnet.runtime import Runtime, has_cpp_compiler, measured, resolve_runtime
 from resnet.train import distributed, optim, resume
 from resnet.train.checks import check_finite, check_input_size, check_run, loss_diverged, out_of_memory_hint
@@ -292,7 +293,7 @@ class Trainer:
         if self.keeper is not None:
             self.keeper.load_state_dict(checkpoint.get("kept", {}), self.iteration)
         self.run_dir.truncate_metrics(self.iteration)
-        self.records = self.dist.on_main(self.run_dir.read_metrics)
+        self.records = self.dist.on_main(read_metrics, self.run_dir.path)
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
