@@ -412,8 +412,7 @@ def test_the_dead_rank_is_named_with_what_torchrun_does_next(monkeypatch: pytest
     """torchrun's SIGTERM stops the survivor's DataLoader workers while it handles the gloo error: the chained
     error is still a lost peer, and the rank whose process ended is named, with the restart torchrun makes."""
     from resnet.errors import DistributedError
-    from resnet.train.distributed import DistContext, guard
-    from resnet.train.peers import Peer, this_process
+    from resnet.train.distributed import DistContext, Peer, guard, this_process
 
     here = this_process()
     alive, ended = Peer(here.host, os.getpid()), Peer(here.host, _ended_process())

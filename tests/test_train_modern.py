@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from resnet.config import Config, MixConfig, OptimConfig
 from resnet.errors import ConfigError, TrainingInterrupted
 from resnet.runs.checkpoint import load_checkpoint
 from resnet.runs.run_dir import read_metrics
@@ -128,10 +129,16 @@ def batch(n: int = 8, size: int = 16, classes: int = 5, seed: int = 0) -> tuple[
     return torch.randn(n, 3, size, size, generator=g), torch.randint(0, classes, (n,), generator=g)
 
 
+def make_mixer(seed: int, label_smoothing: float = 0.0, soft_targets: bool = False, **mix: float) -> BatchMixer:
+    """The batch transform of a run with these mix settings (5 classes)."""
+    config = Config(seed=seed, mix=MixConfig(**mix), optim=OptimConfig(label_smoothing=label_smoothing))
+    return BatchMixer(config, 5, soft_targets=soft_targets)
+
+
 @pytest.mark.parametrize("mode", ["mixup", "cutmix"])
 def test_mixed_targets_sum_to_one_and_match_the_mixed_area(mode: str) -> None:
     alphas = {"mixup_alpha": 0.4} if mode == "mixup" else {"cutmix_alpha": 1.0}
-    mixer = BatchMixer(5, seed=3, label_smoothing=0.1, **alphas)
+    mixer = make_mixer(3, 0.1, **alphas)
     images, labels = batch()
     for index in range(6):
         mixed, targets = mixer(images, labels, index)
@@ -155,7 +162,7 @@ def test_mixed_targets_sum_to_one_and_match_the_mixed_area(mode: str) -> None:
 
 
 def test_switch_probability_and_mix_probability() -> None:
-    mixer = BatchMixer(5, seed=0, mixup_alpha=0.2, cutmix_alpha=1.0, switch_prob=0.25, prob=0.8)
+    mixer = make_mixer(0, mixup_alpha=0.2, cutmix_alpha=1.0, switch_prob=0.25, prob=0.8)
     modes = [mixer.draw(i)[0] for i in range(2000)]
     assert modes.count("none") / 2000 == pytest.approx(0.2, abs=0.03)
     assert modes.count("cutmix") / 2000 == pytest.approx(0.8 * 0.25, abs=0.03)
@@ -192,7 +199,7 @@ def test_accumulating_k_batches_equals_one_k_times_batch() -> None:
     twin = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 5))
     twin.load_state_dict(net.state_dict())
     images, labels = batch(24, 16)
-    mixer = BatchMixer(5, seed=0, label_smoothing=0.1, soft_targets=True)  # soft targets, no randomness
+    mixer = make_mixer(0, 0.1, soft_targets=True)  # soft targets, no randomness
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     results = []
     for model, batches in (

@@ -60,7 +60,7 @@ def test_resnet110_warmup_switches_back_to_the_full_rate() -> None:
         schedule.observe_training(iteration, 90.0, 1)
     for iteration in range(300, 400):  # error 70% < 80%: switch once a full window is below
         schedule.observe_training(iteration, 70.0, 1)
-        if not schedule.warming_up:
+        if schedule.switched_at is not None:
             break
     switch = schedule.switched_at
     assert switch is not None and 300 < switch <= 351
@@ -94,7 +94,7 @@ def test_windowed_error_is_averaged_over_chunks() -> None:
     """On a GPU the errors arrive summed over sync windows; the decision uses the same average."""
     schedule = ErrorThresholdWarmup(MultiStepSchedule(0.1, [10]), 0.01, threshold=80.0, window=50)
     schedule.observe_training(49, 85.0 * 50, 50)
-    assert schedule.warming_up
+    assert schedule.switched_at is None  # still warming up
     schedule.observe_training(99, 70.0 * 50, 50)
     assert schedule.switched_at == 100
 

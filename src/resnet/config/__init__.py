@@ -10,6 +10,7 @@ from resnet.config.parse import (
     all_keys,
     apply_overrides,
     config_from_dict,
+    flatten,
     merge_dicts,
     nest,
     parse_assignment,

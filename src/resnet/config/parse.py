@@ -9,6 +9,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Union
 
 from resnet.config.schema import CHOICES, RANGES, Config
@@ -20,17 +21,21 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
-    """Every settable dotted key, for suggestions and documentation."""
-    keys: list[str] = []
-    hints = typing.get_type_hints(cls)
-    for item in dataclasses.fields(cls):
-        hint = hints[item.name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            keys.extend(all_keys(hint, f"{prefix}{item.name}."))
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (the inverse of :func:`nest`); ``model.options`` stays one value."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "model.options":
+            flat.update(flatten(value, f"{name}."))
         else:
-            keys.append(f"{prefix}{item.name}")
-    return keys
+            flat[name] = value
+    return flat
+
+
+def all_keys() -> list[str]:
+    """Every settable dotted key, for suggestions and documentation."""
+    return list(flatten(Config().to_dict()))
 
 
 def _unknown_key(key: str, where: str) -> ConfigError:
@@ -182,34 +187,27 @@ def _check_key(key: str, where: str) -> None:
         raise _unknown_key(key, where)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (a run of 0 or -3 iterations is a typo, not a request)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _argparse_type(
+    convert: Callable[[str], Any], admits: Callable[[Any], bool], expected: str, must_be: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text, then refuse what ``admits`` does not (one line naming both)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not admits(value):
+            raise argparse.ArgumentTypeError(f"must be {must_be}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (rejects 0, negatives, nan and inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
-    return value
-
-
-def workers(text: str) -> int:
-    """argparse type: a number of DataLoader workers, in the range ``data.num_workers`` allows."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of workers, got {text!r}") from None
-    if not RANGES["data.num_workers"].admits(value):
-        raise argparse.ArgumentTypeError(f"must be {RANGES['data.num_workers'].what}, got {text}")
-    return value
+# A run of 0 or -3 iterations is a typo, not a request; nan and inf are no lengths or rates either.
+positive_int = _argparse_type(int, lambda v: v > 0, "a positive integer", "a positive integer")
+positive_float = _argparse_type(
+    float, lambda v: math.isfinite(v) and v > 0, "a positive number", "a finite positive number"
+)
+# A number of DataLoader workers, in the range data.num_workers allows.
+workers = _argparse_type(int, RANGES["data.num_workers"].admits, "a number of workers", RANGES["data.num_workers"].what)

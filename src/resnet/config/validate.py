@@ -4,24 +4,18 @@ numeric key against its range (``resnet.config.schema.RANGES``), then the checks
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
+from resnet.config.parse import flatten
 from resnet.config.schema import RANGES, Config
 from resnet.data.paths import name_problem
 from resnet.errors import ConfigError
 
 
-def _value(config: Config, key: str) -> Any:
-    value: Any = config
-    for part in key.split("."):
-        value = getattr(value, part)
-    return value
-
-
 def check_ranges(config: Config) -> None:
     """Every numeric key within its range: one line naming the key, its range and the value given."""
+    values = flatten(config.to_dict())
     for key, allowed in RANGES.items():
-        value = _value(config, key)
+        value = values[key]
         if value is None or isinstance(value, bool):
             continue
         if not isinstance(value, (int, float)) or not allowed.admits(value):

@@ -183,7 +183,8 @@ def load_checkpoint(
 
 def first_line(error: BaseException) -> str:
     """An error's message in one line (its type when it has none)."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def identify_other_file(path: Path) -> str | None:
@@ -209,16 +210,13 @@ def identify_other_file(path: Path) -> str | None:
 
 def _refuse_torchscript(path: Path) -> None:
     """Called once a load has failed (not on every load): a TorchScript archive is a zip like a checkpoint."""
-    if _is_torchscript(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            scripted = any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return
+    if scripted:
         raise CheckpointError(
             f"'{path}' is a TorchScript module (load it with torch.jit.load; `resnet export --format torchscript` "
             "writes it), not a training checkpoint"
         )
-
-
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False

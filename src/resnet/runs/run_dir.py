@@ -152,9 +152,6 @@ class RunDir:
         except OSError as error:  # a full disk: the checkpoints are intact, a torn line is dropped on resume
             raise _unwritable(self.path, error) from error
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        return read_metrics(self.path)
-
     def truncate_metrics(self, iteration: int) -> None:
         """On resume, drop evaluations logged after the checkpoint (they will be repeated)."""
         for name in (METRICS_FILE, TRAIN_CURVE_FILE):

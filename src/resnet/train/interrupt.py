@@ -7,7 +7,7 @@ Handlers can be installed from the main thread only; elsewhere the guard is iner
 
 Under torchrun the signal is announced when the ranks have agreed to stop, not when it arrives: torchrun also sends
 SIGTERM to the survivors when a rank dies, and then no checkpoint can be agreed on; the lost peer's one line
-(:mod:`resnet.train.peers`) is what such a rank prints.
+(:func:`resnet.train.distributed.guard`) is what such a rank prints.
 """
 
 from __future__ import annotations

@@ -83,24 +83,12 @@ class BatchMixer:
     own label smoothing), else ``(B, num_classes)`` probabilities with label smoothing folded in.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        seed: int,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        prob: float = 1.0,
-        switch_prob: float = 0.5,
-        label_smoothing: float = 0.0,
-        erasing: float = 0.0,
-        soft_targets: bool = False,
-        rank: int = 0,
-    ) -> None:
-        self.num_classes, self.seed, self.rank = num_classes, seed, rank
-        self.mixup_alpha, self.cutmix_alpha, self.prob, self.switch_prob = mixup_alpha, cutmix_alpha, prob, switch_prob
-        self.label_smoothing, self.erasing = label_smoothing, erasing
-        self.mixes = mixup_alpha > 0 or cutmix_alpha > 0
+    def __init__(self, config: Config, num_classes: int, rank: int = 0, *, soft_targets: bool = False) -> None:
+        """``config.mix``, with the run's seed, ``optim.label_smoothing`` and ``data.random_erasing``; each rank
+        draws its own stream. ``soft_targets`` hands out probabilities even when nothing is mixed."""
+        self.num_classes, self.seed, self.rank, self.mix = num_classes, config.seed, rank, config.mix
+        self.label_smoothing, self.erasing = config.optim.label_smoothing, config.data.random_erasing
+        self.mixes = self.mix.mixup_alpha > 0 or self.mix.cutmix_alpha > 0
         self.soft_targets = soft_targets or self.mixes
 
     @property
@@ -110,10 +98,11 @@ class BatchMixer:
     def draw(self, index: int) -> tuple[str, float, np.random.Generator]:
         """The mode ("none", "mixup", "cutmix") and weight of batch ``index``, from its own seeded stream."""
         rng = np.random.default_rng(derive_seed(self.seed, _MIX_TAG, index, self.rank))
-        if not self.mixes or rng.random() >= self.prob:
+        mix = self.mix
+        if not self.mixes or rng.random() >= mix.prob:
             return "none", 1.0, rng
-        use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha <= 0 or rng.random() < self.switch_prob)
-        alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
+        use_cutmix = mix.cutmix_alpha > 0 and (mix.mixup_alpha <= 0 or rng.random() < mix.switch_prob)
+        alpha = mix.cutmix_alpha if use_cutmix else mix.mixup_alpha
         return ("cutmix" if use_cutmix else "mixup"), float(rng.beta(alpha, alpha)), rng
 
     def __call__(self, images: Tensor, labels: Tensor, index: int) -> tuple[Tensor, Tensor]:
@@ -175,16 +164,5 @@ def build_criterion(config: Config, num_classes: int) -> nn.Module:
 
 def build_mixer(config: Config, num_classes: int, rank: int = 0) -> BatchMixer | None:
     """The batch transform, or ``None`` when the options leave batches as they are."""
-    mix = config.mix
-    mixer = BatchMixer(
-        num_classes,
-        seed=config.seed,
-        mixup_alpha=mix.mixup_alpha,
-        cutmix_alpha=mix.cutmix_alpha,
-        prob=mix.prob,
-        switch_prob=mix.switch_prob,
-        label_smoothing=config.optim.label_smoothing,
-        erasing=config.data.random_erasing,
-        rank=rank,
-    )
+    mixer = BatchMixer(config, num_classes, rank)
     return mixer if mixer.active else None

@@ -56,12 +56,8 @@ def evaluation_record(
         "lr": lr,
         "train_loss": interval["loss"] / seen if interval["seen"] else None,
         "train_error": 100.0 * interval["wrong"] / seen if interval["seen"] else None,
-        "val_error": None,
-        "val_loss": None,
-        "test_error": None,
-        "test_loss": None,
-        "val_top5_error": None,
-        "test_top5_error": None,
+        # unset until scored (no validation set; the test set only at the end under eval.test = "end")
+        **dict.fromkeys(("val_error", "val_loss", "test_error", "test_loss", "val_top5_error", "test_top5_error")),
     }
     _score(record, "", forward, evaluate, data, test)
     return record
@@ -214,7 +210,7 @@ class RunReport:
             "dataset": data.name,
             "recipe": config.recipe,
             "test_error": last.get("test_error"),
-            "test_accuracy": _accuracy(last.get("test_error")),
+            "test_accuracy": None if last.get("test_error") is None else round(100.0 - last["test_error"], 4),
             "test_top5_error": last.get("test_top5_error"),
             "val_error": last.get("val_error"),
             "train_error": last.get("train_error"),
@@ -257,10 +253,6 @@ def _skipped_images(data: TrainingData) -> int:
     """Unreadable images skipped under ``--on-bad-image skip`` (when decoding, and by every loader stream)."""
     streams = (data.train, getattr(data, "val", None), data.test)
     return int(getattr(data, "skipped", 0)) + sum(int(getattr(s, "skipped", 0) or 0) for s in streams)
-
-
-def _accuracy(error: float | None) -> float | None:
-    return None if error is None else round(100.0 - error, 4)
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from resnet.config import Config, apply_overrides, config_from_dict
+from resnet.config import Config, apply_overrides, config_from_dict, flatten
 from resnet.errors import CheckpointError, ConfigError
 from resnet.runs import LAST_CHECKPOINT, RunDir, load_checkpoint
 from resnet.train.optim.schedules import milestone_iterations, total_iterations
@@ -45,18 +45,6 @@ RESUMABLE_KEYS: dict[str, str] = {
 IGNORED_KEYS = ("run_dir", "recipe")  # the run directory is the run; the recipe name is informational
 LENGTH_KEYS = ("train.iterations", "train.epochs")
 EXTENSIBLE_SCHEDULES = ("multistep", "constant", "plateau")
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; ``model.options`` stays one value (compared as a whole)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name != "model.options":
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def merge_resume_config(saved: Config, given: Config, explicit: list[str] | None = None) -> Config:

@@ -28,10 +28,6 @@ def update_batches(
             group = []
 
 
-def updates_per_epoch(stream: Any, accum_steps: int) -> int:
-    return len(stream) // accum_steps
-
-
 def train_step(
     forward: Callable[[Tensor], Tensor],
     criterion: Callable[[Tensor, Tensor], Tensor],

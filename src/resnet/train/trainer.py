@@ -22,6 +22,7 @@ from resnet.eval import EvaluationStopped, Metrics, evaluate_metrics
 from resnet.inference import folded_copy
 from resnet.runs import BEST_CHECKPOINT, BEST_EMA_CHECKPOINT, LAST_CHECKPOINT, RunDir, build_meta, default_run_dir
 from resnet.runs.checkpoint import capture_rng_state, restore_rng_state, save_atomic
+from resnet.runs.run_dir import read_metrics
 from resnet.runtime import Runtime, has_cpp_compiler, measured, resolve_runtime
 from resnet.train import distributed, optim, resume
 from resnet.train.checks import check_finite, check_input_size, check_run, loss_diverged, out_of_memory_hint
@@ -33,7 +34,7 @@ from resnet.train.mixing import build_criterion, build_mixer
 from resnet.train.progress import Progress
 from resnet.train.reporting import Evaluate, RunReport, ema_results, evaluate_ema, evaluation_record
 from resnet.train.state import TrainingState
-from resnet.train.step import train_step, update_batches, updates_per_epoch
+from resnet.train.step import train_step, update_batches
 
 
 class Callback(Protocol):
@@ -131,7 +132,7 @@ class Trainer:
         self.data = self.given_data
         check_input_size(config.model.name, self.data.image_size)
         network, self.notes = build_network(config, self.data, resume=bool(self.resume))
-        self.steps_per_epoch = updates_per_epoch(self.data.train, config.optim.accum_steps)
+        self.steps_per_epoch = len(self.data.train) // config.optim.accum_steps  # an epoch's whole updates
         if self.steps_per_epoch == 0:
             raise ConfigError(
                 f"the training set ({self.data.num_train} images) is smaller than one update of "
@@ -199,18 +200,13 @@ class Trainer:
             self.total - self.iteration,
             ctx.world_size,
         )
-        if checkpoint is not None:
-            saved = checkpoint.get("runtime_choice")
-            decision = (
-                measured.Decision.from_dict(saved, source="resumed")
-                if saved
-                else measured.Decision(f"{rule.precision} {measured.layout_name(rule.channels_last)}", "rule")
-            )
-            self.runtime = measured.apply_training(rule, decision)
-        else:
+        if checkpoint is None:
             decision = ctx.on_main(lambda: measured.decide_training(rule, system, network, work)[1])
-            self.runtime = measured.apply_training(rule, decision)
-        self.runtime_choice = decision
+        elif saved := checkpoint.get("runtime_choice"):
+            decision = measured.Decision.from_dict(saved, source="resumed")
+        else:  # a checkpoint from before the choice was saved: the flag rule
+            decision = measured.Decision(f"{rule.precision} {measured.layout_name(rule.channels_last)}", "rule")
+        self.runtime, self.runtime_choice = measured.apply_training(rule, decision), decision
         saved_compile = checkpoint.get("compile_choice") if checkpoint is not None else None
         compiler_here = self.runtime.device.type != "cpu" or has_cpp_compiler()
         if checkpoint is None:
@@ -297,7 +293,7 @@ class Trainer:
         if self.keeper is not None:
             self.keeper.load_state_dict(checkpoint.get("kept", {}), self.iteration)
         self.run_dir.truncate_metrics(self.iteration)
-        self.records = self.dist.on_main(self.run_dir.read_metrics)
+        self.records = self.dist.on_main(read_metrics, self.run_dir.path)
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

@@ -174,10 +174,6 @@ class ErrorThresholdWarmup(Schedule):
         self.recent: deque[tuple[float, int]] = deque()  # (error_sum, count) chunks covering ~window iterations
         self.switched_at: int | None = None  # first iteration that used the inner schedule
 
-    @property
-    def warming_up(self) -> bool:
-        return self.switched_at is None
-
     def lr_at(self, iteration: int) -> float:
         if self.switched_at is not None and iteration >= self.switched_at:
             return self.inner.lr_at(iteration)
