@@ -138,7 +138,7 @@ def pixel_mean(x: Tensor) -> Tensor:
 
 def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tuple[Tensor, Tensor, int]:
     """Per-channel mean/std ([0, 255] units) estimated from a seeded sample of readable images."""
-    from resnet.data.decode import BadImageError, decode_rgb
+    from resnet.data.decode import BadImageError, decode_image
 
     order = torch.randperm(len(split.samples), generator=generator(seed, count)).tolist()
     total, total_sq, pixels, used = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0, 0
@@ -147,7 +147,7 @@ def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tupl
             break
         key = split.samples[i][0]
         try:
-            image = decode_rgb(split.reader.read(key), split.reader.describe(key)).to(torch.float64)
+            image = decode_image(split.reader.read(key), split.reader.describe(key)).to(torch.float64)
         except BadImageError:
             continue  # statistics only; the bad-image policy applies when the image is actually used
         total += image.sum(dim=(1, 2))

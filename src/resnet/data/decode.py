@@ -151,14 +151,6 @@ def decode_image(data: bytes, name: str, mode: str = "RGB", resize_to: int | Non
         raise BadImageError(name, str(error) or type(error).__name__) from error
 
 
-def decode_rgb(data: bytes | BadImageError, name: str, resize_to: int | None = None) -> Tensor:
-    """Decode image bytes to a ``(3, H, W)`` uint8 tensor; raise :class:`BadImageError` naming the file (also
-    when a reader found the file unreadable and passed its error instead of bytes)."""
-    if isinstance(data, BadImageError):
-        raise data
-    return decode_image(data, name, "RGB", resize_to)
-
-
 def _wide_gray(image: Image.Image) -> Tensor:
     """16-bit grayscale as 8 bits by its high byte (``v >> 8``, as PIL and libpng do for 16-bit RGB, so a gray
     image decodes the same in either form), ``(H, W)``.

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from resnet.data.decode import BadImageError, decode_rgb
+from resnet.data.decode import BadImageError, decode_image
 from resnet.data.sources.folder import FolderSplit
 from resnet.data.tensor_pipeline import derive_seed, epoch_order, shard_bounds
 from resnet.errors import DataError
@@ -46,7 +46,7 @@ class FolderDataset(Dataset):
                 data = self.split.reader.read(key)
             except OSError as error:
                 raise BadImageError(name, f"cannot read the file ({error})") from error
-            image = decode_rgb(data, name, self.resize_to)
+            image = decode_image(data, name, resize_to=self.resize_to)
         except BadImageError as error:
             # Returned, not raised: a worker's exception would reach the user as ~50 lines of worker traceback.
             return None if self.on_bad_image == "skip" else BadItem(str(error))

@@ -31,7 +31,7 @@ from resnet.data.decode import (
     BadImageError,
     check_file_size,
     check_policy,
-    decode_rgb,
+    decode_image,
     max_file_bytes,
     read_image_file,
 )
@@ -388,7 +388,9 @@ def decoded_images(
     try:
         for key, data in split.reader.iter_bytes(keys):
             try:
-                image = decode_rgb(data, split.reader.describe(key))
+                if isinstance(data, BadImageError):  # a file its reader could not read (a dangling link, a FIFO)
+                    raise data
+                image = decode_image(data, split.reader.describe(key))
             except BadImageError:
                 if on_bad_image == "error":
                     raise
