@@ -169,7 +169,6 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: Dat
         name=name,
         location=data.location,
         pipeline="tensor",
-        notes=[f"skipped {data.skipped} unreadable image(s)"] if data.skipped else [],
         preprocessing=preprocessing_record(
             train_x.shape[1],
             chans,

@@ -57,7 +57,6 @@ class DataBundle:
     location: str
     pipeline: str = "tensor"
     pipeline_reason: str = ""  # for image folders: why this pipeline and input size (one line of the run's header)
-    notes: list[str] = field(default_factory=list)
     # How an image becomes a model input, saved in checkpoints (see resnet.runs.meta): colour mode, shorter
     # side and crop, mean/std in [0, 1] units, and for normalize="pixel" the mean image (C, H, W) in [0, 1].
     preprocessing: dict[str, Any] = field(default_factory=dict)
