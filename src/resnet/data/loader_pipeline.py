@@ -75,8 +75,8 @@ class BadItem:
 
 
 def collate(batch: list[tuple[Tensor, int] | BadItem | None]) -> tuple[Tensor, Tensor, int]:
-    """Stack the readable samples; report how many were skipped; raise a bad item's error (in the main process
-    when there are no workers; otherwise it travels back as a value and :func:`checked` raises it)."""
+    """Stack the readable samples and count the skipped ones; a bad item travels back instead of the count, and
+    :func:`readable_batches` raises its error in the main process."""
     for item in batch:
         if isinstance(item, BadItem):
             return torch.empty(0), torch.empty(0, dtype=torch.int64), item  # type: ignore[return-value]
@@ -85,13 +85,6 @@ def collate(batch: list[tuple[Tensor, int] | BadItem | None]) -> tuple[Tensor, T
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.int64), skipped
     return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.int64), skipped  # type: ignore[misc]
-
-
-def checked(bad: int | BadItem) -> int:
-    """The skip count of a collated batch, or the bad image's error as one line."""
-    if isinstance(bad, BadItem):
-        raise DataError(bad.message)
-    return bad
 
 
 def leave_signals_to_main(worker_id: int) -> None:
@@ -156,7 +149,9 @@ def readable_batches(
     were skipped under ``on_bad_image="skip"``: a batch may be short by them."""
     skipped = 0
     for x, y, bad in loader:
-        skipped += checked(bad)
+        if isinstance(bad, BadItem):
+            raise DataError(bad.message)
+        skipped += bad
         if len(y):
             x = x.to(device, non_blocking=True)
             if channels_last and x.dim() == 4:
