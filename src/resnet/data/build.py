@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -300,8 +299,7 @@ def build_data(
     if isinstance(target, DatasetSpec):
         data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
         return _tensor_bundle(data, target.name, target.default_val, cfg, at)
-    index = index_folder(Path(target))
-    name = dataset_name(Path(target))
+    index, name = index_folder(target), dataset_name(target)
     choice = choose_pipeline(cfg, index)
     if choice.pipeline == "tensor":
         bundle = _tensor_bundle(folder_arrays(name, index, cfg.on_bad_image), name, None, cfg, at)
@@ -329,26 +327,24 @@ def held_out_split(cfg: DataConfig, split: str, *, seed: int, decode: bool) -> H
     """The ``split`` ("val" or "test") of ``cfg``'s dataset as the run with ``seed`` held it out; a folder decoded
     into tensors when ``decode`` (registered datasets always are), else its files for DataLoader workers."""
     target = resolve(cfg.dataset)
-    if isinstance(target, DatasetSpec) or decode:
-        if isinstance(target, DatasetSpec):
-            name, spec_val = target.name, target.default_val
-            data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
-        else:
-            name, spec_val = dataset_name(Path(target)), None
-            data = folder_arrays(name, index_folder(Path(target)), cfg.on_bad_image)
-        location = data.location or str(target)
-        if split == "test":
-            return HeldOut(name, location, list(data.classes), data.test_x, data.test_y)
-        _, val_x, val_y, val_idx = _array_splits(data, spec_val, cfg, seed)
-        return HeldOut(name, location, list(data.classes), val_x, val_y, val_idx)
-    index = index_folder(Path(target))
-    name = dataset_name(Path(target))
-    if split == "test":
-        files: FolderSplit | None = index.splits[index.held_out]
+    if isinstance(target, DatasetSpec):
+        name, spec_val = target.name, target.default_val
+        data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
     else:
-        _, files, _ = _folder_splits(index, cfg, seed)
-    empty = FolderSplit(split, index.splits["train"].reader, [], index.splits["train"].source)
-    return HeldOut(name, str(index.root), list(index.classes), files=files or empty)
+        name, spec_val, index = dataset_name(target), None, index_folder(target)
+        if not decode:
+            if split == "test":
+                files: FolderSplit | None = index.splits[index.held_out]
+            else:
+                _, files, _ = _folder_splits(index, cfg, seed)
+            empty = FolderSplit(split, index.splits["train"].reader, [], index.splits["train"].source)
+            return HeldOut(name, str(index.root), list(index.classes), files=files or empty)
+        data = folder_arrays(name, index, cfg.on_bad_image)
+    location = data.location or str(target)
+    if split == "test":
+        return HeldOut(name, location, list(data.classes), data.test_x, data.test_y)
+    _, val_x, val_y, val_idx = _array_splits(data, spec_val, cfg, seed)
+    return HeldOut(name, location, list(data.classes), val_x, val_y, val_idx)
 
 
 _PLACEMENT_KEYWORDS = ("device", "seed", "channels_last", "in_chans")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,7 +62,7 @@ def dataset_info(
             "stats_from": f"all {n_train} training images",
             "skipped": data.skipped,
         }
-    index = index_folder(Path(target))
+    index = index_folder(target)
     train = index.splits["train"]
     total = sum(len(split.samples) for split in index.splits.values())
     if check == "auto":
@@ -77,7 +76,7 @@ def dataset_info(
         for name, split in index.splits.items()
     }
     return {
-        "name": dataset_name(Path(target)),
+        "name": dataset_name(target),
         "description": "image folder",
         "location": str(index.root),
         "splits": {name: len(split.samples) for name, split in index.splits.items()},
