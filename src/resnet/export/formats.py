@@ -203,29 +203,13 @@ def verify_torchscript(path: str | Path, model: nn.Module, inputs: list[Tensor])
     return max_abs_difference(loaded, model, inputs)
 
 
-def json_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """``meta`` with tensors (the mean image) as nested lists."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, Tensor):
-            return value.tolist()
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
-        return value
-
-    return convert(meta)
-
-
 SERVED_KEYS = ("model", "class_names", "input_size", "preprocessing")
 
 
 def served_metadata(meta: dict[str, Any]) -> dict[str, str]:
     """What a server needs beside the graph, as JSON strings: the ONNX ``metadata_props`` and the TorchScript
     extra files of an export, so that the file alone says its classes, input size and preprocessing."""
-    plain = json_meta(meta)
-    return {key: json.dumps(plain[key]) for key in SERVED_KEYS if key in plain}
+    return {key: json.dumps(meta[key], default=Tensor.tolist) for key in SERVED_KEYS if key in meta}
 
 
 def save_safetensors(model: nn.Module, meta: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
@@ -238,7 +222,7 @@ def save_safetensors(model: nn.Module, meta: dict[str, Any], path: str | Path) -
     # safetensors' save_file creates its file with mode 0600; bytes written here get the user's umask.
     path.write_bytes(save(state, metadata={"format": "pt", "model": meta["model"]["name"]}))
     sidecar = path.with_suffix(".json")
-    sidecar.write_text(json.dumps(json_meta(meta), indent=1) + "\n")
+    sidecar.write_text(json.dumps(meta, indent=1, default=Tensor.tolist) + "\n")  # the mean image as nested lists
     return path, sidecar
 
 
