@@ -26,7 +26,7 @@ from resnet.data.bundle import (
     tensor_fingerprint,
 )
 from resnet.data.choice import DEFAULT_CROP, choose_pipeline
-from resnet.data.config import DATA_CHOICES, DataConfig
+from resnet.data.config import DATA_CHOICES, DataConfig, check_choice
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.base import ArrayDataset
@@ -50,7 +50,6 @@ class _Placement:
     world_size: int
     channels_last: bool
     in_chans: int | None
-    eval_batch_size: int
 
 
 def _resolve_in_chans(channels: int, in_chans: int | None) -> int:
@@ -149,7 +148,7 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: Dat
     if len(train) == 0:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {train.num_samples} training images per rank")
     shard = {"rank": at.rank, "world_size": at.world_size}  # each rank evaluates its part; the trainer sums them
-    bs = at.eval_batch_size
+    bs = cfg.evaluation_batch()
     val = TensorEvalStream(val_x.to(at.device), val_y.to(at.device), norm, bs, **shard) if len(val_y) else None
     test = TensorEvalStream(data.test_x.to(at.device), data.test_y.to(at.device), norm, bs, **shard)
     return DataBundle(
@@ -213,7 +212,7 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
         train_tf = PolicyAugment(train_tf, chosen)
     # FixRes: the evaluation view may be larger than the training crop (torchvision's recipe: train 176, eval 224).
     eval_tf = EvalTransform(cfg.eval_view, cfg.eval_crop_size or crop, cfg.eval_resize)
-    eval_bs = 1 if cfg.eval_view == "full" else at.eval_batch_size
+    eval_bs = 1 if cfg.eval_view == "full" else cfg.evaluation_batch()
 
     def dataset(split: FolderSplit, transform: Any) -> FolderDataset:
         return FolderDataset(split, transform, mean, std, cfg.on_bad_image)
@@ -267,10 +266,9 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
 
 def check_data_config(cfg: DataConfig) -> None:
     """The checks that need no data: choices, batch sizes (run before anything is read or written)."""
-    for key, allowed in DATA_CHOICES.items():
-        value = getattr(cfg, key.split(".", 1)[1])
-        if value not in allowed:
-            raise ConfigError(f"{key.split('.', 1)[1]} must be one of {', '.join(allowed)}, got {value!r}")
+    for key in DATA_CHOICES:
+        option = key.split(".", 1)[1]
+        check_choice(option, getattr(cfg, option))
     if cfg.batch_size < 1 or (cfg.eval_batch_size is not None and cfg.eval_batch_size < 1):
         raise ConfigError("batch sizes must be positive")
 
@@ -294,7 +292,7 @@ def build_data(
     rank, world_size = shard
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-    at = _Placement(torch.device(device), seed, rank, world_size, channels_last, in_chans, cfg.evaluation_batch())
+    at = _Placement(torch.device(device), seed, rank, world_size, channels_last, in_chans)
     target = resolve(cfg.dataset)
     if isinstance(target, DatasetSpec):
         data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)

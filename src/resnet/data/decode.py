@@ -23,7 +23,6 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from resnet.data.config import ON_BAD_IMAGE
 from resnet.errors import ConfigError, DataError
 from resnet.files import read_regular
 
@@ -36,13 +35,6 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 FILE_LIMIT_SETTING = "RESNET_MAX_IMAGE_BYTES"
 # Part of the tensor cache's key: bump when a change here decodes any file to other pixels.
 DECODER_VERSION = "decode-v2"  # v2: transparent pixels composited on white (as predict always did)
-
-
-def check_policy(on_bad_image: str) -> str:
-    """Validate ``--on-bad-image``."""
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise ConfigError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
-    return on_bad_image
 
 
 class BadImageError(DataError):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from resnet.data.bundle import channel_mean_std, sample_mean_std
-from resnet.data.decode import check_policy
+from resnet.data.config import check_choice
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, decoded_images, index_folder
@@ -33,7 +33,7 @@ def dataset_info(
     of up to 20,000 images) or an even sample of 64 per split (``"sample"``). A bad image stops with its name, or
     with ``on_bad_image="skip"`` is counted in ``skipped``.
     """
-    check_policy(on_bad_image)
+    check_choice("on_bad_image", on_bad_image)
     if check not in ("auto", "all", "sample"):
         raise ConfigError(f"check must be auto, all or sample, got {check!r}")
     target = resolve(name_or_path)
