@@ -46,7 +46,7 @@ from bad_inputs import (
     symlink_loops,
 )
 from resnet.data import download, load_data, registry
-from resnet.data.decode import MAX_ASPECT_RATIO, BadImageError, check_size, decode_image, decode_rgb
+from resnet.data.decode import MAX_ASPECT_RATIO, BadImageError, check_size, decode_image
 from resnet.data.sources.cifar import CIFAR10
 from resnet.data.sources.safe_pickle import UnsafePickleError, safe_loads
 from resnet.inference import UnreadableImageError, read_image
@@ -56,13 +56,13 @@ from resnet.inference import UnreadableImageError, read_image
 
 def test_16_bit_grayscale_scales_like_16_bit_rgb(tmp_path: Path) -> None:
     values = np.arange(0, 65536, 1024, dtype=np.uint16).reshape(8, 8)
-    gray = decode_rgb(gray16_image_bytes(values), "gray16.png")
+    gray = decode_image(gray16_image_bytes(values), "gray16.png")
     expected = torch.from_numpy((values >> 8).astype(np.uint8))
     assert gray.dtype == torch.uint8 and gray.shape == (3, 8, 8)
     assert all(torch.equal(gray[c], expected) for c in range(3))  # not saturated at 255
-    rgb = decode_rgb(png16(tmp_path / "rgb16.png", np.stack([values] * 3, -1)).read_bytes(), "rgb16.png")
+    rgb = decode_image(png16(tmp_path / "rgb16.png", np.stack([values] * 3, -1)).read_bytes(), "rgb16.png")
     assert torch.equal(rgb, gray)  # the same picture decodes the same in either form
-    written = decode_rgb(png16(tmp_path / "gray16.png", values).read_bytes(), "gray16.png")
+    written = decode_image(png16(tmp_path / "gray16.png", values).read_bytes(), "gray16.png")
     assert torch.equal(written, gray)
 
 
@@ -77,7 +77,7 @@ def test_16_bit_grayscale_predicts_as_it_trains(tmp_path: Path, form: str) -> No
     else:
         Image.fromarray(values).save(path, "TIFF")
     expected = torch.from_numpy((values >> 8).astype(np.uint8))
-    training = decode_rgb(path.read_bytes(), str(path))
+    training = decode_image(path.read_bytes(), str(path))
     assert torch.equal(training, expected.expand(3, -1, -1))
     assert torch.equal(read_image(path, "RGB"), training)  # resnet predict's reader (before: all 254-255)
     assert torch.equal(read_image(path, "L")[0], expected)  # and in a grayscale model's mode
@@ -102,7 +102,7 @@ def test_extreme_png_sizes_are_bad_images(tmp_path: Path, width: int, height: in
     data = png8(tmp_path / "x.png", width, height, pixel_data=pixel_data).read_bytes()
     assert len(data) < 2000
     with pytest.raises(BadImageError, match=message) as caught:
-        decode_rgb(data, "x.png")
+        decode_image(data, "x.png")
     assert str(caught.value).startswith("cannot decode image x.png: ") and "--on-bad-image skip" in str(caught.value)
     with pytest.raises(UnreadableImageError, match=message):  # prediction's reader: the same decoder
         read_image(tmp_path / "x.png", "L")
@@ -110,11 +110,11 @@ def test_extreme_png_sizes_are_bad_images(tmp_path: Path, width: int, height: in
 
 def test_extreme_jpeg_is_refused_before_torchvision_decodes_it() -> None:
     with pytest.raises(BadImageError, match="aspect ratio is 2,500:1"):
-        decode_rgb(_jpeg(20000, 8), "strip.jpg")
+        decode_image(_jpeg(20000, 8), "strip.jpg")
 
 
 def test_the_limits_leave_ordinary_shapes_alone(tmp_path: Path) -> None:
-    assert decode_rgb(png8(tmp_path / "p.png", MAX_ASPECT_RATIO * 2, 2).read_bytes(), "p.png").shape == (3, 2, 100)
+    assert decode_image(png8(tmp_path / "p.png", MAX_ASPECT_RATIO * 2, 2).read_bytes(), "p.png").shape == (3, 2, 100)
     assert decode_image(_jpeg(300, 40), "pano.jpg", "L").shape == (1, 40, 300)
     check_size(4000, 3000, "photo.jpg", resize_to=480)
     with pytest.raises(BadImageError, match="resizing its shorter side to 5000 would make"):

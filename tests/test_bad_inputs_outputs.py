@@ -28,7 +28,7 @@ from torch import nn
 
 from bad_inputs import TRAIN, image_folder, one_error_line, run_cli, snapshot
 from resnet.export import export_model
-from resnet.export.pooling import MatrixAdaptiveAvgPool2d, onnx_compatible_pooling
+from resnet.export.onnx import MatrixAdaptiveAvgPool2d, onnx_compatible_pooling
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from resnet.data import dataset_info, load_data
-from resnet.data.decode import decode_rgb
+from resnet.data.decode import decode_image
 from resnet.data.sources.folder import index_folder
 from resnet.errors import ConfigError, DataError, DataNotFoundError
 from synthetic import image_bytes, tar_tree, write_image_folder
@@ -52,9 +52,9 @@ def test_archives_read_like_the_directory(folder, tmp_path, kind):
     index = index_folder(path)
     assert index.classes == ["cat", "dog", "frog"]
     assert [len(s.samples) for s in index.splits.values()] == [12, 6]
-    reference = decode_rgb((folder / "train" / "dog" / "0001.jpg").read_bytes(), "ref")
+    reference = decode_image((folder / "train" / "dog" / "0001.jpg").read_bytes(), "ref")
     key = next(k for k, _ in index.splits["train"].samples if k.endswith("dog/0001.jpg"))
-    assert torch.equal(decode_rgb(index.splits["train"].reader.read(key), key), reference)
+    assert torch.equal(decode_image(index.splits["train"].reader.read(key), key), reference)
     tensors = small(path, pipeline="tensor")
     direct = small(folder, pipeline="tensor")
     assert torch.equal(next(iter(tensors.test))[0], next(iter(direct.test))[0])
@@ -162,14 +162,14 @@ def test_bad_image_is_named_or_skipped(folder, content):
 
 @pytest.mark.parametrize("mode,fmt", [("L", "JPEG"), ("CMYK", "JPEG"), ("P", "PNG"), ("RGBA", "PNG"), ("LA", "PNG")])
 def test_modes_are_converted_to_rgb(mode, fmt):
-    image = decode_rgb(image_bytes((20, 10), mode=mode, fmt=fmt), "x")
+    image = decode_image(image_bytes((20, 10), mode=mode, fmt=fmt), "x")
     assert image.shape == (3, 10, 20) and image.dtype == torch.uint8
 
 
 def test_decompression_bomb_guard_stays_on(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(DataError, match="decompression bomb"):
-        decode_rgb(image_bytes((40, 40)), "bomb.jpg")
+        decode_image(image_bytes((40, 40)), "bomb.jpg")
 
 
 def test_folder_info(folder):

@@ -82,7 +82,7 @@ def test_multiscale_scores_average_scales_and_flips() -> None:
     torch.manual_seed(0)
     model = resnet.create_model("resnet8", num_classes=4).eval()
     x, y = torch.randn(3, 3, 16, 16), torch.tensor([0, 1, 2])
-    data = EvalData([RescaledStream([(x, y)], side) for side in (16, 24)], 3, "t", "test", "tensor", [16, 24])
+    data = EvalData([RescaledStream([(x, y)], side) for side in (16, 24)], 3, "t", [16, 24])
     probs, labels = averaged_score_maps(resnet.fully_convolutional(model).eval(), data)
     with torch.no_grad():
         expected = torch.stack(

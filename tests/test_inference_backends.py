@@ -7,10 +7,9 @@ import pytest
 import torch
 
 import resnet
-import resnet.inference.backends as backends
 import resnet.runtime as runtime
 from resnet.errors import ConfigError
-from resnet.inference.fast import PLAIN, describe, inference_options, prepare_for_inference
+from resnet.inference.fast import PLAIN, describe, inference_options, prepare_for_inference, resolve_backend
 from synthetic import trained_in_eval
 
 
@@ -81,7 +80,7 @@ def test_auto_backend_is_onnxruntime_for_fp32_on_the_cpu(monkeypatch: pytest.Mon
     assert fp32.choices["backend"] == "onnxruntime" and "fastest for fp32" in describe(fp32.choices)
     bf16 = prepare_for_inference(model, "cpu", backend="auto", precision="bf16")
     assert bf16.choices["backend"] == "eager" and bf16.choices["channels_last"]
-    assert backends.resolve_backend("auto", torch.device("cuda"), torch.bfloat16)[0] == "eager"
+    assert resolve_backend("auto", torch.device("cuda"), torch.bfloat16)[0] == "eager"
 
     def broken_export(*args: object, **kwargs: object) -> None:
         raise RuntimeError("untraceable")
@@ -113,7 +112,7 @@ def test_backend_options_that_cannot_run_say_so(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not backends.has_cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.skipif(not runtime.has_cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
 def test_compile_backend_matches_the_model() -> None:
     """Two compilations (~20 s on one core): the first batch, then dynamic shapes for a smaller last batch."""
     model = _model()

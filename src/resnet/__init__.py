@@ -13,7 +13,7 @@ from resnet.errors import ResNetError
 from resnet.lazy import lazy_package
 
 if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use (`resnet --help` stays fast)
-    from resnet.eval.fully_conv import fully_convolutional
+    from resnet.eval.evaluate import fully_convolutional
     from resnet.inference import load_model, predict
     from resnet.inference.fast import prepare_for_inference
     from resnet.models import create_model, fuse_conv_bn, list_models, model_info

@@ -45,9 +45,9 @@ def run(quick: bool, batch: int = 32, compile: bool | None = None) -> list[Row]:
     import torchvision
 
     from resnet.errors import ResNetError
-    from resnet.inference.backends import has_cpp_compiler
     from resnet.inference.fast import describe, prepare_for_inference
     from resnet.models import create_model
+    from resnet.runtime import has_cpp_compiler
 
     calls, repeats = (1, 3) if quick else (3, 5)
     images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +26,7 @@ from resnet.data.bundle import (
     tensor_fingerprint,
 )
 from resnet.data.choice import DEFAULT_CROP, choose_pipeline
-from resnet.data.config import DATA_CHOICES, DataConfig
+from resnet.data.config import DATA_CHOICES, DataConfig, check_choice
 from resnet.data.loader_pipeline import FolderDataset, LoaderEvalStream, LoaderTrainStream
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.base import ArrayDataset
@@ -51,7 +50,6 @@ class _Placement:
     world_size: int
     channels_last: bool
     in_chans: int | None
-    eval_batch_size: int
 
 
 def _resolve_in_chans(channels: int, in_chans: int | None) -> int:
@@ -150,7 +148,7 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: Dat
     if len(train) == 0:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {train.num_samples} training images per rank")
     shard = {"rank": at.rank, "world_size": at.world_size}  # each rank evaluates its part; the trainer sums them
-    bs = at.eval_batch_size
+    bs = cfg.evaluation_batch()
     val = TensorEvalStream(val_x.to(at.device), val_y.to(at.device), norm, bs, **shard) if len(val_y) else None
     test = TensorEvalStream(data.test_x.to(at.device), data.test_y.to(at.device), norm, bs, **shard)
     return DataBundle(
@@ -169,7 +167,6 @@ def _tensor_bundle(data: ArrayDataset, name: str, spec_val: int | None, cfg: Dat
         name=name,
         location=data.location,
         pipeline="tensor",
-        notes=[f"skipped {data.skipped} unreadable image(s)"] if data.skipped else [],
         preprocessing=preprocessing_record(
             train_x.shape[1],
             chans,
@@ -215,7 +212,7 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
         train_tf = PolicyAugment(train_tf, chosen)
     # FixRes: the evaluation view may be larger than the training crop (torchvision's recipe: train 176, eval 224).
     eval_tf = EvalTransform(cfg.eval_view, cfg.eval_crop_size or crop, cfg.eval_resize)
-    eval_bs = 1 if cfg.eval_view == "full" else at.eval_batch_size
+    eval_bs = 1 if cfg.eval_view == "full" else cfg.evaluation_batch()
 
     def dataset(split: FolderSplit, transform: Any) -> FolderDataset:
         return FolderDataset(split, transform, mean, std, cfg.on_bad_image)
@@ -269,10 +266,9 @@ def _loader_bundle(index: ImageFolderIndex, name: str, cfg: DataConfig, at: _Pla
 
 def check_data_config(cfg: DataConfig) -> None:
     """The checks that need no data: choices, batch sizes (run before anything is read or written)."""
-    for key, allowed in DATA_CHOICES.items():
-        value = getattr(cfg, key.split(".", 1)[1])
-        if value not in allowed:
-            raise ConfigError(f"{key.split('.', 1)[1]} must be one of {', '.join(allowed)}, got {value!r}")
+    for key in DATA_CHOICES:
+        option = key.split(".", 1)[1]
+        check_choice(option, getattr(cfg, option))
     if cfg.batch_size < 1 or (cfg.eval_batch_size is not None and cfg.eval_batch_size < 1):
         raise ConfigError("batch sizes must be positive")
 
@@ -296,13 +292,12 @@ def build_data(
     rank, world_size = shard
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-    at = _Placement(torch.device(device), seed, rank, world_size, channels_last, in_chans, cfg.evaluation_batch())
+    at = _Placement(torch.device(device), seed, rank, world_size, channels_last, in_chans)
     target = resolve(cfg.dataset)
     if isinstance(target, DatasetSpec):
         data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
         return _tensor_bundle(data, target.name, target.default_val, cfg, at)
-    index = index_folder(Path(target))
-    name = dataset_name(Path(target))
+    index, name = index_folder(target), dataset_name(target)
     choice = choose_pipeline(cfg, index)
     if choice.pipeline == "tensor":
         bundle = _tensor_bundle(folder_arrays(name, index, cfg.on_bad_image), name, None, cfg, at)
@@ -330,26 +325,24 @@ def held_out_split(cfg: DataConfig, split: str, *, seed: int, decode: bool) -> H
     """The ``split`` ("val" or "test") of ``cfg``'s dataset as the run with ``seed`` held it out; a folder decoded
     into tensors when ``decode`` (registered datasets always are), else its files for DataLoader workers."""
     target = resolve(cfg.dataset)
-    if isinstance(target, DatasetSpec) or decode:
-        if isinstance(target, DatasetSpec):
-            name, spec_val = target.name, target.default_val
-            data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
-        else:
-            name, spec_val = dataset_name(Path(target)), None
-            data = folder_arrays(name, index_folder(Path(target)), cfg.on_bad_image)
-        location = data.location or str(target)
-        if split == "test":
-            return HeldOut(name, location, list(data.classes), data.test_x, data.test_y)
-        _, val_x, val_y, val_idx = _array_splits(data, spec_val, cfg, seed)
-        return HeldOut(name, location, list(data.classes), val_x, val_y, val_idx)
-    index = index_folder(Path(target))
-    name = dataset_name(Path(target))
-    if split == "test":
-        files: FolderSplit | None = index.splits[index.held_out]
+    if isinstance(target, DatasetSpec):
+        name, spec_val = target.name, target.default_val
+        data = target.load(cfg.data_dir, cfg.download, cfg.on_bad_image)
     else:
-        _, files, _ = _folder_splits(index, cfg, seed)
-    empty = FolderSplit(split, index.splits["train"].reader, [], index.splits["train"].source)
-    return HeldOut(name, str(index.root), list(index.classes), files=files or empty)
+        name, spec_val, index = dataset_name(target), None, index_folder(target)
+        if not decode:
+            if split == "test":
+                files: FolderSplit | None = index.splits[index.held_out]
+            else:
+                _, files, _ = _folder_splits(index, cfg, seed)
+            empty = FolderSplit(split, index.splits["train"].reader, [], index.splits["train"].source)
+            return HeldOut(name, str(index.root), list(index.classes), files=files or empty)
+        data = folder_arrays(name, index, cfg.on_bad_image)
+    location = data.location or str(target)
+    if split == "test":
+        return HeldOut(name, location, list(data.classes), data.test_x, data.test_y)
+    _, val_x, val_y, val_idx = _array_splits(data, spec_val, cfg, seed)
+    return HeldOut(name, location, list(data.classes), val_x, val_y, val_idx)
 
 
 _PLACEMENT_KEYWORDS = ("device", "seed", "channels_last", "in_chans")

@@ -57,7 +57,6 @@ class DataBundle:
     location: str
     pipeline: str = "tensor"
     pipeline_reason: str = ""  # for image folders: why this pipeline and input size (one line of the run's header)
-    notes: list[str] = field(default_factory=list)
     # How an image becomes a model input, saved in checkpoints (see resnet.runs.meta): colour mode, shorter
     # side and crop, mean/std in [0, 1] units, and for normalize="pixel" the mean image (C, H, W) in [0, 1].
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -138,7 +137,7 @@ def pixel_mean(x: Tensor) -> Tensor:
 
 def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tuple[Tensor, Tensor, int]:
     """Per-channel mean/std ([0, 255] units) estimated from a seeded sample of readable images."""
-    from resnet.data.decode import BadImageError, decode_rgb
+    from resnet.data.decode import BadImageError, decode_image
 
     order = torch.randperm(len(split.samples), generator=generator(seed, count)).tolist()
     total, total_sq, pixels, used = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0, 0
@@ -147,7 +146,7 @@ def sample_mean_std(split: FolderSplit, count: int = 256, seed: int = 0) -> tupl
             break
         key = split.samples[i][0]
         try:
-            image = decode_rgb(split.reader.read(key), split.reader.describe(key)).to(torch.float64)
+            image = decode_image(split.reader.read(key), split.reader.describe(key)).to(torch.float64)
         except BadImageError:
             continue  # statistics only; the bad-image policy applies when the image is actually used
         total += image.sum(dim=(1, 2))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from resnet.errors import ConfigError
+
 AUGMENTS = ("default", "rrc", "none")
 NORMALIZES = ("channel", "pixel")
 EVAL_VIEWS = ("center", "ten-crop", "full")
@@ -32,6 +34,14 @@ DATA_CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_bad_image": ON_BAD_IMAGE,
     "data.policy": POLICY_NAMES,
 }
+
+
+def check_choice(key: str, value: str) -> str:
+    """``value`` when the data option ``key`` (``on_bad_image``, ...) allows it, else a one-line error."""
+    allowed = DATA_CHOICES[f"data.{key}"]
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 @dataclass

@@ -23,7 +23,6 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from resnet.data.config import ON_BAD_IMAGE
 from resnet.errors import ConfigError, DataError
 from resnet.files import read_regular
 
@@ -36,13 +35,6 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 FILE_LIMIT_SETTING = "RESNET_MAX_IMAGE_BYTES"
 # Part of the tensor cache's key: bump when a change here decodes any file to other pixels.
 DECODER_VERSION = "decode-v2"  # v2: transparent pixels composited on white (as predict always did)
-
-
-def check_policy(on_bad_image: str) -> str:
-    """Validate ``--on-bad-image``."""
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise ConfigError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
-    return on_bad_image
 
 
 class BadImageError(DataError):
@@ -149,14 +141,6 @@ def decode_image(data: bytes, name: str, mode: str = "RGB", resize_to: int | Non
         raise BadImageError(name, "not a recognised image format") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise BadImageError(name, str(error) or type(error).__name__) from error
-
-
-def decode_rgb(data: bytes | BadImageError, name: str, resize_to: int | None = None) -> Tensor:
-    """Decode image bytes to a ``(3, H, W)`` uint8 tensor; raise :class:`BadImageError` naming the file (also
-    when a reader found the file unreadable and passed its error instead of bytes)."""
-    if isinstance(data, BadImageError):
-        raise data
-    return decode_image(data, name, "RGB", resize_to)
 
 
 def _wide_gray(image: Image.Image) -> Tensor:

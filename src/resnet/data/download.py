@@ -96,7 +96,7 @@ def download_file(url: str, dest: Path, md5: str | None) -> Path:
             time.sleep(delay)
             delay *= 2
     if md5 is not None:
-        actual = calculate_md5(str(part))
+        actual = calculate_md5(part)
         if actual != md5:
             part.unlink(missing_ok=True)
             raise ChecksumError(
@@ -113,11 +113,6 @@ def extract(archive: Path, into: Path) -> None:
         extract_archive(str(archive), str(into))
     except Exception as error:
         raise DataError(f"cannot extract {archive}: {error}; delete it and download again") from error
-
-
-def file_md5(path: Path) -> str:
-    """MD5 of a file's bytes."""
-    return calculate_md5(str(path))
 
 
 def content_md5(path: Path) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from resnet.data.bundle import channel_mean_std, sample_mean_std
-from resnet.data.decode import check_policy
+from resnet.data.config import check_choice
 from resnet.data.paths import PathLike
 from resnet.data.registry import DatasetSpec, dataset_name, resolve
 from resnet.data.sources.folder import FolderSplit, decoded_images, index_folder
@@ -34,7 +33,7 @@ def dataset_info(
     of up to 20,000 images) or an even sample of 64 per split (``"sample"``). A bad image stops with its name, or
     with ``on_bad_image="skip"`` is counted in ``skipped``.
     """
-    check_policy(on_bad_image)
+    check_choice("on_bad_image", on_bad_image)
     if check not in ("auto", "all", "sample"):
         raise ConfigError(f"check must be auto, all or sample, got {check!r}")
     target = resolve(name_or_path)
@@ -63,7 +62,7 @@ def dataset_info(
             "stats_from": f"all {n_train} training images",
             "skipped": data.skipped,
         }
-    index = index_folder(Path(target))
+    index = index_folder(target)
     train = index.splits["train"]
     total = sum(len(split.samples) for split in index.splits.values())
     if check == "auto":
@@ -77,7 +76,7 @@ def dataset_info(
         for name, split in index.splits.items()
     }
     return {
-        "name": dataset_name(Path(target)),
+        "name": dataset_name(target),
         "description": "image folder",
         "location": str(index.root),
         "splits": {name: len(split.samples) for name, split in index.splits.items()},

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from resnet.data.decode import BadImageError, decode_rgb
+from resnet.data.decode import BadImageError, decode_image
 from resnet.data.sources.folder import FolderSplit
 from resnet.data.tensor_pipeline import derive_seed, epoch_order, shard_bounds
 from resnet.errors import DataError
@@ -46,7 +46,7 @@ class FolderDataset(Dataset):
                 data = self.split.reader.read(key)
             except OSError as error:
                 raise BadImageError(name, f"cannot read the file ({error})") from error
-            image = decode_rgb(data, name, self.resize_to)
+            image = decode_image(data, name, resize_to=self.resize_to)
         except BadImageError as error:
             # Returned, not raised: a worker's exception would reach the user as ~50 lines of worker traceback.
             return None if self.on_bad_image == "skip" else BadItem(str(error))
@@ -75,8 +75,8 @@ class BadItem:
 
 
 def collate(batch: list[tuple[Tensor, int] | BadItem | None]) -> tuple[Tensor, Tensor, int]:
-    """Stack the readable samples; report how many were skipped; raise a bad item's error (in the main process
-    when there are no workers; otherwise it travels back as a value and :func:`checked` raises it)."""
+    """Stack the readable samples and count the skipped ones; a bad item travels back instead of the count, and
+    :func:`readable_batches` raises its error in the main process."""
     for item in batch:
         if isinstance(item, BadItem):
             return torch.empty(0), torch.empty(0, dtype=torch.int64), item  # type: ignore[return-value]
@@ -85,13 +85,6 @@ def collate(batch: list[tuple[Tensor, int] | BadItem | None]) -> tuple[Tensor, T
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.int64), skipped
     return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.int64), skipped  # type: ignore[misc]
-
-
-def checked(bad: int | BadItem) -> int:
-    """The skip count of a collated batch, or the bad image's error as one line."""
-    if isinstance(bad, BadItem):
-        raise DataError(bad.message)
-    return bad
 
 
 def leave_signals_to_main(worker_id: int) -> None:
@@ -156,7 +149,9 @@ def readable_batches(
     were skipped under ``on_bad_image="skip"``: a batch may be short by them."""
     skipped = 0
     for x, y, bad in loader:
-        skipped += checked(bad)
+        if isinstance(bad, BadItem):
+            raise DataError(bad.message)
+        skipped += bad
         if len(y):
             x = x.to(device, non_blocking=True)
             if channels_last and x.dim() == 4:

@@ -13,13 +13,14 @@ SPLITS = ("val", "test")
 if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use (run_eval pulls in data)
     from resnet.eval.evaluate import (
         EvaluationStopped,
+        FullyConvolutional,
         Metrics,
         evaluate_metrics,
         evaluation_mode,
+        fully_convolutional,
         topk_errors,
         topk_wrong,
     )
-    from resnet.eval.fully_conv import FullyConvolutional, fully_convolutional
     from resnet.eval.run import run_eval
 
 __getattr__, __all__ = lazy_package(__name__, __file__, also=("SPLITS", "VIEWS"))

@@ -41,8 +41,6 @@ class EvalData:
     passes: list[Any]
     num_images: int
     dataset: str
-    split: str
-    pipeline: str
     scales: list[int] | None = None
     indices: Tensor | None = None  # for a validation split carved from the training set: which images, sorted
     location: str = ""  # where the images were read (a registered dataset's folder or the image folder)
@@ -116,12 +114,11 @@ def build_eval_data(
         raise ConfigError(f"views must be one of {', '.join(VIEWS)}, got {view!r}")
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    cfg = replace(config or DataConfig(), dataset=dataset or (config.dataset if config else ""))
+    run = config or DataConfig()
+    num_workers = run.num_workers if num_workers is None else num_workers
+    cfg = replace(run, dataset=dataset or run.dataset, data_dir=data_dir or run.data_dir, num_workers=num_workers)
     if not cfg.dataset:
         raise ConfigError("the checkpoint names no dataset: pass --dataset NAME or PATH")
-    cfg = replace(
-        cfg, data_dir=data_dir or cfg.data_dir, num_workers=num_workers if num_workers is not None else cfg.num_workers
-    )
     pre = meta["preprocessing"]
     crop = int(min(pre["crop"]))
     scales = list(scales) if scales else (default_scales(crop) if view == "multiscale" else None)
@@ -164,7 +161,7 @@ def build_eval_data(
         passes = [stream(EvalTransform("ten-crop", crop, resize), max(1, bs // 10))]
     else:
         passes = [stream(EvalTransform("full", crop, side), 1) for side in scales or []]
-    return EvalData(passes, len(chosen.samples), held.name, split, "loader", scales, location=held.location)
+    return EvalData(passes, len(chosen.samples), held.name, scales, location=held.location)
 
 
 def _tensor_passes(
@@ -206,4 +203,4 @@ def _tensor_passes(
         passes = [TenCropStream(base)]
     else:
         passes = [RescaledStream(base, side) for side in scales or []]
-    return EvalData(passes, len(y), held.name, split, "tensor", scales, chosen_indices, held.location)
+    return EvalData(passes, len(y), held.name, scales, chosen_indices, held.location)

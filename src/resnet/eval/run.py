@@ -14,8 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet.eval.data import EvalData, build_eval_data
-from resnet.eval.evaluate import evaluate_metrics, topk_errors
-from resnet.eval.fully_conv import fully_convolutional
+from resnet.eval.evaluate import evaluate_metrics, fully_convolutional, topk_errors
 from resnet.files import check_output, write_output
 from resnet.runtime import resolve_device
 

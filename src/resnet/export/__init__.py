@@ -12,10 +12,14 @@ FORMATS = ("onnx", "torchscript", "safetensors", "torchvision")
 EXPORTERS = ("legacy", "dynamo")
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time each loads on first use
-    from resnet.export.formats import export_checkpoint, export_model
+    from resnet.export.formats import (
+        export_checkpoint,
+        export_model,
+        export_torchscript,
+        save_safetensors,
+        torchvision_state_dict,
+        verify_torchscript,
+    )
     from resnet.export.onnx import export_onnx, verify_onnx
-    from resnet.export.safetensors_io import save_safetensors
-    from resnet.export.torchscript import export_torchscript, verify_torchscript
-    from resnet.export.torchvision_layout import torchvision_state_dict
 
 __getattr__, __all__ = lazy_package(__name__, __file__, also=("EXPORTERS", "FORMATS"))

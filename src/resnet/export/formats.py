@@ -1,19 +1,25 @@
-"""``export_checkpoint``: one call from a checkpoint to a verified file in the requested format."""
+"""``export_checkpoint``: one call from a checkpoint to a verified file in the requested format.
+
+Besides ONNX (:mod:`resnet.export.onnx`), the formats are: TorchScript (scripted, so every input size works,
+verified after ``torch.jit.load``); safetensors weights (no pickle: safe to load from untrusted sources) with a JSON
+sidecar that names the model, its options, classes and preprocessing, so ``resnet.load_model`` and ``resnet
+predict`` can use them; and a plain state dict that ``torchvision.models.<name>()`` loads strictly.
+"""
 
 from __future__ import annotations
 
+import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from resnet.errors import ConfigError
 from resnet.export import FORMATS
 from resnet.export.onnx import ExportError, check_exporter, export_onnx, verify_onnx
-from resnet.export.safetensors_io import save_safetensors, served_metadata
-from resnet.export.torchscript import export_torchscript, verify_torchscript
-from resnet.export.torchvision_layout import load_into_torchvision, max_abs_difference, torchvision_state_dict
 from resnet.export.writing import check_targets, export_targets, staged
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "torchvision": ".pth"}
@@ -126,13 +132,13 @@ def _write_and_verify(
         save_safetensors(exported, meta, output)
         from resnet.inference import load_model
 
-        result["max_abs_diff"] = max_abs_difference(load_model(output).model, reference, inputs[0])
+        result["max_abs_diff"] = max_abs_difference(load_model(output).model, reference, inputs[:1])
         result["checked_with"] = "resnet.load_model"
     else:
         state = torchvision_state_dict(exported, meta)
         theirs = load_into_torchvision(state, meta["model"]["name"], meta["model"]["options"]["num_classes"])
         torch.save(state, output)
-        result["max_abs_diff"] = max_abs_difference(theirs, reference, inputs[0])
+        result["max_abs_diff"] = max_abs_difference(theirs, reference, inputs[:1])
         result["checked_with"] = "torchvision (strict load)"
 
 
@@ -166,3 +172,88 @@ def export_checkpoint(
         force=force,
         source=checkpoint,
     )
+
+
+def max_abs_difference(exported: Callable[[Tensor], Tensor], model: nn.Module, inputs: list[Tensor]) -> float:
+    """Max absolute difference between ``exported``'s and ``model``'s (eval mode) outputs over ``inputs``."""
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            worst = max(worst, float((exported(x) - model.eval()(x)).abs().max()))
+    return worst
+
+
+def export_torchscript(model: nn.Module, path: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+    """Script ``model`` (eval mode) and save it, with ``extra_files`` (name -> text, read back by ``torch.jit.load(
+    path, _extra_files={name: ""})``); loadable with ``torch.jit.load`` without this package."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
+        scripted = torch.jit.script(model.eval())
+        torch.jit.save(scripted, str(path), _extra_files=dict(extra_files or {}))
+    return path
+
+
+def verify_torchscript(path: str | Path, model: nn.Module, inputs: list[Tensor]) -> float:
+    """Max absolute difference between the reloaded TorchScript module and ``model`` over ``inputs``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    return max_abs_difference(loaded, model, inputs)
+
+
+SERVED_KEYS = ("model", "class_names", "input_size", "preprocessing")
+
+
+def served_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """What a server needs beside the graph, as JSON strings: the ONNX ``metadata_props`` and the TorchScript
+    extra files of an export, so that the file alone says its classes, input size and preprocessing."""
+    return {key: json.dumps(meta[key], default=Tensor.tolist) for key in SERVED_KEYS if key in meta}
+
+
+def save_safetensors(model: nn.Module, meta: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
+    """Write ``path`` (weights) and ``path`` with ``.json`` (metadata); returns both paths."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Tensor] = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # safetensors' save_file creates its file with mode 0600; bytes written here get the user's umask.
+    path.write_bytes(save(state, metadata={"format": "pt", "model": meta["model"]["name"]}))
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps(meta, indent=1, default=Tensor.tolist) + "\n")  # the mean image as nested lists
+    return path, sidecar
+
+
+# Our ImageNet networks use torchvision's module names, so the keys match; what must also match is the computation:
+# torchvision's ResNets are post-activation, projection shortcuts only where shapes change (option B), stride on the
+# 3x3 convolution (v1.5), RGB input.
+TORCHVISION_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg19")
+
+
+def torchvision_state_dict(model: nn.Module, meta: dict[str, Any]) -> dict[str, Tensor]:
+    """The state dict, after checking that torchvision's module of the same name computes the same function."""
+    name, options = meta["model"]["name"], meta["model"]["options"]
+    if name not in TORCHVISION_NAMES:
+        raise ConfigError(
+            f"{name} has no torchvision counterpart (torchvision has {', '.join(TORCHVISION_NAMES)}); "
+            "use --format safetensors or onnx"
+        )
+    expected = (
+        {"in_chans": 3} if name == "vgg19" else {"in_chans": 3, "shortcut": "B", "stride_on": "3x3", "preact": False}
+    )
+    different = {k: options.get(k) for k, v in expected.items() if options.get(k) != v}
+    if different:
+        shown = ", ".join(f"{k}={v!r}" for k, v in different.items())
+        raise ConfigError(f"torchvision's {name} cannot represent this model ({shown}); use --format safetensors")
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def load_into_torchvision(state: dict[str, Tensor], name: str, num_classes: int) -> nn.Module:
+    """Round trip: build torchvision's model and load ``state`` strictly (raises on any mismatch)."""
+    import torchvision
+
+    module = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    module.load_state_dict(state, strict=True)
+    return module.eval()

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets.utils import calculate_md5
 
-from resnet.data.download import download_file, extract, file_md5
+from resnet.data.download import download_file, extract
 from resnet.data.paths import PathLike, data_roots, download_root
 from resnet.data.sources.base import ArrayDataset, cached_arrays, hash_files
 from resnet.data.sources.safe_pickle import safe_loads
@@ -211,7 +212,7 @@ def load_cifar(fmt: CifarFormat, name: str, data_dir: PathLike | None, download:
         _check_complete(fmt, source, [m for m in members if not (source / m).is_file()])  # before anything is read
         key = hash_files(source / m for m in members)
     else:
-        key = file_md5(source)
+        key = calculate_md5(source)
         if key != fmt.md5:
             raise ChecksumError(
                 f"{source} has MD5 {key}, the official {fmt.archive} has {fmt.md5}; replace it with the "

@@ -26,12 +26,12 @@ from typing import BinaryIO
 import torch
 from torch import Tensor
 
+from resnet.data.config import check_choice
 from resnet.data.decode import (
     DECODER_VERSION,
     BadImageError,
     check_file_size,
-    check_policy,
-    decode_rgb,
+    decode_image,
     max_file_bytes,
     read_image_file,
 )
@@ -388,7 +388,9 @@ def decoded_images(
     try:
         for key, data in split.reader.iter_bytes(keys):
             try:
-                image = decode_rgb(data, split.reader.describe(key))
+                if isinstance(data, BadImageError):  # a file its reader could not read (a dangling link, a FIFO)
+                    raise data
+                image = decode_image(data, split.reader.describe(key))
             except BadImageError:
                 if on_bad_image == "error":
                     raise
@@ -424,7 +426,7 @@ def _decode_split(split: FolderSplit, on_bad_image: str, bad: list[str]) -> tupl
 
 def folder_arrays(name: str, index: ImageFolderIndex, on_bad_image: str = "error") -> ArrayDataset:
     """Decode all splits of a small image folder into an :class:`ArrayDataset` (through the tensor cache)."""
-    check_policy(on_bad_image)
+    check_choice("on_bad_image", on_bad_image)
 
     def build() -> ArrayDataset:
         bad: list[str] = []

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets.utils import calculate_md5
 
-from resnet.data.download import content_md5, download_file, file_md5
+from resnet.data.download import content_md5, download_file
 from resnet.data.paths import PathLike, data_roots, download_root
 from resnet.data.sources.base import ArrayDataset, cached_arrays, hash_files
 from resnet.errors import ChecksumError, DataError, DataNotFoundError
@@ -100,7 +101,7 @@ def locate(fmt: IdxFormat, name: str, data_dir: PathLike | None, download: bool)
     paths = []
     for stem in FILES:
         dest = target / f"{stem}.gz"
-        if not (dest.is_file() and file_md5(dest) == fmt.gz_md5[stem]):
+        if not (dest.is_file() and calculate_md5(dest) == fmt.gz_md5[stem]):
             errors = []
             for mirror in fmt.mirrors:
                 try:
@@ -116,7 +117,7 @@ def locate(fmt: IdxFormat, name: str, data_dir: PathLike | None, download: bool)
 
 def verify(fmt: IdxFormat, path: Path, stem: str) -> None:
     """Accept a local file by the published ``.gz`` MD5 or by the MD5 of its decompressed content."""
-    if path.suffix == ".gz" and file_md5(path) == fmt.gz_md5[stem]:
+    if path.suffix == ".gz" and calculate_md5(path) == fmt.gz_md5[stem]:
         return
     expected = fmt.content_md5.get(stem)
     if expected is None:
