@@ -38,7 +38,7 @@ RUN_MARKERS = ("run.json", "run.lock")  # a folder holding one of these is a run
 # What a run writes there (resnet.runs.run_dir's names; a test keeps them in step) besides its checkpoints.
 RUN_FILES = ("run.json", "run.lock", "config.toml", "metrics.jsonl", "train_curve.jsonl", "summary.json", "curves.png")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 STALE_SECONDS = 6 * 3600  # a temporary file untouched this long is stale whoever made it (a write keeps it fresh)
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # a shared folder sees other hosts' files
 _TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<host>[0-9a-f]{8})\.[a-z0-9_]{8}(\.[^.]*)?$")
@@ -354,6 +354,16 @@ def write_output(path: str | Path | Output, text: str) -> Path:
     return output.path
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether a failed write ran out of space (a full disk, a quota, a file-size limit). ``torch.save`` reports it
+    as a RuntimeError from its zip writer, whose OSError, if any, is the cause."""
+    code = getattr(error, "errno", None)
+    if code is None and isinstance(error.__cause__, OSError):
+        code = error.__cause__.errno
+    text = str(error) if isinstance(error, RuntimeError) else ""
+    return code in _DISK_FULL or any(sign in text for sign in ("write failed", "inline_container", "enforce fail"))
+
+
 def save_figure(figure: object, path: str | Path | Output, **savefig: object) -> bool:
     """Save a matplotlib figure atomically, laid out first (``tight_layout``); a figure that cannot be written (a
     full disk, a read-only folder) is a warning, not an error: the numbers it shows are written elsewhere first.
@@ -366,7 +376,7 @@ def save_figure(figure: object, path: str | Path | Output, **savefig: object) ->
     except OutputError:
         raise
     except (OSError, RuntimeError, ValueError) as error:
-        reason = "the disk is full" if getattr(error, "errno", None) in DISK_FULL else str(error).splitlines()[0]
+        reason = "the disk is full" if disk_full(error) else str(error).splitlines()[0]
         warnings.warn(f"cannot write the figure {output.path} ({reason}); it was not written", stacklevel=2)
         return False
     return True

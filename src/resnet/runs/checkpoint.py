@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from resnet.errors import CheckpointError
-from resnet.files import DISK_FULL, content_checksum, write_atomic
+from resnet.files import content_checksum, disk_full, write_atomic
 
 FORMAT_VERSION = 2
 CHECKSUM_KEY = "checksum"
@@ -117,11 +117,9 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
 
 
 def _write_failure(path: Path, error: BaseException) -> str:
-    code = getattr(error, "errno", None)
-    if code is None and isinstance(error.__cause__, OSError):
-        code = error.__cause__.errno
+    code = getattr(error, "errno", None) or getattr(error.__cause__, "errno", None)
     previous = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
-    if code in DISK_FULL or "write failed" in str(error) or "enforce fail" in str(error):
+    if disk_full(error):
         what = "the disk is full (or a quota or file-size limit was reached)"
         action = f"free some space, then continue with `resnet train --resume --run-dir {path.parent}`"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):

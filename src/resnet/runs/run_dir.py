@@ -17,7 +17,7 @@ from typing import Any
 from resnet.config import Config
 from resnet.config.recipes import dump_toml
 from resnet.errors import CheckpointError, ConfigError, RunDirError
-from resnet.files import DISK_FULL, write_text_atomic
+from resnet.files import disk_full, write_text_atomic
 from resnet.runs.lock import RunLock
 
 CONFIG_FILE = "config.toml"
@@ -203,7 +203,7 @@ class RunDir:
 
 
 def _unwritable(path: Path, error: OSError) -> RunDirError:
-    if error.errno in DISK_FULL:
+    if disk_full(error):
         return RunDirError(
             f"cannot write to run directory '{path}': the disk is full; its checkpoints are intact, free some space "
             f"and continue with `resnet train --resume --run-dir {path}`"

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from resnet.data.paths import tensor_cache_dir
-from resnet.files import DISK_FULL, content_checksum, write_atomic
+from resnet.files import content_checksum, disk_full, write_atomic
 
 CACHE_FORMAT = "resnet-data-v2"  # v2: with a content checksum
 CHECKSUM_KEY = "checksum"
@@ -73,11 +73,8 @@ def cached_arrays(name: str, key_parts: Iterable[str], build: Callable[[], Array
     try:
         write_atomic(path, lambda stream: torch.save({**blob, CHECKSUM_KEY: content_checksum(blob)}, stream))
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
-        text = str(error)
-        full = getattr(error, "errno", None) in DISK_FULL or (
-            isinstance(error, RuntimeError) and ("write failed" in text or "inline_container" in text)
-        )
-        reason = "the disk is full (or a quota or file-size limit was reached)" if full else text.splitlines()[0]
+        full = disk_full(error)
+        reason = "the disk is full (or a quota or file-size limit was reached)" if full else str(error).splitlines()[0]
         warnings.warn(
             f"cannot write the tensor cache {path} ({reason}); using the decoded data from memory this time "
             "(free space or set RESNET_CACHE to a writable directory to cache it)",

@@ -39,7 +39,7 @@ from resnet.data.paths import cache_dir, name_problem
 from resnet.data.sources.base import ArrayDataset, cached_arrays
 from resnet.data.sources.files import OPENERS, Walk, describe_format, sniff_format, walk_once
 from resnet.errors import DataError, DataNotFoundError
-from resnet.files import DISK_FULL, write_atomic
+from resnet.files import disk_full, write_atomic
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -136,8 +136,7 @@ class TarReader:
                 except EOFError as error:
                     raise DataError(f"cannot read archive {self.path}: {error}; it is truncated, replace it") from error
                 except OSError as error:  # a read-only or full cache: no temporary file is left (write_atomic)
-                    full = getattr(error, "errno", None) in DISK_FULL
-                    reason = "the disk is full" if full else (error.strerror or str(error))
+                    reason = "the disk is full" if disk_full(error) else (error.strerror or str(error))
                     raise DataError(
                         f"cannot unpack {self.path} into the archive cache {target.parent} ({reason}); free some "
                         "space, set RESNET_CACHE to a writable directory, or unpack the archive and pass the folder"
