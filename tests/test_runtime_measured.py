@@ -31,11 +31,15 @@ class FakeClock:
 
         return lambda: run
 
+    def cpu(self, share: float):
+        """A process clock: this process got ``share`` of its threads' CPU time since the start."""
+        return lambda: self.now * share * torch.get_num_threads()
+
 
 @pytest.mark.parametrize(("a", "b", "winner"), [(0.1, 0.2, "a"), (0.3, 0.15, "b")])
 def test_the_faster_candidate_wins_either_way(a: float, b: float, winner: str) -> None:
     clock = FakeClock()
-    rates = measure({"a": clock.step(a), "b": clock.step(b)}, images_per_call=10, timer=clock)
+    rates, _ = measure({"a": clock.step(a), "b": clock.step(b)}, images_per_call=10, timer=clock)
     assert measured.fastest(rates) == winner
     assert rates["a"] == pytest.approx(10 / a) and rates["b"] == pytest.approx(10 / b)
 
@@ -46,7 +50,7 @@ def test_a_hopeless_or_failing_candidate_is_dropped_after_its_warmup() -> None:
     def broken():
         raise RuntimeError("no bf16 kernel for this layout")
 
-    rates = measure({"fast": clock.step(0.1), "slow": clock.step(1.0), "broken": broken}, 1, timer=clock)
+    rates, _ = measure({"fast": clock.step(0.1), "slow": clock.step(1.0), "broken": broken}, 1, timer=clock)
     assert set(rates) == {"fast"}
 
 
@@ -101,7 +105,8 @@ def test_decide_uses_the_cache_measures_once_and_retunes_on_request(monkeypatch,
         return build
 
     original = measured.measure
-    monkeypatch.setattr(measured, "measure", lambda c, n, **kw: original(c, n, **{**kw, "timer": clock}))
+    timers = {"timer": clock, "cpu_clock": clock.cpu(share=1.0)}  # every thread busy with the candidates
+    monkeypatch.setattr(measured, "measure", lambda c, n, **kw: original(c, n, **{**kw, **timers}))
     cache = ChoiceCache(tmp_path / "choices.json")
     rule = Decision("a", "rule", reason="the flag rule")
     key = {"kind": "test"}
@@ -116,6 +121,32 @@ def test_decide_uses_the_cache_measures_once_and_retunes_on_request(monkeypatch,
     retuned = decide(key, rule, options, 8, work_calls=10, retune=True, cache=cache)
     assert retuned.source == "measured" and calls == ["a", "b", "a", "b"]
     assert decide(key, rule, {"a": options["a"]}, 8, work_calls=10_000, cache=cache) == rule  # one candidate
+
+
+def test_a_measurement_beside_other_work_decides_the_run_but_is_not_cached(monkeypatch, tmp_path: Path) -> None:
+    clock, warnings = FakeClock(), []
+    original = measured.measure
+    share = {"value": 0.4}  # two other processes on two cores: this one got 40% of its threads' time
+    monkeypatch.setattr(
+        measured,
+        "measure",
+        lambda c, n, **kw: original(c, n, **{**kw, "timer": clock, "cpu_clock": clock.cpu(share["value"])}),
+    )
+    cache = ChoiceCache(tmp_path / "choices.json", warn=warnings.append)
+    rule, key = Decision("a", "rule"), {"kind": "test"}
+    options = {"a": clock.step(0.2), "b": clock.step(0.1)}
+    busy = decide(key, rule, options, 8, work_calls=10_000, cache=cache, label="the test's candidates")
+    assert busy.choice == "b" and busy.source == "measured" and "not cached" in busy.describe()
+    assert len(warnings) == 1 and "competed for the CPU while measuring the test's candidates" in warnings[0]
+    assert "40%" in warnings[0] and cache.get(key) is None
+    assert decide(key, rule, options, 8, work_calls=10_000, cache=cache).source == "measured"  # measured again
+    share["value"] = 0.95  # a quiet machine: cached
+    quiet = decide(key, rule, options, 8, work_calls=10_000, cache=cache)
+    assert quiet.choice == "b" and cache.get(key) == dataclasses.replace(quiet, source="cached")
+    assert len(warnings) == 2
+    share["value"] = 0.1  # a GPU's host thread waits in its syncs: its CPU share says nothing of the load
+    assert decide({"kind": "gpu"}, rule, options, 8, work_calls=10_000, cache=cache, on_cpu=False).source == "measured"
+    assert cache.get({"kind": "gpu"}) is not None and len(warnings) == 2
 
 
 def test_explicit_flags_leave_nothing_to_measure() -> None:
@@ -161,7 +192,7 @@ def test_training_runs_the_measured_choice_and_a_resume_keeps_it(monkeypatch, tm
     preferred = {"value": "fp32 NCHW"}
 
     def fake_measure(candidates, images_per_call, **_):
-        return {name: (100.0 if name == preferred["value"] else 50.0) for name in candidates}
+        return {name: (100.0 if name == preferred["value"] else 50.0) for name in candidates}, 1.0
 
     monkeypatch.setattr(measured, "measure", fake_measure)
     monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: False)
@@ -189,7 +220,7 @@ def test_auto_compiles_a_long_cpu_run_only_when_the_compiled_step_measures_faste
 
     def fake_measure(candidates, images_per_call, **_):
         timed.append(list(candidates))
-        return {name: (300.0 if name == winner else 250.0) for name in candidates}
+        return {name: (300.0 if name == winner else 250.0) for name in candidates}, 1.0
 
     monkeypatch.setattr(measured, "measure", fake_measure)
     system = SystemConfig(device="cpu", amp="off")
@@ -226,7 +257,9 @@ def test_a_measured_compile_choice_is_saved_and_a_resume_keeps_it(monkeypatch, t
     preferred = {"value": "eager"}  # eager wins here, so that the test trains without compiling
 
     def fake_measure(candidates, images_per_call, **_):
-        return {name: (100.0 if name in (preferred["value"], "fp32 channels-last") else 50.0) for name in candidates}
+        return {
+            name: (100.0 if name in (preferred["value"], "fp32 channels-last") else 50.0) for name in candidates
+        }, 1.0
 
     monkeypatch.setattr(measured, "measure", fake_measure)
     monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: False)
@@ -253,7 +286,7 @@ def test_inference_auto_runs_the_measured_candidate(monkeypatch, winner: str) ->
         seen.extend(candidates)
         for build in candidates.values():
             build()()  # each candidate is built and runs
-        return {name: (100.0 if name == winner else 50.0) for name in candidates}
+        return {name: (100.0 if name == winner else 50.0) for name in candidates}, 1.0
 
     monkeypatch.setattr(measured, "measure", fake_measure)
     monkeypatch.setattr(measured, "cpu_bf16_kernels", lambda: False)

@@ -333,6 +333,7 @@ def _measured(
             calls,
             retune=retune,
             sync=sync,
+            on_cpu=device.type == "cpu",
         )
     if decision.source == "rule" or decision.choice not in options:
         return prepare_for_inference(model, device, precision=precision, backend=backend, example=example)

@@ -36,6 +36,10 @@ MEASURE_SHARE = 0.05
 # A candidate whose warm-up already runs this much slower than the best so far is not timed further.
 HOPELESS = 3.0
 WARMUP, CALLS, ROUNDS = 2, 3, 2  # what a measurement runs of each candidate: warm-up calls, then rounds of calls
+# A CPU measurement is cached only if, while its candidates were timed, this process got at least this share of the
+# CPU time its threads could use: beside other work the ratio is noise (beside tests and a two-process experiment, a
+# compiled ResNet-20 step once "measured" 1.9x the eager one, which is 0.98-1.16x on the same idle machine).
+QUIET_SHARE = 0.8
 
 Step = Callable[[], object]  # one call of the work being timed (a training step, a forward pass)
 
@@ -113,11 +117,13 @@ def measure(
     rounds: int = ROUNDS,
     timer: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] = lambda: None,
-) -> dict[str, float]:
+    cpu_clock: Callable[[], float] = time.process_time,
+) -> tuple[dict[str, float], float]:
     """Images/s of each candidate: ``candidates[name]()`` builds its step (set-up not timed), which is warmed up,
     then timed ``calls`` times per round; rounds alternate between candidates (:func:`interleaved`) so that a
     passing load hits all alike, and each keeps its best round. A candidate whose warm-up is hopelessly slow (or
-    that fails) is dropped early."""
+    that fails) is dropped early. Also returns the share of its threads' CPU time this process got while timing
+    (``cpu_clock`` over ``timer``): well under 1 on a CPU means other work competed for the cores."""
     steps: dict[str, Step] = {}
     best_call: float | None = None
     for name, build in candidates.items():
@@ -135,7 +141,10 @@ def measure(
         best_call = per_call if best_call is None else min(best_call, per_call)
         steps[name] = step
     blocks = {name: throughput_block(step, calls, images_per_call, sync, timer) for name, step in steps.items()}
-    return {name: max(rates) for name, rates in interleaved(blocks, rounds).items()}
+    wall, cpu = timer(), cpu_clock()
+    rates = {name: max(rates) for name, rates in interleaved(blocks, rounds).items()}
+    share = (cpu_clock() - cpu) / max(timer() - wall, 1e-9) / max(1, torch.get_num_threads())
+    return rates, share
 
 
 def fastest(rates: Mapping[str, float], handicap: Mapping[str, float] | None = None) -> str:
@@ -240,11 +249,13 @@ def decide(
     sync: Callable[[], None] = lambda: None,
     label: str = "",
     handicap: Mapping[str, float] | None = None,
+    on_cpu: bool = True,
 ) -> Decision:
     """The cached decision, else a measurement when the work repays it (``work_calls`` calls, None: unknown),
     else ``rule``. A single candidate is the rule's. ``retune`` measures again whatever the cache holds. A
     ``label`` is announced on stderr before a measurement, which may take a while (a compilation); a
-    ``handicap`` names candidates that must win by a factor (one that costs more than its steps)."""
+    ``handicap`` names candidates that must win by a factor (one that costs more than its steps). A CPU
+    measurement taken while other work competed for the cores (``QUIET_SHARE``) decides this run only."""
     if len(candidates) <= 1 or rule.choice not in candidates:
         return rule
     cache = cache or ChoiceCache()
@@ -256,12 +267,20 @@ def decide(
         return rule
     if label:
         print(f"measuring {label}: {', '.join(candidates)} (cached afterwards in {cache.path})", file=sys.stderr)
-    rates = measure(candidates, images_per_call, sync=sync)
+    rates, share = measure(candidates, images_per_call, sync=sync)
     if not rates:
         return rule
-    needs = [f"{name} must measure {factor - 1:.0%} faster" for name, factor in (handicap or {}).items()]
-    decision = Decision(fastest(rates, handicap), "measured", rates, "; ".join(needs))
-    cache.put(key, decision)
+    notes = [f"{name} must measure {factor - 1:.0%} faster" for name, factor in (handicap or {}).items()]
+    busy = on_cpu and share < QUIET_SHARE
+    if busy:
+        notes.append(f"measured on a busy CPU ({share:.0%} of its share): not cached")
+        cache.warn(
+            f"other work competed for the CPU while measuring {label or ', '.join(rates)} (this process got "
+            f"{share:.0%} of its threads' CPU time): the choice holds for this run only and is measured again next time"
+        )
+    decision = Decision(fastest(rates, handicap), "measured", rates, "; ".join(notes))
+    if not busy:
+        cache.put(key, decision)
     return decision
 
 
@@ -370,6 +389,7 @@ def decide_training(
             cache=cache,
             sync=sync,
             label="the precision and layout",
+            on_cpu=rule.device.type == "cpu",
         )
     return apply_training(rule, decision), decision
 
