@@ -28,11 +28,11 @@ def main() -> None:
     from resnet.experiments.parallel import measure_processes as measure
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    one = measure(args.model, 1, cores, args.seconds)
-    per_core = measure(args.model, cores, 1, args.seconds)
+    one, one_share = measure(args.model, 1, cores, args.seconds)
+    per_core, per_core_share = measure(args.model, cores, 1, args.seconds)
     print(f"{args.model}, batch {BATCH}, {cores} cores, {args.seconds:g} s each:")
-    print(f"  one net on {cores} threads:            {one:8.1f} images/s")
-    print(f"  {cores} nets on 1 thread each, together: {per_core:8.1f} images/s")
+    print(f"  one net on {cores} threads:            {one:8.1f} images/s (CPU share {one_share:.2f})")
+    print(f"  {cores} nets on 1 thread each, together: {per_core:8.1f} images/s (CPU share {per_core_share:.2f})")
     print(f"  ratio (per core / all cores):        {per_core / one:8.2f}x")
 
 

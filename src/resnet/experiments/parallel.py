@@ -69,13 +69,13 @@ def jobs_decision(iterations: int, seconds: float = 6.0, model: str = "resnet20"
         return cached
     if iterations < JOBS_MEASURE_ITERATIONS:
         return rule
-    rates = {
-        ONE_NET: measure_processes(model, 1, cores, seconds),
-        NET_PER_CORE: measure_processes(model, cores, 1, seconds),
-    }
+    (one_net, one_share), (per_core, per_core_share) = (
+        measure_processes(model, 1, cores, seconds),
+        measure_processes(model, cores, 1, seconds),
+    )
+    rates = {ONE_NET: one_net, NET_PER_CORE: per_core}
     decision = measured.Decision(measured.fastest(rates), "measured", rates)
-    cache.put(key, decision)
-    return decision
+    return measured.remember(cache, key, decision, min(one_share, per_core_share), "--jobs auto")
 
 
 def _rate_worker(model: str, threads: int, seconds: float, results: Any) -> None:
@@ -90,24 +90,26 @@ def _rate_worker(model: str, threads: int, seconds: float, results: Any) -> None
     step = training_step(create_model(model, num_classes=10), torch.device("cpu"), None, True, (128, 3, 32, 32), 10)
     for _ in range(2):  # warm-up: oneDNN primitives, allocator
         step()
-    done, start = 0, time.perf_counter()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         step()
         done += 1
-    results.put(done * 128 / (time.perf_counter() - start))
+    wall = time.perf_counter() - start
+    results.put((done * 128 / wall, (time.process_time() - cpu) / wall / threads))
 
 
-def measure_processes(model: str, processes: int, threads: int, seconds: float) -> float:
-    """Images/s of ``processes`` training processes side by side, ``threads`` threads each, summed."""
+def measure_processes(model: str, processes: int, threads: int, seconds: float) -> tuple[float, float]:
+    """Images/s of ``processes`` training processes side by side, ``threads`` threads each, summed; and the
+    smallest share of its threads' CPU time that one of them got (``measured.QUIET_SHARE``)."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     workers = [context.Process(target=_rate_worker, args=(model, threads, seconds, results)) for _ in range(processes)]
     for worker in workers:
         worker.start()
-    rates = [results.get() for _ in workers]
+    reports = [results.get() for _ in workers]
     for worker in workers:
         worker.join()
-    return float(sum(rates))
+    return float(sum(rate for rate, _ in reports)), min(share for _, share in reports)
 
 
 def threads_per_job(jobs: int) -> int:

@@ -12,6 +12,7 @@ measured once; a run too short to repay the measurement uses the cached decision
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -270,18 +271,23 @@ def decide(
     rates, share = measure(candidates, images_per_call, sync=sync)
     if not rates:
         return rule
-    notes = [f"{name} must measure {factor - 1:.0%} faster" for name, factor in (handicap or {}).items()]
-    busy = on_cpu and share < QUIET_SHARE
-    if busy:
-        notes.append(f"measured on a busy CPU ({share:.0%} of its share): not cached")
-        cache.warn(
-            f"other work competed for the CPU while measuring {label or ', '.join(rates)} (this process got "
-            f"{share:.0%} of its threads' CPU time): the choice holds for this run only and is measured again next time"
-        )
-    decision = Decision(fastest(rates, handicap), "measured", rates, "; ".join(notes))
-    if not busy:
+    needs = [f"{name} must measure {factor - 1:.0%} faster" for name, factor in (handicap or {}).items()]
+    decision = Decision(fastest(rates, handicap), "measured", rates, "; ".join(needs))
+    return remember(cache, key, decision, share if on_cpu else 1.0, label or ", ".join(rates))
+
+
+def remember(cache: ChoiceCache, key: Mapping[str, Any], decision: Decision, share: float, what: str) -> Decision:
+    """Cache a measured ``decision`` if its CPU ``share`` says the machine was quiet; else it decides this run only,
+    said in one warning line and in its reason."""
+    if share >= QUIET_SHARE:
         cache.put(key, decision)
-    return decision
+        return decision
+    cache.warn(
+        f"other work competed for the CPU while measuring {what} (this process got {share:.0%} of its threads' "
+        "CPU time): the choice holds for this run only and is measured again next time"
+    )
+    busy = f"measured on a busy CPU ({share:.0%} of its share): not cached"
+    return dataclasses.replace(decision, reason="; ".join(filter(None, [decision.reason, busy])))
 
 
 # ---- training: precision x memory layout ------------------------------------------------------------------------
@@ -396,8 +402,6 @@ def decide_training(
 
 def apply_training(rule: Runtime, decision: Decision) -> Runtime:
     """``rule`` running ``decision``'s candidate; the printed reason is the decision's evidence."""
-    import dataclasses
-
     if decision.source == "rule":
         return rule
     dtype, layout = parse_training_choice(decision.choice)
