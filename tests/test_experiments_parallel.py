@@ -27,6 +27,10 @@ TINY = {
     "data.val_size": 4,
     "data.pipeline": "tensor",
     "system.threads": 1,
+    # The precision and layout fixed: measured beside the other net and the test suite, the two would be noise, and
+    # a net trained alone must run the same kernels to be bit-identical (resumed runs keep their own choice anyway).
+    "system.amp": "off",
+    "system.channels_last": "on",
     "log.tensorboard": False,
     "checkpoint.every_iterations": 20,
     "checkpoint.every_minutes": 0,
