@@ -530,6 +530,19 @@ def test_a_second_ctrl_c_stops_at_once() -> None:
     assert signal.getsignal(signal.SIGINT) is previous
 
 
+def test_a_repeated_sigterm_does_not_cut_the_checkpoint_short() -> None:
+    # An experiment's net gets SIGTERM from its parent, then its parent-death SIGTERM when the parent is killed.
+    with InterruptGuard() as guard:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert guard.requested == signal.SIGTERM  # still stopping cleanly, at the next iteration's checkpoint
+        with pytest.raises(KeyboardInterrupt):  # while a person's Ctrl-C still stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_to_the_process_group_checkpoints_without_a_worker_traceback(tmp_path: Path, workers: int) -> None:

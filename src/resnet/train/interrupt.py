@@ -2,7 +2,9 @@
 
 The first SIGINT/SIGTERM only sets a flag that the training loop reads after each update (so the checkpoint holds
 a consistent state, never half an update) and an evaluation before each batch (it is abandoned, and done again on
-resume); a second one restores the default handlers and interrupts at once.
+resume); a second Ctrl-C (SIGINT) restores the default handlers and interrupts at once. A repeated SIGTERM does
+not: it comes from machines, not people (an experiment's parent-death signal after its own SIGTERM, a supervisor
+stopping everything), and cutting the checkpoint short there lost a net's progress; SIGKILL stops at once.
 Handlers can be installed from the main thread only; elsewhere the guard is inert.
 
 Under torchrun the signal is announced when the ranks have agreed to stop, not when it arrives: torchrun also sends
@@ -65,8 +67,10 @@ class InterruptGuard:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested is not None:  # the second signal: stop now, without a checkpoint
-            self.restore()
+        if self.requested is not None:
+            if signum == signal.SIGTERM:  # already stopping: the checkpoint is on its way
+                return
+            self.restore()  # a second Ctrl-C: stop now, without a checkpoint
             raise KeyboardInterrupt
         self.requested = signum
         if not _distributed():
