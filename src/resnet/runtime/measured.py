@@ -267,7 +267,11 @@ def decide(
     if not retune and (work_calls is None or not worth_measuring(len(candidates), work_calls)):
         return rule
     if label:
-        print(f"measuring {label}: {', '.join(candidates)} (cached afterwards in {cache.path})", file=sys.stderr)
+        print(
+            f"measuring {label}: {', '.join(candidates)} (cached afterwards in {cache.path} unless other work competes "
+            "for the CPU meanwhile)",
+            file=sys.stderr,
+        )
     rates, share = measure(candidates, images_per_call, sync=sync)
     if not rates:
         return rule
